@@ -148,6 +148,9 @@ var (
 	// not be learned (leadership lost, deadline passed). It may or may not
 	// have been applied; the server never retries it on its own.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
+	// ErrTooStale: a stale read refused because the leader was last heard
+	// from longer ago than the read's MaxStale.
+	ErrTooStale = errors.New("too stale")
 	// ErrTimeout: a read could not be served before its deadline.
 	ErrTimeout = errors.New("timeout")
 	// ErrClosed: the node is shutting down.
@@ -168,6 +171,7 @@ var codes = []struct {
 	{ErrNoLeader, "no_leader"},
 	{ErrNotLeader, "not_leader"},
 	{ErrOutcomeUnknown, "outcome_unknown"},
+	{ErrTooStale, "too_stale"},
 	{ErrTimeout, "timeout"},
 	{ErrClosed, "shutting_down"},
 	{ErrMethodNotAllowed, "method_not_allowed"},
@@ -216,3 +220,20 @@ func (e *WireError) Error() string {
 
 // Unwrap returns the sentinel the code stands for, if any.
 func (e *WireError) Unwrap() error { return e.sentinel }
+
+// PreconditionError is the error of a write whose Condition did not hold.
+// It wraps ErrPreconditionFailed and says what the key looks like now.
+type PreconditionError struct {
+	// CurrentModIndex is the key's ModIndex now; 0 means the key is absent.
+	CurrentModIndex uint64
+}
+
+func (e *PreconditionError) Error() string {
+	if e.CurrentModIndex == 0 {
+		return "precondition failed: key does not exist"
+	}
+	return fmt.Sprintf("precondition failed: key is at mod_index %d", e.CurrentModIndex)
+}
+
+// Unwrap returns ErrPreconditionFailed.
+func (e *PreconditionError) Unwrap() error { return ErrPreconditionFailed }

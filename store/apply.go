@@ -1,0 +1,220 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.etcd.io/bbolt"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Result is what Apply and ApplyBatch return for a LogCommand entry.
+type Result struct {
+	// Put describes a successful OpPut. Its Key shares memory with the
+	// log entry's data.
+	Put kv.PutResult
+	// Delete describes an OpDelete or OpDeletePrefix; its Index is the
+	// entry's log index.
+	Delete kv.DeleteResult
+	// Index is the raft log index of the entry.
+	Index uint64
+	// Err is nil, or wraps a *kv.PreconditionError (errors.Is
+	// kv.ErrPreconditionFailed; nothing was written), or ErrBadCommand, or
+	// the error that stopped the store (see Store.Err).
+	Err error
+	// CurrentModIndex is the key's ModIndex when a condition failed
+	// (0: the key is absent), so the caller can report the current ETag.
+	CurrentModIndex uint64
+}
+
+// Apply applies one committed raft log entry. See ApplyBatch.
+func (s *Store) Apply(l *raft.Log) interface{} {
+	return s.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed raft log entries in one bbolt transaction,
+// which also records the applied index and term. It returns a *Result for
+// each LogCommand entry and nil for any other entry (a LogConfiguration
+// only advances the applied index) and for entries at or below the applied
+// index, which raft re-delivers after a restart and which are skipped.
+func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+
+	// Fast path: every entry was applied before (replay after restart).
+	// applied cannot move backwards while we hold the read lock.
+	if len(logs) == 0 || logs[len(logs)-1].Index <= s.applied.Load() {
+		return out
+	}
+	if s.db == nil {
+		return s.failAll(logs, out, s.unavailable())
+	}
+	if err := s.Err(); err != nil {
+		return s.failAll(logs, out, err)
+	}
+
+	start := time.Now() // for ObserveBatch only; state never depends on it
+	var index, term uint64
+	n := 0
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		if index, term, err = readMeta(tx); err != nil {
+			return err
+		}
+		b := buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes)}
+		for i, l := range logs {
+			if l.Index <= index {
+				continue
+			}
+			index, term = l.Index, l.Term
+			n++
+			if l.Type == raft.LogCommand {
+				out[i] = s.applyCommand(b, l)
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyAppliedIndex, u64(index)); err != nil {
+			return err
+		}
+		return meta.Put(keyAppliedTerm, u64(term))
+	})
+	if err != nil {
+		err = fmt.Errorf("apply entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
+		s.log.Error("state machine stopped applying", "err", err)
+		s.setErr(err)
+		clear(out)
+		return s.failAll(logs, out, err)
+	}
+	if n == 0 {
+		return out
+	}
+	s.setApplied(index)
+	if s.opts.ObserveBatch != nil {
+		s.opts.ObserveBatch(n, time.Since(start))
+	}
+	return out
+}
+
+// failAll answers every new LogCommand entry with err.
+func (s *Store) failAll(logs []*raft.Log, out []interface{}, err error) []interface{} {
+	applied := s.applied.Load()
+	for i, l := range logs {
+		if l.Index > applied && l.Type == raft.LogCommand {
+			out[i] = &Result{Index: l.Index, Err: err}
+		}
+	}
+	return out
+}
+
+type buckets struct {
+	kv, nodes *bbolt.Bucket
+}
+
+// applyCommand applies one command. Its failures (bad command, failed
+// condition) are deterministic and reported in the Result; they never
+// abort the batch.
+func (s *Store) applyCommand(b buckets, l *raft.Log) *Result {
+	res := &Result{Index: l.Index}
+	cmd, err := DecodeCommand(l.Data)
+	if err != nil {
+		s.log.Warn("skipping bad command", "index", l.Index, "err", err)
+		res.Err = err
+		return res
+	}
+	switch cmd.Op {
+	case OpNoop:
+	case OpPut:
+		res.Put, res.CurrentModIndex, res.Err = put(b.kv, cmd, l.Index)
+	case OpDelete:
+		res.Delete.Index = l.Index
+		res.Delete.Deleted, res.CurrentModIndex, res.Err = del(b.kv, cmd)
+	case OpDeletePrefix:
+		res.Delete.Index = l.Index
+		res.Delete.Deleted, res.Err = deletePrefix(b.kv, cmd.Key)
+	case OpSetNode:
+		if len(cmd.Value) == 0 {
+			res.Err = b.nodes.Delete(cmd.Key)
+		} else {
+			res.Err = b.nodes.Put(cmd.Key, cmd.Value)
+		}
+	}
+	if res.Err != nil {
+		res.Err = fmt.Errorf("%v %q at index %d: %w", cmd.Op, cmd.Key, l.Index, res.Err)
+	}
+	return res
+}
+
+// current returns the stored record header of key, if it exists.
+func current(b *bbolt.Bucket, key []byte) (kv.Record, bool, error) {
+	v := b.Get(key)
+	if v == nil {
+		return kv.Record{}, false, nil
+	}
+	rec, err := decodeRecord(nil, v, false)
+	return rec, true, err
+}
+
+// checkCond reports whether cond holds for the key's current state; when
+// it does not, the error is a *kv.PreconditionError.
+func checkCond(cond kv.Condition, cur kv.Record, exists bool) error {
+	ok := !(cond.IfAbsent && exists) &&
+		(cond.IfModIndex == 0 || exists && cur.ModIndex == cond.IfModIndex)
+	if !ok {
+		return &kv.PreconditionError{CurrentModIndex: cur.ModIndex}
+	}
+	return nil
+}
+
+func put(b *bbolt.Bucket, cmd Command, index uint64) (kv.PutResult, uint64, error) {
+	cur, exists, err := current(b, cmd.Key)
+	if err != nil {
+		return kv.PutResult{}, 0, err
+	}
+	if err := checkCond(cmd.Cond, cur, exists); err != nil {
+		return kv.PutResult{}, cur.ModIndex, err
+	}
+	res := kv.PutResult{Key: cmd.Key, CreateIndex: index, ModIndex: index, Version: 1}
+	if exists {
+		res.CreateIndex, res.Version = cur.CreateIndex, cur.Version+1
+	}
+	rec := appendRecord(make([]byte, 0, 30+len(cmd.Value)), res.CreateIndex, res.ModIndex, res.Version, cmd.Value)
+	if err := b.Put(cmd.Key, rec); err != nil {
+		return kv.PutResult{}, 0, err
+	}
+	return res, 0, nil
+}
+
+func del(b *bbolt.Bucket, cmd Command) (deleted int64, curMod uint64, err error) {
+	cur, exists, err := current(b, cmd.Key)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := checkCond(cmd.Cond, cur, exists); err != nil {
+		return 0, cur.ModIndex, err
+	}
+	if !exists {
+		return 0, 0, nil
+	}
+	return 1, 0, b.Delete(cmd.Key)
+}
+
+func deletePrefix(b *bbolt.Bucket, prefix []byte) (int64, error) {
+	var n int64
+	c := b.Cursor()
+	// Seek again after each delete: a bbolt cursor may skip the key that
+	// follows a deleted one.
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,80 @@
+// Package store is the state machine of raftkv: a raft.BatchingFSM that
+// keeps the keys in a bbolt file, <data-dir>/kv.db, and serves reads
+// straight from bbolt read transactions. It knows nothing of raft's
+// wiring or of HTTP.
+//
+// # Basics
+//
+// The file has three buckets:
+//
+//   - kv: key → record, encoded as uvarint create_index, uvarint
+//     mod_index, uvarint version, then the value.
+//   - meta: format, applied_index and applied_term, each 8 bytes big-endian.
+//   - nodes: raft server id → HTTP API address (host:port).
+//
+// Writes arrive as raft log entries whose data is a Command (see
+// Command.Encode for the versioned binary encoding). ApplyBatch applies a
+// whole batch in ONE bbolt read-write transaction, which also records the
+// applied index and term: the data and the index it reflects are always
+// durable together (fsync on), and entries at or below the recorded applied
+// index are skipped, because raft re-delivers committed entries after a
+// restart. Apply is ApplyBatch of one entry.
+//
+// The semantics of a command:
+//
+//   - ModIndex and CreateIndex are the raft log index of the entry that
+//     made the change, so they are the same on every node. Version counts
+//     the writes since the key was created: 1 on create; a put after a
+//     delete starts again at 1 with a new CreateIndex.
+//   - Cond.IfModIndex != 0 requires the key to exist with that ModIndex;
+//     Cond.IfAbsent requires the key to be absent. Put and Delete honour
+//     both. A failed condition writes nothing and returns Result.Err
+//     wrapping kv.ErrPreconditionFailed, with Result.CurrentModIndex (0 when
+//     the key is absent).
+//   - Deleting an absent key without a condition succeeds with Deleted 0.
+//     OpDeletePrefix removes every key with the prefix and reports the count.
+//   - OpNoop and LogConfiguration entries only advance the applied index.
+//
+// Reads (Get, List, NodeAPIAddr, NodeAPIAddrs) may run on any goroutine,
+// concurrently with Apply, Snapshot and Restore. Every byte slice they
+// return is a copy: bbolt memory is only valid inside its transaction.
+// WaitApplied blocks until an index is applied, woken by each advance
+// (no polling).
+//
+// Snapshot only begins a read transaction; Persist streams a header
+// (magic, format, applied index, length), the consistent file copy made by
+// bbolt's Tx.WriteTo, and a CRC-32C trailer. Restore receives such a stream
+// into a temp file next to kv.db, fsyncs and verifies it, then, under the
+// write lock that readers hold, renames it over kv.db, fsyncs the directory
+// and reopens: readers see the old state or the new one, never a mix.
+//
+// # Caveats
+//
+// Only ApplyBatch (and Apply) mutate the file, plus Restore, and
+// SetAppliedFloor at start-up. Nothing else may write to kv.db.
+//
+// Apply is deterministic: it reads no clock, no randomness and never
+// iterates a map, so every node that applies the same entries holds the
+// same bytes. A command that fails (bad encoding, failed condition) fails
+// the same way everywhere and still advances the applied index.
+//
+// Apply never panics on a bad command: an entry that does not decode (an
+// unknown op from a newer version, corruption) gets a Result whose Err
+// wraps ErrBadCommand. The leader validates writes (key size, value size)
+// before raft.Apply; Apply re-checks what memory safety depends on.
+//
+// A failed bbolt commit (disk full, I/O error) is not deterministic: the
+// store then stops applying (Err reports why, every later entry gets that
+// error) rather than skip entries. Restarting the process replays them.
+//
+// The applied index counts only the entries raft hands to the FSM
+// (LogCommand and LogConfiguration), not raft's internal no-op and barrier
+// entries; a caller waiting for a commit index must make sure an FSM entry
+// is at or above it (the leader applies OpNoop after each election).
+//
+// A snapshot pins a read transaction until Release. While it is open bbolt
+// cannot grow its memory map, so writes that need a larger map would wait:
+// Options.InitialMmapSize (default 1 GiB) should exceed the file's growth.
+// A database replaced by Restore is closed in the background once its
+// snapshots are released; Close waits for that.
+package store

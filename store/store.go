@@ -1,0 +1,419 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// InitialMmapSize is the initial size of bbolt's memory map, in bytes;
+	// zero means 1 GiB. A long read transaction (a snapshot being streamed)
+	// blocks the map from growing, and with it every write, so make it
+	// larger than the database is expected to grow.
+	InitialMmapSize int
+	// Logger receives the store's logs; nil discards them.
+	Logger *slog.Logger
+	// ObserveBatch, if set, is called after each committed batch with the
+	// number of raft log entries it applied and the time the bbolt
+	// transaction took. It runs on the apply path and must be cheap.
+	ObserveBatch func(entries int, took time.Duration)
+}
+
+// Bucket and meta key names: part of the kv.db format.
+var (
+	bucketKV    = []byte("kv")
+	bucketMeta  = []byte("meta")
+	bucketNodes = []byte("nodes")
+
+	keyFormat       = []byte("format")
+	keyAppliedIndex = []byte("applied_index")
+	keyAppliedTerm  = []byte("applied_term")
+)
+
+// fileFormat is the version of the kv.db layout, stored in the meta bucket.
+const fileFormat = 1
+
+// Store is the bbolt state machine. It implements raft.BatchingFSM; its
+// read methods may be called from any goroutine. See the package
+// documentation for its invariants.
+type Store struct {
+	path string
+	opts Options
+	log  *slog.Logger
+
+	// mu guards the db pointer: reads, applies and snapshots take RLock
+	// around their bbolt transaction, Restore and Close take Lock to swap it.
+	mu     sync.RWMutex
+	db     *bbolt.DB // nil once closed, or after a failed restore
+	closed bool
+
+	applied atomic.Uint64 // mirrors meta/applied_index
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed and replaced whenever applied changes
+	done   chan struct{} // closed by Close
+
+	failMu sync.Mutex
+	failed error // sticky: a failed commit or reopen stops applying
+
+	wg sync.WaitGroup // background closes of databases replaced by Restore
+}
+
+// Open opens (creating if needed) the state machine file at path,
+// normally <data-dir>/kv.db. It fails after a second if another process
+// holds the file.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.InitialMmapSize == 0 {
+		opts.InitialMmapSize = 1 << 30
+	}
+	s := &Store{
+		path:   path,
+		opts:   opts,
+		log:    opts.Logger,
+		waitCh: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	db, err := openDB(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	// Only now that we hold the file lock is a leftover temp file ours.
+	if err := os.Remove(restorePath(path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		_ = db.Close()
+		return nil, fmt.Errorf("remove leftover restore file: %w", err)
+	}
+	var index uint64
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketKV, bucketMeta, bucketNodes} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyFormat) == nil {
+			if err := meta.Put(keyFormat, u64(fileFormat)); err != nil {
+				return err
+			}
+		}
+		var err error
+		index, _, err = readMeta(tx)
+		return err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s.db = db
+	s.applied.Store(index)
+	return s, nil
+}
+
+func openDB(path string, opts Options) (*bbolt.DB, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         time.Second,
+		NoFreelistSync:  true,
+		FreelistType:    bbolt.FreelistMapType,
+		InitialMmapSize: opts.InitialMmapSize,
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: in use by another process: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the store. It waits for snapshots still being persisted
+// to be released. Further calls return nil; reads then fail with
+// kv.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	db := s.db
+	s.db = nil
+	s.mu.Unlock()
+	close(s.done)
+
+	var err error
+	if db != nil {
+		err = db.Close()
+	}
+	s.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// view runs fn in a bbolt read transaction, holding the read lock that
+// keeps Restore from swapping the database underneath.
+func (s *Store) view(fn func(*bbolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return s.unavailable()
+	}
+	return s.db.View(fn)
+}
+
+// unavailable explains why s.db is nil; the caller holds mu.
+func (s *Store) unavailable() error {
+	if s.closed {
+		return fmt.Errorf("store: %w", kv.ErrClosed)
+	}
+	return fmt.Errorf("store unavailable: %w", s.Err())
+}
+
+// Err returns the error that stopped the store from applying entries (a
+// failed bbolt commit, or a failed reopen after Restore), or nil. Once set,
+// every later entry fails with it until a Restore succeeds or the process
+// restarts and raft replays the log; the applied index does not move past
+// the failure, so no entry is silently skipped.
+func (s *Store) Err() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failed
+}
+
+func (s *Store) setErr(err error) {
+	s.failMu.Lock()
+	s.failed = err
+	s.failMu.Unlock()
+}
+
+// Get returns the record of key. It fails with an error wrapping
+// kv.ErrNotFound when the key does not exist.
+func (s *Store) Get(key []byte) (kv.Record, error) {
+	var rec kv.Record
+	err := s.view(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketKV).Get(key)
+		if v == nil {
+			return fmt.Errorf("key %q: %w", key, kv.ErrNotFound)
+		}
+		var err error
+		rec, err = decodeRecord(key, v, true)
+		return err
+	})
+	return rec, err
+}
+
+// List returns a page of records: the keys that start with opts.Prefix,
+// strictly after opts.After, in byte order, at most opts.Limit of them
+// (zero means kv.DefaultListLimit; more than kv.MaxListLimit is capped).
+// Index is the applied index the page reflects, read in the same
+// transaction.
+func (s *Store) List(opts kv.ListOptions) (kv.ListResult, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = kv.DefaultListLimit
+	}
+	limit = min(limit, kv.MaxListLimit)
+	start := opts.Prefix
+	if bytes.Compare(opts.After, start) > 0 {
+		start = opts.After
+	}
+
+	var res kv.ListResult
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		if res.Index, _, err = readMeta(tx); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketKV).Cursor()
+		k, v := c.Seek(start)
+		if k != nil && len(opts.After) > 0 && bytes.Equal(k, opts.After) {
+			k, v = c.Next()
+		}
+		for ; k != nil && bytes.HasPrefix(k, opts.Prefix); k, v = c.Next() {
+			if len(res.Items) == limit {
+				res.More = true
+				break
+			}
+			rec, err := decodeRecord(k, v, !opts.KeysOnly)
+			if err != nil {
+				return err
+			}
+			res.Items = append(res.Items, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return kv.ListResult{}, err
+	}
+	if n := len(res.Items); n > 0 {
+		res.Next = res.Items[n-1].Key
+	}
+	return res, nil
+}
+
+// AppliedIndex returns the raft index of the last entry applied.
+func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
+
+// WaitApplied blocks until AppliedIndex() >= index. It fails with an error
+// wrapping ctx.Err() when ctx ends first, or kv.ErrClosed when the store
+// closes.
+func (s *Store) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		s.waitMu.Lock()
+		ch := s.waitCh
+		s.waitMu.Unlock()
+		if s.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for applied index %d (at %d): %w", index, s.applied.Load(), ctx.Err())
+		case <-s.done:
+			return fmt.Errorf("wait for applied index %d: %w", index, kv.ErrClosed)
+		}
+	}
+}
+
+// setApplied publishes a new applied index and wakes every waiter.
+func (s *Store) setApplied(index uint64) {
+	s.applied.Store(index)
+	s.waitMu.Lock()
+	close(s.waitCh)
+	s.waitCh = make(chan struct{})
+	s.waitMu.Unlock()
+}
+
+// SetAppliedFloor raises the applied index to index if it is lower, and
+// persists it. It is the one mutation outside Apply and Restore, meant for
+// start-up: after raft restored a snapshot whose index is above what the
+// file recorded (raft counts entries it does not hand to the FSM, such as
+// barriers).
+func (s *Store) SetAppliedFloor(index uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return s.unavailable()
+	}
+	raised := false
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		cur, _, err := readMeta(tx)
+		if err != nil || cur >= index {
+			return err
+		}
+		raised = true
+		return tx.Bucket(bucketMeta).Put(keyAppliedIndex, u64(index))
+	})
+	if err != nil {
+		return fmt.Errorf("set applied floor %d: %w", index, err)
+	}
+	if raised {
+		s.setApplied(index)
+	}
+	return nil
+}
+
+// NodeAPIAddr returns the API address (host:port) registered for the raft
+// server id.
+func (s *Store) NodeAPIAddr(id string) (string, bool) {
+	var addr string
+	_ = s.view(func(tx *bbolt.Tx) error {
+		addr = string(tx.Bucket(bucketNodes).Get([]byte(id)))
+		return nil
+	})
+	return addr, addr != ""
+}
+
+// NodeAPIAddrs returns every registered raft server id and its API address.
+func (s *Store) NodeAPIAddrs() (map[string]string, error) {
+	m := make(map[string]string)
+	err := s.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			m[string(k)] = string(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// FileSize returns the size of kv.db in bytes, or 0 if it cannot be read.
+func (s *Store) FileSize() int64 {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// readMeta returns the applied index and term recorded in tx, checking the
+// file format on the way.
+func readMeta(tx *bbolt.Tx) (index, term uint64, err error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil || tx.Bucket(bucketKV) == nil || tx.Bucket(bucketNodes) == nil {
+		return 0, 0, errors.New("not a raftkv state file: buckets missing")
+	}
+	if f, ok := getU64(meta, keyFormat); !ok || f != fileFormat {
+		return 0, 0, fmt.Errorf("unsupported state file format %d", f)
+	}
+	index, _ = getU64(meta, keyAppliedIndex)
+	term, _ = getU64(meta, keyAppliedTerm)
+	return index, term, nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func getU64(b *bbolt.Bucket, key []byte) (uint64, bool) {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v), true
+}
+
+// A record in the kv bucket is uvarint create_index, uvarint mod_index,
+// uvarint version, then the value.
+
+func appendRecord(dst []byte, create, mod, version uint64, value []byte) []byte {
+	dst = binary.AppendUvarint(dst, create)
+	dst = binary.AppendUvarint(dst, mod)
+	dst = binary.AppendUvarint(dst, version)
+	return append(dst, value...)
+}
+
+// decodeRecord parses v, the stored record of key, into a Record that owns
+// its memory (copies of key and, if withValue, of the value).
+func decodeRecord(key, v []byte, withValue bool) (kv.Record, error) {
+	d := decoder{b: v}
+	rec := kv.Record{
+		CreateIndex: d.uvarint("create_index"),
+		ModIndex:    d.uvarint("mod_index"),
+		Version:     d.uvarint("version"),
+	}
+	if d.err != nil {
+		return kv.Record{}, fmt.Errorf("corrupt record for key %q: %w", key, d.err)
+	}
+	rec.Key = bytes.Clone(key)
+	if withValue {
+		rec.Value = append([]byte{}, d.b...)
+	}
+	return rec, nil
+}
