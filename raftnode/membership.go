@@ -1,0 +1,105 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Server is a member of the raft configuration.
+type Server struct {
+	ID       string
+	RaftAddr string
+	Voter    bool
+}
+
+// Servers returns the latest raft configuration (committed or not), as this
+// node knows it; empty before the node is part of a cluster.
+func (n *Node) Servers() ([]Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raftnode: configuration: %w", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// Bootstrapped reports whether this node is part of a cluster: it has a
+// non-empty configuration, from its own state, a bootstrap or a leader.
+func (n *Node) Bootstrapped() bool {
+	s, err := n.Servers()
+	return err == nil && len(s) > 0
+}
+
+// Bootstrap creates a new cluster whose voters are servers, sorted by id so
+// that every node that bootstraps from the same set computes the same
+// configuration (raft accepts identical bootstraps). A node with raft state
+// answers ErrAlreadyBootstrapped, which is normal on restart and must never
+// be "fixed" by wiping the data (design.md §5.4).
+func (n *Node) Bootstrap(servers []Server) error {
+	sorted := append([]Server(nil), servers...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
+	var conf raft.Configuration
+	for _, s := range sorted {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.RaftAddr)})
+	}
+	err := n.raft.BootstrapCluster(conf).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return ErrAlreadyBootstrapped
+	}
+	if err != nil {
+		return fmt.Errorf("raftnode: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// AddVoter adds a voter, or gives an existing one a new raft address. A
+// server already present with the same address is left alone. Leader only.
+func (n *Node) AddVoter(ctx context.Context, id, raftAddr string) error {
+	servers, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if s.ID == id && s.RaftAddr == raftAddr && s.Voter {
+			return nil
+		}
+	}
+	err = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.timeout(ctx)).Error()
+	if err != nil {
+		return fmt.Errorf("add voter %s: %w", id, membershipError(err))
+	}
+	return nil
+}
+
+// RemoveServer removes a member. Leader only.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	err := n.raft.RemoveServer(raft.ServerID(id), 0, n.timeout(ctx)).Error()
+	if err != nil {
+		return fmt.Errorf("remove server %s: %w", id, membershipError(err))
+	}
+	return nil
+}
+
+func (n *Node) timeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return time.Until(dl)
+	}
+	return n.cfg.ApplyTimeout
+}
+
+func membershipError(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) {
+		return kv.ErrNotLeader
+	}
+	return applyError(err)
+}

@@ -1,0 +1,405 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/store"
+)
+
+// Errors returned by this package, beside the kv sentinels.
+var (
+	// ErrAlreadyBootstrapped: BootstrapCluster was refused because this node
+	// already has raft state. It is the normal answer on restart.
+	ErrAlreadyBootstrapped = errors.New("raft state exists: already bootstrapped")
+)
+
+// Config is the raft side of a node. ID, DataDir and RaftAddr are required;
+// zero values elsewhere take the defaults documented on each field.
+type Config struct {
+	// ID is the raft server id, unique and stable for the life of the member.
+	ID string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// RaftAddr is the TCP address the raft transport listens on. Port 0 picks
+	// a free port (see Node.RaftAddr).
+	RaftAddr string
+	// RaftAdvertise is the address peers dial; defaults to the bound address,
+	// which must then not be unspecified (0.0.0.0).
+	RaftAdvertise string
+	// Logger receives raft's logs (at RaftLogLevel and above). Nil discards.
+	Logger *slog.Logger
+	// RaftLogLevel is the lowest raft log level passed on: "debug", "info"
+	// (the default), "warn" or "error". raft's own default is debug.
+	RaftLogLevel string
+
+	// LogCacheSize is the number of recent log entries kept in memory in
+	// front of raft.db (default 1024).
+	LogCacheSize int
+	// MaxAppendEntries bounds the entries in one AppendEntries RPC (default 256).
+	MaxAppendEntries int
+	// SnapshotThreshold is the number of new log entries that trigger a
+	// snapshot (default 8192); SnapshotInterval how often that is checked
+	// (default 30s); TrailingLogs how many entries stay after a snapshot,
+	// so a briefly absent follower catches up from the log (default 10240).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout default to
+	// raft's (1s, 1s, 500ms). Tests shorten them.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	// ApplyTimeout bounds a write whose context has no deadline (default 10s).
+	ApplyTimeout time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.ID == "" {
+		return errors.New("raftnode: ID is required")
+	}
+	if c.DataDir == "" {
+		return errors.New("raftnode: DataDir is required")
+	}
+	if c.RaftAddr == "" {
+		return errors.New("raftnode: RaftAddr is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.LogCacheSize == 0 {
+		c.LogCacheSize = 1024
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = 256
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 30 * time.Second
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+func parseLevel(s string) (hclog.Level, error) {
+	switch s {
+	case "", "info":
+		return hclog.Info, nil
+	case "debug":
+		return hclog.Debug, nil
+	case "warn":
+		return hclog.Warn, nil
+	case "error":
+		return hclog.Error, nil
+	}
+	return hclog.NoLevel, fmt.Errorf("raftnode: unknown raft log level %q", s)
+}
+
+// Node is a running raft member whose state machine is a *store.Store.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	raft  *raft.Raft
+	fsm   *store.Store
+	trans *raft.NetworkTransport
+	logs  *raftboltdb.BoltStore
+
+	// readyTerm is the term in which this node, as leader, has seen its own
+	// first entry applied: only then does it serve linearizable reads
+	// (design.md §5.1). readyMu guards readyCh, closed and replaced when
+	// readyTerm changes.
+	readyTerm atomic.Uint64
+	readyMu   sync.Mutex
+	readyCh   chan struct{}
+
+	verify verifier
+
+	shutdownCh chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+	wg         sync.WaitGroup
+}
+
+// Open starts raft over the state machine fsm, which the caller opened and
+// closes (after Node.Close). It does not bootstrap: see Bootstrap and
+// AddVoter.
+func Open(cfg Config, fsm *store.Store) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	level, err := parseLevel(cfg.RaftLogLevel)
+	if err != nil {
+		return nil, err
+	}
+	hlog := newHclogBridge(cfg.Logger, level)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	// raft.db: log and stable store. The map freelist without syncing it
+	// keeps commits cheap as the file grows (design.md §5.6); the log itself
+	// is always fsynced.
+	logs, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: open raft.db: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm, logs: logs, readyCh: make(chan struct{}), shutdownCh: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			if n.trans != nil {
+				_ = n.trans.Close()
+			}
+			_ = logs.Close()
+		}
+	}()
+
+	cache, err := raft.NewLogCache(cfg.LogCacheSize, logs)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
+	}
+	if err := catchUpFromSnapshot(fsm, snaps, cfg.Logger); err != nil {
+		return nil, err
+	}
+
+	var advertise net.Addr
+	if cfg.RaftAdvertise != "" {
+		if advertise, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
+			return nil, fmt.Errorf("raftnode: raft advertise address: %w", err)
+		}
+	}
+	n.trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hlog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: raft transport on %s: %w", cfg.RaftAddr, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// kv.db is durable and records its own applied index, so raft need not
+	// rebuild it from the newest snapshot on every start (catchUpFromSnapshot
+	// covers the case where kv.db is behind that snapshot).
+	rc.NoSnapshotRestoreOnStart = true
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	n.raft, err = raft.NewRaft(rc, fsm, cache, logs, snaps, n.trans)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: start raft: %w", err)
+	}
+	n.verify.r = n.raft
+	ok = true
+
+	n.wg.Add(1)
+	go n.watchLeadership()
+	return n, nil
+}
+
+// catchUpFromSnapshot restores fsm from the newest raft snapshot when kv.db
+// is behind it. raft starts replaying the log after the snapshot's index
+// (NoSnapshotRestoreOnStart or not), so an FSM below that index would miss
+// entries for good (design.md §5.2). kv.db is fsynced on every batch, so this
+// only happens when kv.db was lost or replaced, or when the snapshot ended
+// on entries the FSM never sees (raft no-ops).
+func catchUpFromSnapshot(fsm *store.Store, snaps *raft.FileSnapshotStore, log *slog.Logger) error {
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("raftnode: list snapshots: %w", err)
+	}
+	if len(list) == 0 || list[0].Index <= fsm.AppliedIndex() {
+		return nil
+	}
+	meta, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("raftnode: open snapshot %s: %w", list[0].ID, err)
+	}
+	log.Info("state machine is behind the newest snapshot; restoring it",
+		"applied_index", fsm.AppliedIndex(), "snapshot_index", meta.Index)
+	if err := fsm.Restore(rc); err != nil {
+		return fmt.Errorf("raftnode: restore snapshot %s: %w", meta.ID, err)
+	}
+	return fsm.SetAppliedFloor(meta.Index)
+}
+
+// RaftAddr is the address peers reach this node's raft transport at.
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// ID is this node's raft server id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Raft exposes the underlying raft instance for tests and diagnostics.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// IsLeader reports whether this node believes it is the leader. Only a
+// ReadIndex round proves it.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's id and raft address as this node knows them;
+// empty when no leader is known.
+func (n *Node) Leader() (id, raftAddr string) {
+	addr, lid := n.raft.LeaderWithID()
+	return string(lid), string(addr)
+}
+
+// Status is a point-in-time view of the node for /v1/cluster and metrics.
+type Status struct {
+	ID           string
+	State        string // Leader, Follower, Candidate, Shutdown
+	Term         uint64
+	CommitIndex  uint64
+	AppliedIndex uint64 // the state machine's own applied index
+	LastIndex    uint64
+	LeaderID     string
+	LeaderAddr   string
+	// LastContact is when the leader was last heard from; zero on the
+	// leader itself and before any contact.
+	LastContact time.Time
+}
+
+// Status reads the node's current status without blocking on raft.
+func (n *Node) Status() Status {
+	lid, laddr := n.Leader()
+	return Status{
+		ID:           n.cfg.ID,
+		State:        n.raft.State().String(),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.AppliedIndex(),
+		LastIndex:    n.raft.LastIndex(),
+		LeaderID:     lid,
+		LeaderAddr:   laddr,
+		LastContact:  n.raft.LastContact(),
+	}
+}
+
+// Apply hands cmd to raft and waits for the state machine's result.
+//
+// Errors: kv.ErrNotLeader when this node is not the leader (nothing was
+// applied); kv.ErrNoLeader during a leadership transfer (nothing applied);
+// kv.ErrOutcomeUnknown when the entry may or may not have been committed
+// (leadership lost after hand-off, ctx done while waiting, shutdown). A
+// failed condition is not an error here: it is in the Result.
+func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", kv.ErrTimeout, err)
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, fmt.Errorf("apply: %w", kv.ErrNotLeader)
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(cmd.Encode(nil), timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, applyError(err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w after the write was handed to raft", kv.ErrOutcomeUnknown, ctx.Err())
+	}
+	res, ok := f.Response().(*store.Result)
+	if !ok || res == nil {
+		return nil, fmt.Errorf("apply: unexpected state machine response %T", f.Response())
+	}
+	if res.Err != nil && !errors.Is(res.Err, kv.ErrPreconditionFailed) {
+		return nil, fmt.Errorf("apply at index %d: %w", res.Index, res.Err)
+	}
+	return res, nil
+}
+
+// applyError maps raft's apply errors to the kv sentinels (style.md, 4).
+func applyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return fmt.Errorf("apply: %w", kv.ErrNotLeader)
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: leadership transfer in progress, write not applied", kv.ErrNoLeader)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", kv.ErrOutcomeUnknown, kv.ErrClosed)
+	default:
+		// ErrLeadershipLost: the entry may have been committed by the next
+		// leader. ErrEnqueueTimeout is in fact never handed off, but the
+		// leader was too busy to take it; reporting it as unknown errs on
+		// the side of the client that must not assume either way.
+		return fmt.Errorf("%w: %w", kv.ErrOutcomeUnknown, err)
+	}
+}
+
+// Snapshot asks raft for a snapshot now (tests, operators).
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raftnode: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Close shuts raft down, then the transport and raft.db, in that order. It
+// does not close the state machine. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.shutdownCh)
+		err := n.raft.Shutdown().Error()
+		n.wg.Wait()
+		err = errors.Join(err, n.trans.Close(), n.logs.Close())
+		if err != nil {
+			n.closeErr = fmt.Errorf("raftnode: close: %w", err)
+		}
+	})
+	return n.closeErr
+}
+
+var _ io.Closer = (*Node)(nil)
