@@ -1,0 +1,65 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// statusOf is the one place an error becomes an HTTP status.
+func statusOf(err error) int {
+	switch kv.Code(err) {
+	case "not_found":
+		return http.StatusNotFound
+	case "invalid_key", "bad_request":
+		return http.StatusBadRequest
+	case "too_large":
+		return http.StatusRequestEntityTooLarge
+	case "precondition_failed":
+		return http.StatusPreconditionFailed
+	case "method_not_allowed":
+		return http.StatusMethodNotAllowed
+	case "no_leader", "not_leader", "shutting_down", "too_stale":
+		return http.StatusServiceUnavailable
+	case "outcome_unknown", "timeout":
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers with err's status and JSON body.
+func writeError(w http.ResponseWriter, err error) {
+	status := statusOf(err)
+	h := w.Header()
+	var pe *kv.PreconditionError
+	if errors.As(err, &pe) && pe.CurrentModIndex != 0 {
+		h.Set("ETag", etag(pe.CurrentModIndex))
+	}
+	if status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	code := kv.Code(err)
+	if code == "not_leader" {
+		// A forwarded request that found no leader here: to the client it is
+		// the same as no leader.
+		code = "no_leader"
+	}
+	writeJSON(w, status, kv.ErrorResponse{Error: kv.ErrorBody{Code: code, Message: err.Error()}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func etag(modIndex uint64) string { return `"` + strconv.FormatUint(modIndex, 10) + `"` }

@@ -1,0 +1,531 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Backend is the node the API fronts. Its methods act locally: a write on a
+// follower, or a linearizable read it cannot serve itself, fails with
+// kv.ErrNotLeader and the handler forwards the request.
+type Backend interface {
+	// ID is the node's raft server id.
+	ID() string
+	// IsLeader reports whether the node believes it leads.
+	IsLeader() bool
+	// LeaderAPIAddr is the leader's HTTP host:port, or "" when unknown.
+	LeaderAPIAddr() string
+	// AppliedIndex is the state machine's applied index.
+	AppliedIndex() uint64
+
+	Put(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error)
+	Delete(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error)
+	DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error)
+	// Get returns the record and the applied index the read reflects.
+	Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error)
+	List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error)
+
+	Cluster(ctx context.Context) (kv.ClusterInfo, error)
+	// Join adds or re-addresses a voter and records its API address.
+	Join(ctx context.Context, req kv.JoinRequest) error
+	// Ready returns nil when the node can serve linearizable reads.
+	Ready(ctx context.Context) error
+}
+
+// Config configures a Handler. Backend is required.
+type Config struct {
+	Backend Backend
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Metrics, if set, records requests and serves /metrics from Gatherer.
+	Metrics *Metrics
+	// Gatherer is what /metrics exposes; nil serves an empty page.
+	Gatherer prometheus.Gatherer
+	// MaxValueSize limits PUT bodies (default kv.DefaultMaxValueSize).
+	MaxValueSize int64
+	// Forward is the client used to forward requests to the leader; nil
+	// builds a pooled keep-alive client.
+	Forward *http.Client
+	// ReadyTimeout bounds /readyz's check (default 2s).
+	ReadyTimeout time.Duration
+}
+
+// Handler serves the API. Build it with New.
+type Handler struct {
+	b       Backend
+	log     *slog.Logger
+	m       *Metrics
+	maxVal  int64
+	fwd     *http.Client
+	readyTO time.Duration
+	mux     *http.ServeMux
+	kv      http.Handler
+	metrics http.Handler
+}
+
+// Header names of the contract.
+const (
+	HeaderIndex       = "X-Raft-Index"
+	HeaderNode        = "X-Raft-Node"
+	HeaderForwardedBy = "X-Raft-Forwarded-By"
+)
+
+// New builds the API handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("httpapi: Backend is required")
+	}
+	h := &Handler{b: cfg.Backend, log: cfg.Logger, m: cfg.Metrics, maxVal: cfg.MaxValueSize, fwd: cfg.Forward, readyTO: cfg.ReadyTimeout}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.maxVal <= 0 {
+		h.maxVal = kv.DefaultMaxValueSize
+	}
+	if h.fwd == nil {
+		h.fwd = NewForwardClient()
+	}
+	if h.readyTO <= 0 {
+		h.readyTO = 2 * time.Second
+	}
+	g := cfg.Gatherer
+	if g == nil {
+		g = prometheus.NewRegistry()
+	}
+	h.metrics = promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+
+	h.kv = h.instrument("/v1/kv/{key}", methods{http.MethodGet: h.getKV, http.MethodPut: h.putKV, http.MethodDelete: h.deleteKV}.serve)
+	h.mux = http.NewServeMux()
+	h.route("/v1/cluster", methods{http.MethodGet: h.getCluster})
+	h.route("/v1/cluster/nodes", methods{http.MethodPost: h.postNode})
+	h.route("/livez", methods{http.MethodGet: h.livez})
+	h.route("/readyz", methods{http.MethodGet: h.readyz})
+	h.route("/metrics", methods{http.MethodGet: h.metrics.ServeHTTP})
+	h.route("/", methods{"*": func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fmt.Errorf("%w: no route for %s", kv.ErrNotFound, r.URL.Path))
+	}})
+	return h, nil
+}
+
+// methods maps an HTTP method to its handler; "*" takes any method.
+type methods map[string]http.HandlerFunc
+
+func (ms methods) allow() string {
+	var list []string
+	for m := range ms {
+		list = append(list, m)
+	}
+	slices.Sort(list)
+	return strings.Join(list, ", ")
+}
+
+func (ms methods) serve(w http.ResponseWriter, r *http.Request) {
+	f, ok := ms[r.Method]
+	if !ok {
+		f, ok = ms["*"]
+	}
+	if !ok {
+		w.Header().Set("Allow", ms.allow())
+		writeError(w, fmt.Errorf("%w: %s is not served on %s (allowed: %s)", kv.ErrMethodNotAllowed, r.Method, r.URL.Path, ms.allow()))
+		return
+	}
+	f(w, r)
+}
+
+func (h *Handler) route(pattern string, ms methods) {
+	h.mux.Handle(pattern, h.instrument(pattern, ms.serve))
+}
+
+const kvPrefix = "/v1/kv/"
+
+// ServeHTTP dispatches a request. /v1/kv/ is routed here, not by the mux,
+// so that keys keep every byte of their escaped path.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.EscapedPath(), kvPrefix) {
+		h.kv.ServeHTTP(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// keyOf extracts and validates the key of a /v1/kv/ request; prefix
+// requests may name the empty prefix.
+func keyOf(r *http.Request, allowEmpty bool) ([]byte, error) {
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), kvPrefix)
+	s, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key is not valid percent-encoding: %w", kv.ErrInvalidKey, err)
+	}
+	key := []byte(s)
+	if allowEmpty && len(key) == 0 {
+		return key, nil
+	}
+	if err := kv.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// params checks a request's query against the parameters a route takes.
+type params struct{ url.Values }
+
+func queryOf(r *http.Request, allowed ...string) (params, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return params{}, fmt.Errorf("%w: malformed query: %w", kv.ErrBadRequest, err)
+	}
+	for name, vs := range q {
+		if !slices.Contains(allowed, name) {
+			return params{}, fmt.Errorf("%w: unknown parameter %q", kv.ErrBadRequest, name)
+		}
+		if len(vs) > 1 {
+			return params{}, fmt.Errorf("%w: parameter %q given %d times", kv.ErrBadRequest, name, len(vs))
+		}
+	}
+	return params{q}, nil
+}
+
+// flag reads a parameter that is present or absent ("?prefix", "?prefix=true").
+func (p params) flag(name string) (bool, error) {
+	if !p.Has(name) {
+		return false, nil
+	}
+	v := p.Get(name)
+	if v == "" {
+		return true, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: parameter %q must be true or false, not %q", kv.ErrBadRequest, name, v)
+	}
+	return b, nil
+}
+
+func (p params) duration(name string) (time.Duration, error) {
+	if !p.Has(name) {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(p.Get(name))
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: parameter %q must be a duration like 2s, not %q", kv.ErrBadRequest, name, p.Get(name))
+	}
+	return d, nil
+}
+
+func (p params) readOptions() (kv.ReadOptions, error) {
+	c, err := kv.ParseConsistency(p.Get("consistency"))
+	if err != nil {
+		return kv.ReadOptions{}, err
+	}
+	ms, err := p.duration("max_stale")
+	if err != nil {
+		return kv.ReadOptions{}, err
+	}
+	return kv.ReadOptions{Consistency: c, MaxStale: ms}, nil
+}
+
+func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
+	p, err := queryOf(r, "prefix", "format", "consistency", "max_stale", "limit", "after", "keys_only", "redirect")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	isList, err := p.flag("prefix")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ro, err := p.readOptions()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if isList {
+		h.list(w, r, p, ro)
+		return
+	}
+	for _, name := range []string{"limit", "after", "keys_only"} {
+		if p.Has(name) {
+			writeError(w, fmt.Errorf("%w: parameter %q needs ?prefix", kv.ErrBadRequest, name))
+			return
+		}
+	}
+	format := p.Get("format")
+	if format != "" && format != "json" && format != "raw" {
+		writeError(w, fmt.Errorf("%w: parameter \"format\" must be json or raw, not %q", kv.ErrBadRequest, format))
+		return
+	}
+	key, err := keyOf(r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rec, index, err := h.b.Get(r.Context(), key, ro)
+	if errors.Is(err, kv.ErrNotLeader) {
+		h.forward(w, r, nil, false)
+		return
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(index, 10))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	hd := w.Header()
+	hd.Set("ETag", etag(rec.ModIndex))
+	hd.Set("X-Create-Index", strconv.FormatUint(rec.CreateIndex, 10))
+	hd.Set("X-Mod-Index", strconv.FormatUint(rec.ModIndex, 10))
+	hd.Set("X-Version", strconv.FormatUint(rec.Version, 10))
+	if format == "json" {
+		writeJSON(w, http.StatusOK, kv.EncodeRecord(rec, false))
+		return
+	}
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Length", strconv.Itoa(len(rec.Value)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(rec.Value)
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request, p params, ro kv.ReadOptions) {
+	if p.Has("format") && p.Get("format") != "json" {
+		writeError(w, fmt.Errorf("%w: a listing is always JSON; drop \"format\"", kv.ErrBadRequest))
+		return
+	}
+	prefix, err := keyOf(r, true)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	opts := kv.ListOptions{ReadOptions: ro, Prefix: prefix, Limit: kv.DefaultListLimit}
+	if p.Has("limit") {
+		n, err := strconv.Atoi(p.Get("limit"))
+		if err != nil || n < 1 || n > kv.MaxListLimit {
+			writeError(w, fmt.Errorf("%w: parameter \"limit\" must be a whole number from 1 to %d, not %q", kv.ErrBadRequest, kv.MaxListLimit, p.Get("limit")))
+			return
+		}
+		opts.Limit = n
+	}
+	if p.Has("after") {
+		opts.After = []byte(p.Get("after"))
+	}
+	if opts.KeysOnly, err = p.flag("keys_only"); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := h.b.List(r.Context(), opts)
+	if errors.Is(err, kv.ErrNotLeader) {
+		h.forward(w, r, nil, false)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := kv.ListResponse{Items: make([]kv.RecordJSON, 0, len(res.Items)), More: res.More, Index: res.Index}
+	for _, rec := range res.Items {
+		out.Items = append(out.Items, kv.EncodeRecord(rec, opts.KeysOnly))
+	}
+	out.Next, out.NextBase64 = kv.EncodeBytes(res.Next)
+	w.Header().Set(HeaderIndex, strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, out)
+}
+
+// condition reads If-Match: "<mod_index>" and If-None-Match: *.
+func condition(r *http.Request) (kv.Condition, error) {
+	var c kv.Condition
+	if v := r.Header.Get("If-Match"); v != "" {
+		s := strings.TrimPrefix(strings.TrimSpace(v), "W/")
+		if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
+			return c, fmt.Errorf("%w: If-Match must be a quoted mod_index like \"42\", not %s", kv.ErrBadRequest, v)
+		}
+		n, err := strconv.ParseUint(s[1:len(s)-1], 10, 64)
+		if err != nil || n == 0 {
+			return c, fmt.Errorf("%w: If-Match must be a quoted mod_index like \"42\", not %s", kv.ErrBadRequest, v)
+		}
+		c.IfModIndex = n
+	}
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		if strings.TrimSpace(v) != "*" {
+			return c, fmt.Errorf("%w: If-None-Match supports only *, not %s", kv.ErrBadRequest, v)
+		}
+		c.IfAbsent = true
+	}
+	if c.IfModIndex != 0 && c.IfAbsent {
+		return c, fmt.Errorf("%w: If-Match and If-None-Match together can never hold", kv.ErrBadRequest)
+	}
+	return c, nil
+}
+
+// readBody reads a body of at most limit bytes, refusing a larger
+// Content-Length before reading anything.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: body is %d bytes, the limit is %d", kv.ErrTooLarge, r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, fmt.Errorf("%w: body is over the limit of %d bytes", kv.ErrTooLarge, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading body: %w", kv.ErrBadRequest, err)
+	}
+	return body, nil
+}
+
+func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
+	p, err := queryOf(r, "redirect")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	key, err := keyOf(r, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cond, err := condition(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r, h.maxVal)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if h.redirectOrForward(w, r, p, body) {
+		return
+	}
+	res, err := h.b.Put(r.Context(), key, body, cond)
+	if errors.Is(err, kv.ErrNotLeader) {
+		h.forward(w, r, body, true)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(res.ModIndex, 10))
+	w.Header().Set("ETag", etag(res.ModIndex))
+	out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version}
+	out.Key, out.KeyBase64 = kv.EncodeBytes(res.Key)
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
+	p, err := queryOf(r, "prefix", "redirect")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	isPrefix, err := p.flag("prefix")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	key, err := keyOf(r, isPrefix)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cond, err := condition(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if isPrefix && !cond.IsZero() {
+		writeError(w, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest))
+		return
+	}
+	if h.redirectOrForward(w, r, p, nil) {
+		return
+	}
+	var res kv.DeleteResult
+	if isPrefix {
+		res, err = h.b.DeletePrefix(r.Context(), key)
+	} else {
+		res, err = h.b.Delete(r.Context(), key, cond)
+	}
+	if errors.Is(err, kv.ErrNotLeader) {
+		h.forward(w, r, nil, true)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, kv.DeleteResponse{Deleted: res.Deleted, Index: res.Index})
+}
+
+func (h *Handler) getCluster(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	info, err := h.b.Cluster(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (h *Handler) postNode(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r, 64<<10)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, err := decodeJoin(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !h.b.IsLeader() {
+		h.forward(w, r, body, true)
+		return
+	}
+	err = h.b.Join(r.Context(), req)
+	if errors.Is(err, kv.ErrNotLeader) {
+		h.forward(w, r, body, true)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
+}
+
+func (h *Handler) livez(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": h.b.ID()})
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.readyTO)
+	defer cancel()
+	if err := h.b.Ready(ctx); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": h.b.ID()})
+}
