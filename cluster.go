@@ -1,0 +1,229 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/raftnode"
+	"github.com/raftkv/raftkv/store"
+)
+
+// Cluster describes the cluster as this node sees it.
+func (n *Node) Cluster(ctx context.Context) (kv.ClusterInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return kv.ClusterInfo{}, err
+	}
+	s := n.raft.Status()
+	info := kv.ClusterInfo{
+		ID:           n.cfg.ID,
+		LeaderID:     s.LeaderID,
+		LeaderAPI:    n.leaderAPIAddr(),
+		Term:         s.Term,
+		CommitIndex:  s.CommitIndex,
+		AppliedIndex: s.AppliedIndex,
+		State:        strings.ToLower(s.State),
+		RaftAddr:     n.raft.RaftAddr(),
+		APIAddr:      n.apiAddr,
+		Nodes:        []kv.NodeInfo{},
+	}
+	servers, err := n.raft.Servers()
+	if err != nil {
+		return kv.ClusterInfo{}, err
+	}
+	info.Bootstrapped = len(servers) > 0
+	apis, err := n.store.NodeAPIAddrs()
+	if err != nil {
+		return kv.ClusterInfo{}, err
+	}
+	for _, sv := range servers {
+		ni := kv.NodeInfo{ID: sv.ID, RaftAddr: sv.RaftAddr, APIAddr: apis[sv.ID], Suffrage: "nonvoter", State: "follower"}
+		if sv.Voter {
+			ni.Suffrage = "voter"
+		}
+		if sv.ID == s.LeaderID {
+			ni.State = "leader"
+		}
+		if sv.ID == n.cfg.ID && ni.APIAddr == "" {
+			ni.APIAddr = n.apiAddr
+		}
+		info.Nodes = append(info.Nodes, ni)
+	}
+	return info, nil
+}
+
+// join adds (or re-addresses) a voter and records its API address. Leader only.
+func (n *Node) join(ctx context.Context, req kv.JoinRequest) error {
+	if err := n.raft.AddVoter(ctx, req.ID, req.RaftAddr); err != nil {
+		return err
+	}
+	if req.APIAddr == "" {
+		return nil
+	}
+	if cur, ok := n.store.NodeAPIAddr(req.ID); ok && cur == req.APIAddr {
+		return nil
+	}
+	_, err := n.apply(ctx, &store.Command{Op: store.OpSetNode, Key: []byte(req.ID), Value: []byte(req.APIAddr)})
+	return err
+}
+
+// formCluster brings a new node into a cluster and makes sure its API
+// address is registered, then returns (design.md §4):
+//   - a node with raft state just registers;
+//   - otherwise it asks each Join address who it is; if one of them is in a
+//     cluster with a leader it asks to be added;
+//   - if none is, once BootstrapExpect nodes without state are known it
+//     bootstraps with all of them, sorted by id (every one of them computes
+//     the same configuration, and raft accepts identical bootstraps).
+func (n *Node) formCluster(ctx context.Context) {
+	wait := 100 * time.Millisecond
+	for {
+		done, err := n.formStep(ctx)
+		if done {
+			return
+		}
+		if err != nil {
+			n.log.Debug("forming cluster", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+func (n *Node) formStep(ctx context.Context) (done bool, err error) {
+	if n.raft.Bootstrapped() {
+		return n.register(ctx)
+	}
+	peers := n.survey(ctx)
+	for _, p := range peers {
+		if p.Bootstrapped && p.LeaderID != "" {
+			c, err := client.New(client.Config{Endpoints: []string{"http://" + p.APIAddr}, HTTPClient: n.fwd})
+			if err != nil {
+				return false, err
+			}
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = c.Join(rctx, kv.JoinRequest{ID: n.cfg.ID, RaftAddr: n.raft.RaftAddr(), APIAddr: n.apiAddr})
+			cancel()
+			if err != nil {
+				return false, fmt.Errorf("join through %s: %w", p.APIAddr, err)
+			}
+			n.log.Info("joined cluster", "through", p.APIAddr, "leader", p.LeaderID)
+			return false, nil // registered by the join; confirmed on the next step
+		}
+	}
+	if n.cfg.BootstrapExpect == 0 {
+		return false, errors.New("no member with a leader answered yet")
+	}
+	servers := []raftnode.Server{{ID: n.cfg.ID, RaftAddr: n.raft.RaftAddr(), Voter: true}}
+	for _, p := range peers {
+		if p.Bootstrapped {
+			return false, fmt.Errorf("%s is in a cluster without a leader; waiting", p.ID)
+		}
+		if !slices.ContainsFunc(servers, func(s raftnode.Server) bool { return s.ID == p.ID }) {
+			servers = append(servers, raftnode.Server{ID: p.ID, RaftAddr: p.RaftAddr, Voter: true})
+		}
+	}
+	if len(servers) < n.cfg.BootstrapExpect {
+		return false, fmt.Errorf("know %d of %d nodes to bootstrap with", len(servers), n.cfg.BootstrapExpect)
+	}
+	err = n.raft.Bootstrap(servers)
+	if err != nil && !errors.Is(err, raftnode.ErrAlreadyBootstrapped) {
+		return false, err
+	}
+	n.log.Info("bootstrapped cluster", "voters", len(servers))
+	return false, nil
+}
+
+// survey asks every Join address who it is; addresses that do not answer
+// are left out.
+func (n *Node) survey(ctx context.Context) []kv.ClusterInfo {
+	var out []kv.ClusterInfo
+	for _, addr := range n.cfg.Join {
+		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.fwd})
+		if err != nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := c.Cluster(rctx)
+		cancel()
+		if err != nil || info.ID == n.cfg.ID {
+			continue
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// register records this node's API address in the replicated state, so
+// every member can reach it; done once the local state shows it.
+func (n *Node) register(ctx context.Context) (bool, error) {
+	servers, err := n.raft.Servers()
+	if err != nil {
+		return false, err
+	}
+	// A member whose raft address changed (restarted with another
+	// --raft-addr) asks to be re-addressed; one that is absent from the
+	// configuration was removed and is not re-added behind the operator's back.
+	raftOK := !slices.ContainsFunc(servers, func(s raftnode.Server) bool {
+		return s.ID == n.cfg.ID && s.RaftAddr != n.raft.RaftAddr()
+	})
+	cur, ok := n.store.NodeAPIAddr(n.cfg.ID)
+	if raftOK && (n.apiAddr == "" || ok && cur == n.apiAddr) {
+		return true, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req := kv.JoinRequest{ID: n.cfg.ID, RaftAddr: n.raft.RaftAddr(), APIAddr: n.apiAddr}
+	if n.raft.IsLeader() {
+		return false, n.join(rctx, req)
+	}
+	c, err := n.leaderClient()
+	if err != nil {
+		return false, err
+	}
+	return false, c.Join(rctx, req)
+}
+
+// backend adapts the Node to httpapi.Backend: the same operations, local
+// only (the handler forwards what needs the leader).
+type backend struct{ n *Node }
+
+func (b backend) ID() string            { return b.n.cfg.ID }
+func (b backend) IsLeader() bool        { return b.n.raft.IsLeader() }
+func (b backend) LeaderAPIAddr() string { return b.n.leaderAPIAddr() }
+func (b backend) AppliedIndex() uint64  { return b.n.store.AppliedIndex() }
+
+func (b backend) Put(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
+	return b.n.localPut(ctx, key, value, cond)
+}
+
+func (b backend) Delete(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
+	return b.n.localDelete(ctx, key, cond)
+}
+
+func (b backend) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
+	return b.n.localDeletePrefix(ctx, prefix)
+}
+
+func (b backend) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error) {
+	return b.n.localGet(ctx, key, opts)
+}
+
+func (b backend) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
+	return b.n.localList(ctx, opts)
+}
+
+func (b backend) Cluster(ctx context.Context) (kv.ClusterInfo, error) { return b.n.Cluster(ctx) }
+
+func (b backend) Join(ctx context.Context, req kv.JoinRequest) error { return b.n.join(ctx, req) }
+
+func (b backend) Ready(ctx context.Context) error { return b.n.ready(ctx) }

@@ -1,0 +1,99 @@
+package raftkv
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Config configures a Node. ID and DataDir are required.
+type Config struct {
+	// ID is the node's raft server id: unique in the cluster, stable for
+	// the life of its data directory.
+	ID string
+	// DataDir holds raft.db, snapshots/ and kv.db. One process at a time.
+	DataDir string
+
+	// RaftAddr is where the raft transport listens (default 127.0.0.1:0, a
+	// free loopback port); RaftAdvertise is where peers dial it (default the
+	// bound address).
+	RaftAddr      string
+	RaftAdvertise string
+
+	// HTTPAddr, if set, makes Open serve the HTTP API there (port 0 picks a
+	// free port; see Node.HTTPAddr). HTTPAdvertise is the host:port other
+	// members and redirected clients use (default the bound address).
+	HTTPAddr      string
+	HTTPAdvertise string
+	// HTTPListener, if set, is used instead of listening on HTTPAddr (a
+	// caller that must know the address before Open, such as a test that
+	// lists it in other nodes' Join). The node closes it.
+	HTTPListener net.Listener
+
+	// Join lists HTTP addresses (host:port) of other members, asked when
+	// this node has no raft state yet.
+	Join []string
+	// BootstrapExpect is the number of voters that form a new cluster
+	// together. 0 means: join an existing cluster through Join only; with no
+	// Join addresses, a single-node cluster is formed (as with 1).
+	BootstrapExpect int
+
+	// MaxValueSize limits values (default kv.DefaultMaxValueSize).
+	MaxValueSize int64
+
+	// Logger receives the node's logs; nil discards them. RaftLogLevel is
+	// the lowest raft log level passed on ("info" by default).
+	Logger       *slog.Logger
+	RaftLogLevel string
+
+	// Registry receives the node's metrics and is what /metrics serves;
+	// nil creates one for this node.
+	Registry *prometheus.Registry
+
+	// Tuning adjusts raft; the zero value is the production default.
+	Tuning Tuning
+}
+
+// Tuning holds raft timing and log-compaction settings. Zero fields take
+// the defaults of package raftnode.
+type Tuning struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+}
+
+func (c *Config) setDefaults() error {
+	if c.ID == "" {
+		return errors.New("raftkv: Config.ID is required")
+	}
+	if c.DataDir == "" {
+		return errors.New("raftkv: Config.DataDir is required")
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = "127.0.0.1:0"
+	}
+	if c.BootstrapExpect < 0 {
+		return errors.New("raftkv: Config.BootstrapExpect must not be negative")
+	}
+	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
+		c.BootstrapExpect = 1
+	}
+	if c.MaxValueSize <= 0 {
+		c.MaxValueSize = kv.DefaultMaxValueSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	return nil
+}

@@ -1,0 +1,28 @@
+// Package raftkv is an embeddable, strongly consistent key-value store:
+// a bbolt state machine replicated by hashicorp/raft, with an HTTP API.
+//
+// # Basics
+//
+// Open starts a Node from a Config. A node with an empty data directory
+// forms or joins a cluster (Config.Join, Config.BootstrapExpect); one with
+// raft state rejoins the cluster it belongs to. With no Join addresses and
+// BootstrapExpect 0 or 1, the node forms a single-node cluster on its own.
+//
+// The Node's methods (Put, PutIf, Get, Delete, DeleteIf, DeletePrefix,
+// List, Cluster) are the same as those of the remote client in package
+// client, so a program can switch between the two. Writes made on a
+// follower are forwarded to the leader over HTTP, and so are linearizable
+// reads, which a follower cannot yet serve itself.
+//
+// Handler returns the HTTP API, for a program that serves it on its own
+// server; Config.HTTPAddr makes the node serve it itself. Other members
+// reach the leader's API at the address each node registers in the
+// replicated state (Config.HTTPAdvertise), so a multi-node cluster needs it.
+//
+// # Caveats
+//
+// A Node is silent unless given a Logger and registers its metrics on its
+// own registry (Config.Registry), so several nodes can live in one process.
+// A write that fails with kv.ErrOutcomeUnknown may or may not have been
+// applied: the node never retries it.
+package raftkv

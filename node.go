@@ -1,0 +1,313 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/raftnode"
+	"github.com/raftkv/raftkv/store"
+)
+
+// Node is one member of a raftkv cluster. Its methods are safe for
+// concurrent use.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	raft    *raftnode.Node
+	handler *httpapi.Handler
+	unlock  func() error
+
+	// fwd is the pooled keep-alive client for forwarding to the leader.
+	fwd *http.Client
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+	apiAddr string // advertised HTTP host:port, "" when not serving
+
+	stop      context.CancelFunc // stops background work
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts a node. It returns once raft and (with Config.HTTPAddr) the
+// HTTP server are running; forming or joining the cluster goes on in the
+// background; see WaitReady.
+func Open(cfg Config) (n *Node, err error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raftkv: data dir: %w", err)
+	}
+	unlock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, fwd: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+
+	metrics, err := httpapi.NewMetrics(cfg.Registry, n.stats)
+	if err != nil {
+		return nil, err
+	}
+	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
+		Logger:       cfg.Logger.With("component", "store"),
+		ObserveBatch: metrics.ObserveApplyBatch,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	t := cfg.Tuning
+	n.raft, err = raftnode.Open(raftnode.Config{
+		ID:                 cfg.ID,
+		DataDir:            cfg.DataDir,
+		RaftAddr:           cfg.RaftAddr,
+		RaftAdvertise:      cfg.RaftAdvertise,
+		Logger:             cfg.Logger.With("component", "raft"),
+		RaftLogLevel:       cfg.RaftLogLevel,
+		HeartbeatTimeout:   t.HeartbeatTimeout,
+		ElectionTimeout:    t.ElectionTimeout,
+		LeaderLeaseTimeout: t.LeaderLeaseTimeout,
+		SnapshotThreshold:  t.SnapshotThreshold,
+		SnapshotInterval:   t.SnapshotInterval,
+		TrailingLogs:       t.TrailingLogs,
+	}, n.store)
+	if err != nil {
+		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	n.handler, err = httpapi.New(httpapi.Config{
+		Backend:      backend{n},
+		Logger:       cfg.Logger.With("component", "http"),
+		Metrics:      metrics,
+		Gatherer:     cfg.Registry,
+		MaxValueSize: cfg.MaxValueSize,
+		Forward:      n.fwd,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	n.stop = stop
+	if cfg.HTTPAddr != "" || cfg.HTTPListener != nil {
+		if err := n.serveHTTP(); err != nil {
+			return nil, err
+		}
+	} else if cfg.HTTPAdvertise != "" {
+		n.apiAddr = cfg.HTTPAdvertise
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.formCluster(ctx)
+	}()
+	return n, nil
+}
+
+func (n *Node) serveHTTP() error {
+	ln := n.cfg.HTTPListener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", n.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("raftkv: http listen: %w", err)
+		}
+	}
+	n.httpLn = ln
+	n.apiAddr = n.cfg.HTTPAdvertise
+	if n.apiAddr == "" {
+		addr := ln.Addr().(*net.TCPAddr)
+		if addr.IP.IsUnspecified() {
+			return fmt.Errorf("raftkv: HTTP address %s is unspecified: set HTTPAdvertise to the address peers use", ln.Addr())
+		}
+		n.apiAddr = addr.String()
+	}
+	n.httpSrv = &http.Server{
+		Handler:           n.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "error", err)
+		}
+	}()
+	n.log.Info("serving HTTP API", "addr", n.apiAddr)
+	return nil
+}
+
+// ID returns the node's raft server id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// HTTPAddr returns the advertised HTTP address (host:port), or "" when the
+// node neither serves nor advertises one.
+func (n *Node) HTTPAddr() string { return n.apiAddr }
+
+// RaftAddr returns the raft transport's address.
+func (n *Node) RaftAddr() string { return n.raft.RaftAddr() }
+
+// Handler returns the HTTP API handler, for mounting on another server.
+func (n *Node) Handler() http.Handler { return n.handler }
+
+// IsLeader reports whether this node believes it is the leader.
+func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
+
+// AppliedIndex returns the raft index the local state machine has applied.
+func (n *Node) AppliedIndex() uint64 { return n.store.AppliedIndex() }
+
+// Snapshot makes raft take a snapshot now and compact its log.
+func (n *Node) Snapshot() error { return n.raft.Snapshot() }
+
+// Raft returns the raft wiring, for tests and diagnostics.
+func (n *Node) Raft() *raftnode.Node { return n.raft }
+
+// WaitReady blocks until the node can serve linearizable reads (it is in a
+// cluster with a reachable leader whose API address is known) or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	wait := 10 * time.Millisecond
+	for {
+		err := n.ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("raftkv: not ready: %w (%w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+// Close stops the node: background work and HTTP first, then raft, then the
+// state machine. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.stop != nil {
+			n.stop()
+		}
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.httpSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+				_ = n.httpSrv.Close()
+			}
+			cancel()
+		} else if n.httpLn != nil {
+			_ = n.httpLn.Close()
+		}
+		n.wg.Wait()
+		if n.raft != nil {
+			errs = append(errs, n.raft.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.fwd.CloseIdleConnections()
+		if n.unlock != nil {
+			errs = append(errs, n.unlock())
+		}
+		if err := errors.Join(errs...); err != nil {
+			n.closeErr = fmt.Errorf("raftkv: close: %w", err)
+		}
+	})
+	return n.closeErr
+}
+
+// stats feeds the metrics at scrape time.
+func (n *Node) stats() httpapi.Stats {
+	if n.raft == nil {
+		return httpapi.Stats{State: "Shutdown"}
+	}
+	s := n.raft.Status()
+	return httpapi.Stats{
+		State:        s.State,
+		Term:         s.Term,
+		CommitIndex:  s.CommitIndex,
+		AppliedIndex: s.AppliedIndex,
+		LastContact:  s.LastContact,
+		DBSizeBytes:  n.store.FileSize(),
+	}
+}
+
+// leaderAPIAddr is the leader's registered HTTP address, "" when unknown.
+func (n *Node) leaderAPIAddr() string {
+	id, _ := n.raft.Leader()
+	if id == "" {
+		return ""
+	}
+	if id == n.cfg.ID && n.apiAddr != "" {
+		return n.apiAddr
+	}
+	addr, _ := n.store.NodeAPIAddr(id)
+	return addr
+}
+
+// leaderClient returns a client bound to the leader's API, marked as
+// forwarded so the leader never forwards it again.
+func (n *Node) leaderClient() (*client.Client, error) {
+	addr := n.leaderAPIAddr()
+	if addr == "" {
+		return nil, fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
+	}
+	return client.New(client.Config{
+		Endpoints:  []string{"http://" + addr},
+		HTTPClient: n.fwd,
+		Header:     http.Header{httpapi.HeaderForwardedBy: {n.cfg.ID}},
+	})
+}
+
+// ready reports whether the node can serve a linearizable read now.
+func (n *Node) ready(ctx context.Context) error {
+	if !n.raft.Bootstrapped() {
+		return fmt.Errorf("%w: not part of a cluster yet", kv.ErrNoLeader)
+	}
+	if n.raft.IsLeader() {
+		_, err := n.raft.LinearizableBarrier(ctx)
+		return err
+	}
+	s := n.raft.Status()
+	if s.LeaderID == "" {
+		return fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
+	}
+	leader := n.leaderAPIAddr()
+	if leader == "" {
+		return fmt.Errorf("%w: leader %s has not registered its API address", kv.ErrNoLeader, s.LeaderID)
+	}
+	// A follower serves linearizable reads through the leader: it is ready
+	// when the leader says it is.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+leader+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(httpapi.HeaderForwardedBy, n.cfg.ID)
+	resp, err := n.fwd.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: leader %s at %s unreachable: %w", kv.ErrNoLeader, s.LeaderID, leader, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("leader %s not ready: %w", s.LeaderID, client.DecodeError(resp))
+	}
+	return nil
+}

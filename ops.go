@@ -1,0 +1,190 @@
+package raftkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/store"
+)
+
+// Put writes value under key. On a follower the write is forwarded to the
+// leader. It returns once the write is applied on a quorum.
+func (n *Node) Put(ctx context.Context, key, value []byte) (kv.PutResult, error) {
+	return n.PutIf(ctx, key, value, kv.Condition{})
+}
+
+// PutIf writes value under key if cond holds; otherwise it fails with a
+// *kv.PreconditionError (errors.Is kv.ErrPreconditionFailed).
+func (n *Node) PutIf(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
+	res, err := n.localPut(ctx, key, value, cond)
+	if errors.Is(err, kv.ErrNotLeader) {
+		c, cerr := n.leaderClient()
+		if cerr != nil {
+			return kv.PutResult{}, cerr
+		}
+		return c.PutIf(ctx, key, value, cond)
+	}
+	return res, err
+}
+
+// Delete removes key; deleting an absent key succeeds with Deleted 0.
+func (n *Node) Delete(ctx context.Context, key []byte) (kv.DeleteResult, error) {
+	return n.DeleteIf(ctx, key, kv.Condition{})
+}
+
+// DeleteIf removes key if cond holds.
+func (n *Node) DeleteIf(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
+	res, err := n.localDelete(ctx, key, cond)
+	if errors.Is(err, kv.ErrNotLeader) {
+		c, cerr := n.leaderClient()
+		if cerr != nil {
+			return kv.DeleteResult{}, cerr
+		}
+		return c.DeleteIf(ctx, key, cond)
+	}
+	return res, err
+}
+
+// DeletePrefix removes every key that starts with prefix, in one raft entry.
+func (n *Node) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
+	res, err := n.localDeletePrefix(ctx, prefix)
+	if errors.Is(err, kv.ErrNotLeader) {
+		c, cerr := n.leaderClient()
+		if cerr != nil {
+			return kv.DeleteResult{}, cerr
+		}
+		return c.DeletePrefix(ctx, prefix)
+	}
+	return res, err
+}
+
+// Get reads key. opts.Consistency defaults to kv.Linearizable; a follower
+// forwards such a read to the leader.
+func (n *Node) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, error) {
+	rec, _, err := n.localGet(ctx, key, opts)
+	if errors.Is(err, kv.ErrNotLeader) {
+		c, cerr := n.leaderClient()
+		if cerr != nil {
+			return kv.Record{}, cerr
+		}
+		return c.Get(ctx, key, opts)
+	}
+	return rec, err
+}
+
+// List returns a page of the keys that start with opts.Prefix.
+func (n *Node) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
+	res, err := n.localList(ctx, opts)
+	if errors.Is(err, kv.ErrNotLeader) {
+		c, cerr := n.leaderClient()
+		if cerr != nil {
+			return kv.ListResult{}, cerr
+		}
+		return c.List(ctx, opts)
+	}
+	return res, err
+}
+
+func (n *Node) validateWrite(key, value []byte) error {
+	if err := kv.ValidateKey(key); err != nil {
+		return err
+	}
+	if int64(len(value)) > n.cfg.MaxValueSize {
+		return fmt.Errorf("%w: value is %d bytes, the limit is %d", kv.ErrTooLarge, len(value), n.cfg.MaxValueSize)
+	}
+	return nil
+}
+
+// apply runs cmd through raft on this node, which must be the leader.
+func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
+	res, err := n.raft.Apply(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if errors.Is(res.Err, kv.ErrPreconditionFailed) {
+		return nil, &kv.PreconditionError{CurrentModIndex: res.CurrentModIndex}
+	}
+	return res, nil
+}
+
+func (n *Node) localPut(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
+	if err := n.validateWrite(key, value); err != nil {
+		return kv.PutResult{}, err
+	}
+	res, err := n.apply(ctx, &store.Command{Op: store.OpPut, Key: key, Value: value, Cond: cond})
+	if err != nil {
+		return kv.PutResult{}, err
+	}
+	return res.Put, nil
+}
+
+func (n *Node) localDelete(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.DeleteResult{}, err
+	}
+	res, err := n.apply(ctx, &store.Command{Op: store.OpDelete, Key: key, Cond: cond})
+	if err != nil {
+		return kv.DeleteResult{}, err
+	}
+	return res.Delete, nil
+}
+
+func (n *Node) localDeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
+	if len(prefix) > kv.MaxKeySize {
+		return kv.DeleteResult{}, kv.ValidateKey(prefix)
+	}
+	res, err := n.apply(ctx, &store.Command{Op: store.OpDeletePrefix, Key: prefix})
+	if err != nil {
+		return kv.DeleteResult{}, err
+	}
+	return res.Delete, nil
+}
+
+// readBarrier makes a local read meet opts: a linearizable read waits for
+// the leader's read index (kv.ErrNotLeader on a follower), a stale read
+// checks MaxStale.
+func (n *Node) readBarrier(ctx context.Context, opts kv.ReadOptions) error {
+	c, err := kv.ParseConsistency(string(opts.Consistency))
+	if err != nil {
+		return err
+	}
+	if c == kv.Linearizable {
+		_, err := n.raft.LinearizableBarrier(ctx)
+		return err
+	}
+	if opts.MaxStale > 0 && !n.raft.IsLeader() {
+		last := n.raft.Status().LastContact
+		if age := time.Since(last); last.IsZero() || age > opts.MaxStale {
+			return fmt.Errorf("%w: leader last heard from %s ago, max_stale is %s", kv.ErrTooStale, age.Round(time.Millisecond), opts.MaxStale)
+		}
+	}
+	return nil
+}
+
+func (n *Node) localGet(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error) {
+	if err := kv.ValidateKey(key); err != nil {
+		return kv.Record{}, 0, err
+	}
+	if err := n.readBarrier(ctx, opts); err != nil {
+		return kv.Record{}, n.store.AppliedIndex(), err
+	}
+	index := n.store.AppliedIndex()
+	rec, err := n.store.Get(key)
+	return rec, index, err
+}
+
+func (n *Node) localList(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
+	if len(opts.Prefix) > kv.MaxKeySize {
+		return kv.ListResult{}, kv.ValidateKey(opts.Prefix)
+	}
+	if opts.Limit < 0 || opts.Limit > kv.MaxListLimit {
+		return kv.ListResult{}, fmt.Errorf("%w: limit must be from 1 to %d", kv.ErrBadRequest, kv.MaxListLimit)
+	}
+	if err := n.readBarrier(ctx, opts.ReadOptions); err != nil {
+		return kv.ListResult{}, err
+	}
+	return n.store.List(opts)
+}

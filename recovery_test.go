@@ -1,0 +1,83 @@
+package raftkv_test
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/testkit"
+)
+
+// waitValue polls node i with stale reads until key has value.
+func waitValue(t *testing.T, c *testkit.Cluster, i int, key, value string) {
+	t.Helper()
+	err := testkit.Eventually(15*time.Second, func() error {
+		resp, body := get(t, c, i, key, "?consistency=stale")
+		if resp.StatusCode != http.StatusOK || body != value {
+			return fmt.Errorf("node %d %s: %d %q, want %q", i, key, resp.StatusCode, body, value)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRestartedFollowerCatchesUpFromLog(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	f := c.Follower()
+	put(t, c, c.Leader(), "before", "1")
+	waitValue(t, c, f, "before", "1")
+	c.Stop(f)
+	for i := range 30 {
+		put(t, c, c.Leader(), "while-down/"+strconv.Itoa(i), strconv.Itoa(i))
+	}
+	c.Restart(f)
+	waitValue(t, c, f, "while-down/29", "29")
+	waitValue(t, c, f, "before", "1")
+	// Its own state machine did not re-apply old entries: versions are exact.
+	resp, _ := get(t, c, f, "before", "?consistency=stale")
+	if got := resp.Header.Get("X-Version"); got != "1" {
+		t.Fatalf("X-Version after restart %s, want 1", got)
+	}
+}
+
+func TestFarBehindFollowerInstallsSnapshot(t *testing.T) {
+	tuning := testkit.FastTuning
+	tuning.SnapshotThreshold = 64
+	tuning.SnapshotInterval = 100 * time.Millisecond
+	tuning.TrailingLogs = 8
+	c := testkit.NewCluster(t, 3, testkit.Options{Tuning: tuning})
+	f := c.Follower()
+	c.Stop(f)
+	const keys = 300
+	for i := range keys {
+		put(t, c, c.Leader(), fmt.Sprintf("bulk/%03d", i), strconv.Itoa(i))
+	}
+	l := c.Leader()
+	if err := c.Node(l).Snapshot(); err != nil {
+		t.Fatalf("snapshot on leader: %v", err)
+	}
+	c.Restart(f)
+	waitValue(t, c, f, fmt.Sprintf("bulk/%03d", keys-1), strconv.Itoa(keys-1))
+	// It got there through a snapshot: the log it needed was compacted away.
+	stats := c.Node(f).Raft().Raft().Stats()
+	if idx, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64); idx == 0 {
+		t.Fatalf("follower reports no installed snapshot: %v", stats)
+	}
+	waitValue(t, c, f, "bulk/000", "0")
+
+	// It survives a restart after the install, and keeps following.
+	c.Stop(f)
+	c.Restart(f)
+	c.WaitReady()
+	waitValue(t, c, f, "bulk/150", "150")
+	put(t, c, c.Leader(), "after-install", "yes")
+	waitValue(t, c, f, "after-install", "yes")
+	resp, body := get(t, c, f, "bulk/?prefix&keys_only&limit=1000", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("list: %d %s", resp.StatusCode, body)
+	}
+}
