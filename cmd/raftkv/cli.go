@@ -1,0 +1,395 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/kv"
+)
+
+const usage = `raftkv is a replicated key-value store built on raft.
+
+Usage:
+  raftkv serve [flags]              run a node
+  raftkv get [flags] KEY            print the value of KEY
+  raftkv put [flags] KEY [VALUE|-]  write KEY (the value from stdin without VALUE or with -)
+  raftkv del [flags] KEY            delete KEY, or with --prefix every key under it
+  raftkv ls [flags] [PREFIX]        list keys and values
+  raftkv cluster [flags]            show the members and the leader
+  raftkv version                    print the version
+  raftkv help [COMMAND]             show this help, or the flags of COMMAND
+
+The client commands take --addr (comma-separated endpoints; default
+$RAFTKV_ADDR, else http://127.0.0.1:8001) and --timeout (default 10s).
+Flags may follow the arguments; put -- before a key that starts with "-".
+`
+
+const defaultAddr = "http://127.0.0.1:8001"
+
+// run executes the command line args (without the program name).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &usageError{err: errors.New("no command given"), shown: true}
+	}
+	var err error
+	switch cmd, args := args[0], args[1:]; cmd {
+	case "serve":
+		err = runServe(ctx, args, stdout, stderr)
+	case "get":
+		err = runGet(ctx, args, stdout, stderr)
+	case "put":
+		err = runPut(ctx, args, stdin, stdout, stderr)
+	case "del":
+		err = runDel(ctx, args, stdout, stderr)
+	case "ls":
+		err = runList(ctx, args, stdout, stderr)
+	case "cluster":
+		err = runCluster(ctx, args, stdout, stderr)
+	case "version":
+		err = runVersion(args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 && args[0] != "help" {
+			return run(ctx, []string{args[0], "-h"}, stdin, stdout, stderr)
+		}
+		_, err = fmt.Fprint(stdout, usage)
+	default:
+		err = usagef("unknown command %q (run \"raftkv help\")", cmd)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the usage was printed
+	}
+	return err
+}
+
+// usageError is a command line the user must fix; main exits 2 for it.
+type usageError struct {
+	err   error
+	shown bool // already printed, with the usage, by the flag package
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...)}
+}
+
+// command is one subcommand's flag set, with the client flags most share.
+type command struct {
+	fs       *flag.FlagSet
+	synopsis string
+	addr     string
+	timeout  time.Duration
+}
+
+func newCommand(name, synopsis, summary string, stderr io.Writer) *command {
+	c := &command{fs: flag.NewFlagSet(name, flag.ContinueOnError), synopsis: "raftkv " + name + " [flags] " + synopsis}
+	c.fs.SetOutput(stderr)
+	c.fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\n%s\n\nFlags:\n", c.synopsis, summary)
+		c.fs.PrintDefaults()
+	}
+	return c
+}
+
+// clientFlags adds --addr and --timeout.
+func (c *command) clientFlags() *command {
+	addr := os.Getenv("RAFTKV_ADDR")
+	if addr == "" {
+		addr = defaultAddr
+	}
+	c.fs.StringVar(&c.addr, "addr", addr, "comma-separated API endpoints of cluster nodes ($RAFTKV_ADDR)")
+	c.fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline for the whole command (0: none)")
+	return c
+}
+
+// parse parses args, where flags and positional arguments may be mixed, and
+// returns between min and max positional arguments. After "--" everything
+// is positional.
+func (c *command) parse(args []string, min, max int) ([]string, error) {
+	var pos []string
+	for {
+		if err := c.fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		} else if err != nil {
+			return nil, &usageError{err: err, shown: true}
+		}
+		rest := c.fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	if len(pos) < min || len(pos) > max {
+		return nil, usagef("%s: wrong number of arguments; usage: %s", c.fs.Name(), strings.TrimSpace(c.synopsis))
+	}
+	return pos, nil
+}
+
+// with calls fn with a client for --addr and ctx bounded by --timeout.
+func (c *command) with(ctx context.Context, fn func(context.Context, *client.Client) error) error {
+	var endpoints []string
+	for e := range strings.SplitSeq(c.addr, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			endpoints = append(endpoints, e)
+		}
+	}
+	cl, err := client.New(client.Config{Endpoints: endpoints})
+	if err != nil {
+		return &usageError{err: fmt.Errorf("--addr: %w", err)}
+	}
+	defer cl.Close()
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	return fn(ctx, cl)
+}
+
+func parseConsistency(s string) (kv.Consistency, error) {
+	cons, err := kv.ParseConsistency(s)
+	if err != nil {
+		return "", usagef("--consistency must be %s or %s, not %q", kv.Linearizable, kv.Stale, s)
+	}
+	return cons, nil
+}
+
+func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("get", "KEY", "Print the value of KEY as it is, without an added newline.", stderr).clientFlags()
+	consistency := c.fs.String("consistency", string(kv.Linearizable), "read consistency: linearizable or stale")
+	asJSON := c.fs.Bool("json", false, "print the whole record as JSON")
+	pos, err := c.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	cons, err := parseConsistency(*consistency)
+	if err != nil {
+		return err
+	}
+	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
+		rec, err := cl.Get(ctx, []byte(pos[0]), kv.ReadOptions{Consistency: cons})
+		switch {
+		case errors.Is(err, kv.ErrNotFound):
+			return errors.New("key not found")
+		case err != nil:
+			return err
+		case *asJSON:
+			return writeJSON(stdout, kv.EncodeRecord(rec, false))
+		}
+		_, err = stdout.Write(rec.Value)
+		return err
+	})
+}
+
+func runPut(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c := newCommand("put", "KEY [VALUE|-]", "Write VALUE under KEY; without VALUE, or with -, the value is read from stdin.\nPrints the result as JSON.", stderr).clientFlags()
+	ifMatch := c.fs.Uint64("if-match", 0, "write only if KEY exists with mod_index `N` (compare-and-swap)")
+	ifAbsent := c.fs.Bool("if-absent", false, "write only if KEY does not exist")
+	pos, err := c.parse(args, 1, 2)
+	if err != nil {
+		return err
+	}
+	if *ifMatch != 0 && *ifAbsent {
+		return usagef("--if-match and --if-absent exclude each other")
+	}
+	var value []byte
+	if len(pos) == 2 && pos[1] != "-" {
+		value = []byte(pos[1])
+	} else if value, err = io.ReadAll(stdin); err != nil {
+		return fmt.Errorf("reading the value from stdin: %w", err)
+	}
+	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
+		res, err := cl.PutIf(ctx, []byte(pos[0]), value, kv.Condition{IfModIndex: *ifMatch, IfAbsent: *ifAbsent})
+		if err != nil {
+			return err
+		}
+		out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version}
+		out.Key, out.KeyBase64 = kv.EncodeBytes(res.Key)
+		return writeJSON(stdout, out)
+	})
+}
+
+func runDel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("del", "KEY", "Delete KEY, or with --prefix every key that starts with KEY.\nPrints the result as JSON.", stderr).clientFlags()
+	prefix := c.fs.Bool("prefix", false, "delete every key that starts with KEY")
+	ifMatch := c.fs.Uint64("if-match", 0, "delete only if KEY exists with mod_index `N`")
+	pos, err := c.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *prefix && *ifMatch != 0:
+		return usagef("--if-match does not apply to --prefix")
+	case *prefix && pos[0] == "":
+		return usagef("refusing to delete every key: the prefix is empty")
+	}
+	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
+		var (
+			res kv.DeleteResult
+			err error
+		)
+		if *prefix {
+			res, err = cl.DeletePrefix(ctx, []byte(pos[0]))
+		} else {
+			res, err = cl.DeleteIf(ctx, []byte(pos[0]), kv.Condition{IfModIndex: *ifMatch})
+		}
+		if err != nil {
+			return err
+		}
+		return writeJSON(stdout, kv.DeleteResponse{Deleted: res.Deleted, Index: res.Index})
+	})
+}
+
+func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("ls", "[PREFIX]", "List the keys that start with PREFIX (every key without it), one a line:\nkey<TAB>value. Keys and values that are not printable text are quoted.", stderr).clientFlags()
+	keysOnly := c.fs.Bool("keys-only", false, "print the keys only")
+	limit := c.fs.Int("limit", 0, "print at most `N` keys (0: all)")
+	consistency := c.fs.String("consistency", string(kv.Linearizable), "read consistency of each page: linearizable or stale")
+	pos, err := c.parse(args, 0, 1)
+	if err != nil {
+		return err
+	}
+	if *limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	opts := kv.ListOptions{KeysOnly: *keysOnly}
+	if opts.Consistency, err = parseConsistency(*consistency); err != nil {
+		return err
+	}
+	if len(pos) == 1 {
+		opts.Prefix = []byte(pos[0])
+	}
+	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
+		w := bufio.NewWriter(stdout)
+		for printed := 0; ; {
+			if *limit > 0 {
+				opts.Limit = min(*limit-printed, kv.MaxListLimit)
+			}
+			page, err := cl.List(ctx, opts)
+			if err != nil {
+				return err
+			}
+			for _, r := range page.Items {
+				if *keysOnly {
+					fmt.Fprintln(w, printable(r.Key))
+				} else {
+					fmt.Fprintf(w, "%s\t%s\n", printable(r.Key), printable(r.Value))
+				}
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			printed += len(page.Items)
+			if !page.More || (*limit > 0 && printed >= *limit) {
+				return nil
+			}
+			if bytes.Compare(page.Next, opts.After) <= 0 {
+				return fmt.Errorf("listing stopped: the server's next key %q does not advance", page.Next)
+			}
+			opts.After = page.Next
+		}
+	})
+}
+
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("cluster", "", "Show the cluster's members and leader, as the node that answers sees them.", stderr).clientFlags()
+	asJSON := c.fs.Bool("json", false, "print the cluster info as JSON")
+	if _, err := c.parse(args, 0, 0); err != nil {
+		return err
+	}
+	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
+		info, err := cl.Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(stdout, info)
+		}
+		leader := orDash(info.LeaderID)
+		if info.LeaderAPI != "" {
+			leader += " (" + info.LeaderAPI + ")"
+		}
+		fmt.Fprintf(stdout, "leader %s  term %d  commit index %d  applied index %d  (answered by %s, %s)\n\n",
+			leader, info.Term, info.CommitIndex, info.AppliedIndex, orDash(info.ID), orDash(info.State))
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tRAFT ADDR\tAPI ADDR\tSUFFRAGE\tSTATE")
+		for _, n := range info.Nodes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, orDash(n.RaftAddr), orDash(n.APIAddr), orDash(n.Suffrage), orDash(n.State))
+		}
+		return tw.Flush()
+	})
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	c := newCommand("version", "", "Print the version of raftkv and of the Go toolchain that built it.", stderr)
+	if _, err := c.parse(args, 0, 0); err != nil {
+		return err
+	}
+	version := "(unknown)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version = bi.Main.Version
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value[:min(len(s.Value), 12)]
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if rev != "" {
+			version += " " + rev + dirty
+		}
+	}
+	_, err := fmt.Fprintf(stdout, "raftkv %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return err
+}
+
+// writeJSON writes v as one line of JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// printable returns b as it is when it is UTF-8 text without control
+// characters, and quoted (as %q does) otherwise, so that every key or value
+// stays on its line.
+func printable(b []byte) string {
+	s := string(b)
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

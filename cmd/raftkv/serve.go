@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/raftkv/raftkv"
+)
+
+const serveSummary = `Runs one raftkv node. Every flag can also be set with an environment
+variable: RAFTKV_ and the flag name in upper case with - as _ (for example
+RAFTKV_DATA_DIR); a flag on the command line wins.
+
+A node with an empty data dir forms a cluster with --bootstrap-expect
+nodes found through --join, or joins the cluster a --join node is in. A
+node with a data dir rejoins its cluster as before. SIGINT or SIGTERM stops
+it cleanly.`
+
+// runServe runs a node until ctx ends (SIGINT/SIGTERM).
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("serve", "", serveSummary, stderr)
+	fs := c.fs
+	id := fs.String("id", "", "raft server id of this node, unique and stable (required)")
+	dataDir := fs.String("data-dir", "", "directory for raft.db, snapshots/ and kv.db (required)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8001", "address the HTTP API listens on")
+	httpAdv := fs.String("http-advertise", "", "HTTP host:port other nodes and redirected clients use (default: --http-addr)")
+	raftAddr := fs.String("raft-addr", "127.0.0.1:9001", "address the raft transport listens on")
+	raftAdv := fs.String("raft-advertise", "", "raft host:port peers dial (default: --raft-addr)")
+	expect := fs.Int("bootstrap-expect", 0, "number of voters that form a new cluster together (0: join only; alone with no --join: single node)")
+	join := fs.String("join", "", "comma-separated HTTP addresses of other nodes")
+	maxValue := fs.Int64("max-value-size", 1<<20, "largest value in bytes")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	raftLogLevel := fs.String("raft-log-level", "warn", "lowest raft log level shown: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	if _, err := c.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if err := flagsFromEnv(fs); err != nil {
+		return err
+	}
+	if *id == "" || *dataDir == "" {
+		return usagef("serve: --id and --data-dir are required")
+	}
+	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("node", *id)
+
+	var joinAddrs []string
+	for a := range strings.SplitSeq(*join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			joinAddrs = append(joinAddrs, a)
+		}
+	}
+	node, err := raftkv.Open(raftkv.Config{
+		ID:              *id,
+		DataDir:         *dataDir,
+		HTTPAddr:        *httpAddr,
+		HTTPAdvertise:   *httpAdv,
+		RaftAddr:        *raftAddr,
+		RaftAdvertise:   *raftAdv,
+		Join:            joinAddrs,
+		BootstrapExpect: *expect,
+		MaxValueSize:    *maxValue,
+		Logger:          logger,
+		RaftLogLevel:    *raftLogLevel,
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("node started", "http", node.HTTPAddr(), "raft", node.RaftAddr(), "data_dir", *dataDir)
+	<-ctx.Done()
+	logger.Info("stopping")
+	if err := node.Close(); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// flagsFromEnv sets every flag not given on the command line from its
+// RAFTKV_* environment variable, if that is set.
+func flagsFromEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		env := "RAFTKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = usagef("%s=%q: %v", env, v, serr)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level: %v", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format must be text or json, not %q", format)
+}
