@@ -95,7 +95,7 @@ func (n *Node) formCluster(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 2*time.Second)
+		wait = min(wait*2, time.Second)
 	}
 }
 

@@ -282,6 +282,9 @@ func (n *Node) ready(ctx context.Context) error {
 	if !n.raft.Bootstrapped() {
 		return fmt.Errorf("%w: not part of a cluster yet", kv.ErrNoLeader)
 	}
+	if cur, _ := n.store.NodeAPIAddr(n.cfg.ID); n.apiAddr != "" && cur != n.apiAddr {
+		return fmt.Errorf("%w: this node's API address is not registered yet", kv.ErrNoLeader)
+	}
 	if n.raft.IsLeader() {
 		_, err := n.raft.LinearizableBarrier(ctx)
 		return err

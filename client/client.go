@@ -175,7 +175,7 @@ func (c *Client) delete(ctx context.Context, req request) (kv.DeleteResult, erro
 	if err := c.call(ctx, req, &resp); err != nil {
 		return kv.DeleteResult{}, err
 	}
-	return kv.DeleteResult{Deleted: resp.Deleted, Index: resp.Index}, nil
+	return kv.DeleteResult(resp), nil
 }
 
 // List returns one page of the keys that start with opts.Prefix, after

@@ -469,7 +469,7 @@ func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(HeaderIndex, strconv.FormatUint(res.Index, 10))
-	writeJSON(w, http.StatusOK, kv.DeleteResponse{Deleted: res.Deleted, Index: res.Index})
+	writeJSON(w, http.StatusOK, kv.DeleteResponse(res))
 }
 
 func (h *Handler) getCluster(w http.ResponseWriter, r *http.Request) {

@@ -164,7 +164,7 @@ func current(b *bbolt.Bucket, key []byte) (kv.Record, bool, error) {
 // checkCond reports whether cond holds for the key's current state; when
 // it does not, the error is a *kv.PreconditionError.
 func checkCond(cond kv.Condition, cur kv.Record, exists bool) error {
-	ok := !(cond.IfAbsent && exists) &&
+	ok := (!cond.IfAbsent || !exists) &&
 		(cond.IfModIndex == 0 || exists && cur.ModIndex == cond.IfModIndex)
 	if !ok {
 		return &kv.PreconditionError{CurrentModIndex: cur.ModIndex}

@@ -178,8 +178,7 @@ func verify(path string, index uint64) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
-	defer db.Close()
-	return db.View(func(tx *bbolt.Tx) error {
+	err = db.View(func(tx *bbolt.Tx) error {
 		got, _, err := readMeta(tx)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
@@ -189,6 +188,7 @@ func verify(path string, index uint64) error {
 		}
 		return nil
 	})
+	return errors.Join(err, db.Close())
 }
 
 // swap renames tmp over kv.db and reopens it, under the write lock that

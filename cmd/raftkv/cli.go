@@ -258,7 +258,7 @@ func runDel(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return err
 		}
-		return writeJSON(stdout, kv.DeleteResponse{Deleted: res.Deleted, Index: res.Index})
+		return writeJSON(stdout, kv.DeleteResponse(res))
 	})
 }
 
