@@ -106,7 +106,9 @@ func (w *statusWriter) WriteHeader(code int) {
 		if hd.Get(HeaderIndex) == "" {
 			hd.Set(HeaderIndex, strconv.FormatUint(w.h.b.AppliedIndex(), 10))
 		}
-		hd.Set(HeaderNode, w.h.b.ID())
+		if hd.Get(HeaderNode) == "" { // a forwarded answer names the leader
+			hd.Set(HeaderNode, w.h.b.ID())
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
