@@ -12,6 +12,7 @@ stop() {
 	trap - INT TERM
 	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	wait
+	exit 0
 }
 trap stop INT TERM
 
@@ -23,7 +24,7 @@ for i in 1 2 3; do
 	"$bin" serve --id "n$i" --data-dir "$data/n$i" \
 		--http-addr "127.0.0.1:800$i" --raft-addr "127.0.0.1:900$i" \
 		--bootstrap-expect 3 --join "$(IFS=,; echo "${join[*]}")" \
-		> >(sed -u "s/^/[n$i] /") 2>&1 &
+		> >(trap "" INT; exec sed -u "s/^/[n$i] /") 2>&1 &
 	pids+=($!)
 done
 
