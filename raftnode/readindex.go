@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -142,6 +143,7 @@ type verifier struct {
 	mu      sync.Mutex
 	waiters []chan error
 	running bool
+	rounds  atomic.Uint64 // VerifyLeader rounds run, for tests and metrics
 }
 
 func (v *verifier) do(ctx context.Context) error {
@@ -174,6 +176,7 @@ func (v *verifier) loop() {
 			return
 		}
 		v.mu.Unlock()
+		v.rounds.Add(1)
 		err := v.r.VerifyLeader().Error()
 		if err != nil {
 			if errors.Is(err, raft.ErrRaftShutdown) {

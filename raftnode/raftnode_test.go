@@ -1,0 +1,148 @@
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/store"
+)
+
+// single starts a one-voter cluster on loopback and waits until it leads.
+func single(t *testing.T) *Node {
+	t.Helper()
+	dir := t.TempDir()
+	fsm, err := store.Open(filepath.Join(dir, "kv.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(Config{ID: "n1", DataDir: dir, RaftAddr: "127.0.0.1:0"}, fsm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := fsm.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := n.Bootstrap([]Server{{ID: "n1", RaftAddr: n.RaftAddr(), Voter: true}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := n.ReadIndex(ctx); err == nil {
+			return n
+		} else if ctx.Err() != nil {
+			t.Fatalf("never became a ready leader: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func TestBootstrapTwiceIsAlreadyBootstrapped(t *testing.T) {
+	n := single(t)
+	err := n.Bootstrap([]Server{{ID: "n1", RaftAddr: n.RaftAddr(), Voter: true}})
+	if !errors.Is(err, ErrAlreadyBootstrapped) {
+		t.Fatalf("second bootstrap: %v, want ErrAlreadyBootstrapped", err)
+	}
+}
+
+func TestApplyAndLinearizableBarrier(t *testing.T) {
+	n := single(t)
+	ctx := context.Background()
+	res, err := n.Apply(ctx, &store.Command{Op: store.OpPut, Key: []byte("k"), Value: []byte("v")})
+	if err != nil || res.Put.ModIndex == 0 {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	idx, err := n.LinearizableBarrier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx < res.Put.ModIndex {
+		t.Fatalf("read index %d below the acknowledged write at %d", idx, res.Put.ModIndex)
+	}
+	if got := n.fsm.AppliedIndex(); got < idx {
+		t.Fatalf("barrier returned with applied index %d < read index %d", got, idx)
+	}
+	// A failed condition is a result, not an error.
+	res, err = n.Apply(ctx, &store.Command{Op: store.OpPut, Key: []byte("k"), Value: []byte("x"), Cond: kv.Condition{IfAbsent: true}})
+	if err != nil || !errors.Is(res.Err, kv.ErrPreconditionFailed) {
+		t.Fatalf("conditional apply: %+v %v", res, err)
+	}
+}
+
+func TestApplyWithExpiredContextIsNotHandedOff(t *testing.T) {
+	n := single(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := n.raft.LastIndex()
+	_, err := n.Apply(ctx, &store.Command{Op: store.OpPut, Key: []byte("k"), Value: []byte("v")})
+	if !errors.Is(err, kv.ErrTimeout) {
+		t.Fatalf("apply with a done context: %v, want ErrTimeout", err)
+	}
+	if after := n.raft.LastIndex(); after != before {
+		t.Fatalf("log grew from %d to %d for a request that was refused", before, after)
+	}
+}
+
+// Concurrent reads share VerifyLeader rounds: far fewer rounds than reads.
+func TestReadIndexBatchesVerifyLeader(t *testing.T) {
+	n := single(t)
+	start := n.verify.rounds.Load()
+	const readers = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, readers)
+	for range readers {
+		wg.Go(func() {
+			if _, err := n.LinearizableBarrier(context.Background()); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rounds := n.verify.rounds.Load() - start
+	if rounds == 0 || rounds >= readers/2 {
+		t.Fatalf("%d VerifyLeader rounds for %d concurrent reads; want batching", rounds, readers)
+	}
+	t.Logf("%d reads, %d rounds", readers, rounds)
+}
+
+func TestApplyErrorMapping(t *testing.T) {
+	tests := []struct {
+		in   error
+		want error
+	}{
+		{raft.ErrNotLeader, kv.ErrNotLeader},
+		{raft.ErrLeadershipTransferInProgress, kv.ErrNoLeader},
+		{raft.ErrLeadershipLost, kv.ErrOutcomeUnknown},
+		{raft.ErrEnqueueTimeout, kv.ErrOutcomeUnknown},
+		{raft.ErrRaftShutdown, kv.ErrOutcomeUnknown},
+		{fmt.Errorf("wrapped: %w", raft.ErrNotLeader), kv.ErrNotLeader},
+	}
+	for _, tt := range tests {
+		if got := applyError(tt.in); !errors.Is(got, tt.want) {
+			t.Errorf("applyError(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	if got := applyError(raft.ErrRaftShutdown); !errors.Is(got, kv.ErrClosed) {
+		t.Errorf("shutdown should also be ErrClosed: %v", got)
+	}
+}
