@@ -95,4 +95,3 @@ func TestCondition(t *testing.T) {
 		}
 	}
 }
-
