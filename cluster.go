@@ -227,3 +227,5 @@ func (b backend) Cluster(ctx context.Context) (kv.ClusterInfo, error) { return b
 func (b backend) Join(ctx context.Context, req kv.JoinRequest) error { return b.n.join(ctx, req) }
 
 func (b backend) Ready(ctx context.Context) error { return b.n.ready(ctx) }
+
+func (b backend) Digest(context.Context) (kv.DigestInfo, error) { return b.n.Digest() }

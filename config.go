@@ -24,6 +24,9 @@ type Config struct {
 	// bound address).
 	RaftAddr      string
 	RaftAdvertise string
+	// RaftPeerAddrs overrides, by server id, the address this node dials
+	// to reach a peer's raft transport (for example through a proxy).
+	RaftPeerAddrs map[string]string
 
 	// HTTPAddr, if set, makes Open serve the HTTP API there (port 0 picks a
 	// free port; see Node.HTTPAddr). HTTPAdvertise is the host:port other

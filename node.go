@@ -80,6 +80,7 @@ func Open(cfg Config) (n *Node, err error) {
 		DataDir:            cfg.DataDir,
 		RaftAddr:           cfg.RaftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
+		PeerAddrs:          cfg.RaftPeerAddrs,
 		Logger:             cfg.Logger.With("component", "raft"),
 		RaftLogLevel:       cfg.RaftLogLevel,
 		HeartbeatTimeout:   t.HeartbeatTimeout,
@@ -173,6 +174,16 @@ func (n *Node) IsLeader() bool { return n.raft.IsLeader() }
 
 // AppliedIndex returns the raft index the local state machine has applied.
 func (n *Node) AppliedIndex() uint64 { return n.store.AppliedIndex() }
+
+// Digest hashes the local state machine: every key, value and index at the
+// applied index it reports. Replicas that applied the same entries agree.
+func (n *Node) Digest() (kv.DigestInfo, error) {
+	d, err := n.store.Digest()
+	if err != nil {
+		return kv.DigestInfo{}, err
+	}
+	return kv.DigestInfo{Node: n.cfg.ID, AppliedIndex: d.AppliedIndex, Keys: d.Keys, SHA256: d.SHA256}, nil
+}
 
 // Snapshot makes raft take a snapshot now and compact its log.
 func (n *Node) Snapshot() error { return n.raft.Snapshot() }

@@ -1,6 +1,7 @@
 package raftkv_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/testkit"
+	"github.com/raftkv/raftkv/kv"
 )
 
 // waitValue polls node i with stale reads until key has value.
@@ -108,5 +110,36 @@ func TestWholeClusterRestartKeepsData(t *testing.T) {
 	}
 	if next := put(t, c, 0, "after-restart", "x").ModIndex; next <= last {
 		t.Fatalf("index went backwards across a restart: %d after %d", next, last)
+	}
+}
+
+// GET /v1/debug/hash: replicas that applied the same entries agree.
+func TestReplicasConvergeToSameDigest(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	for i := range 20 {
+		put(t, c, i%3, "d/"+strconv.Itoa(i%7), strconv.Itoa(i))
+	}
+	last := put(t, c, 0, "d/last", "x").ModIndex
+	err := testkit.Eventually(10*time.Second, func() error {
+		var first kv.DigestInfo
+		for i := range c.Size() {
+			resp, body := c.Do(http.MethodGet, c.URL(i)+"/v1/debug/hash", nil, nil)
+			var d kv.DigestInfo
+			if err := json.Unmarshal(body, &d); err != nil || resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("node %d: %d %s", i, resp.StatusCode, body)
+			}
+			if d.AppliedIndex < last || d.Keys != 8 {
+				return fmt.Errorf("node %d not caught up: %+v", i, d)
+			}
+			if i == 0 {
+				first = d
+			} else if d.SHA256 != first.SHA256 || d.AppliedIndex != first.AppliedIndex {
+				return fmt.Errorf("node %d digest %+v differs from %+v", i, d, first)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

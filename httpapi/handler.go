@@ -44,6 +44,8 @@ type Backend interface {
 	Join(ctx context.Context, req kv.JoinRequest) error
 	// Ready returns nil when the node can serve linearizable reads.
 	Ready(ctx context.Context) error
+	// Digest hashes the local state machine (GET /v1/debug/hash).
+	Digest(ctx context.Context) (kv.DigestInfo, error)
 }
 
 // Config configures a Handler. Backend is required.
@@ -112,6 +114,7 @@ func New(cfg Config) (*Handler, error) {
 	h.mux = http.NewServeMux()
 	h.route("/v1/cluster", methods{http.MethodGet: h.getCluster})
 	h.route("/v1/cluster/nodes", methods{http.MethodPost: h.postNode})
+	h.route("/v1/debug/hash", methods{http.MethodGet: h.getDigest})
 	h.route("/livez", methods{http.MethodGet: h.livez})
 	h.route("/readyz", methods{http.MethodGet: h.readyz})
 	h.route("/metrics", methods{http.MethodGet: h.metrics.ServeHTTP})
@@ -514,6 +517,22 @@ func (h *Handler) postNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, req)
+}
+
+// getDigest answers with a hash of the local state machine, so that tests
+// and operators can check that replicas converged.
+func (h *Handler) getDigest(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	d, err := h.b.Digest(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(d.AppliedIndex, 10))
+	writeJSON(w, http.StatusOK, d)
 }
 
 func (h *Handler) livez(w http.ResponseWriter, _ *http.Request) {

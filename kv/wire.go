@@ -150,3 +150,13 @@ type JoinRequest struct {
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
 }
+
+// DigestInfo is the body of GET /v1/debug/hash: a digest of every key,
+// value and index in the answering node's state machine. Nodes that
+// applied the same entries report the same applied_index and sha256.
+type DigestInfo struct {
+	Node         string `json:"node"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Keys         int64  `json:"keys"`
+	SHA256       string `json:"sha256"`
+}

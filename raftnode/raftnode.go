@@ -42,6 +42,10 @@ type Config struct {
 	// RaftAdvertise is the address peers dial; defaults to the bound address,
 	// which must then not be unspecified (0.0.0.0).
 	RaftAdvertise string
+	// PeerAddrs, if set, overrides the address this node dials to reach a
+	// peer, by server id; peers not in it are dialed at their configured
+	// address. A test harness uses it to route each link through a proxy.
+	PeerAddrs map[string]string
 	// Logger receives raft's logs (at RaftLogLevel and above). Nil discards.
 	Logger *slog.Logger
 	// RaftLogLevel is the lowest raft log level passed on: "debug", "info"
@@ -201,11 +205,11 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 			return nil, fmt.Errorf("raftnode: raft advertise address: %w", err)
 		}
 	}
-	n.trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
-		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  hlog,
-	})
+	tc := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}
+	if len(cfg.PeerAddrs) > 0 {
+		tc.ServerAddressProvider = peerAddrs(cfg.PeerAddrs)
+	}
+	n.trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, tc)
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: raft transport on %s: %w", cfg.RaftAddr, err)
 	}
@@ -269,6 +273,16 @@ func catchUpFromSnapshot(fsm *store.Store, snaps *raft.FileSnapshotStore, log *s
 		return fmt.Errorf("raftnode: restore snapshot %s: %w", meta.ID, err)
 	}
 	return fsm.SetAppliedFloor(meta.Index)
+}
+
+// peerAddrs is a raft.ServerAddressProvider over a fixed map.
+type peerAddrs map[string]string
+
+func (p peerAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if a, ok := p[string(id)]; ok {
+		return raft.ServerAddress(a), nil
+	}
+	return "", fmt.Errorf("no override for %s", id)
 }
 
 // RaftAddr is the address peers reach this node's raft transport at.

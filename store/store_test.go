@@ -212,3 +212,26 @@ func TestCloseAndLock(t *testing.T) {
 		t.Errorf("Snapshot after Close = %v, want kv.ErrClosed", err)
 	}
 }
+
+func TestDigest(t *testing.T) {
+	a, b := openTemp(t), openTemp(t)
+	logs := []*raft.Log{
+		entry(1, putCmd("a", "1", kv.Condition{})),
+		entry(2, putCmd("b", "2", kv.Condition{})),
+	}
+	a.ApplyBatch(logs)
+	b.ApplyBatch(logs)
+	da, err := a.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, _ := b.Digest()
+	if da != db || da.Keys != 2 || da.AppliedIndex != 2 {
+		t.Fatalf("same entries, digests %+v and %+v", da, db)
+	}
+	// One more write anywhere changes it.
+	b.ApplyBatch([]*raft.Log{entry(3, putCmd("a", "1", kv.Condition{}))})
+	if db, _ = b.Digest(); db.SHA256 == da.SHA256 {
+		t.Fatalf("digest unchanged after a write bumped a version")
+	}
+}

@@ -30,6 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	httpAdv := fs.String("http-advertise", "", "HTTP host:port other nodes and redirected clients use (default: --http-addr)")
 	raftAddr := fs.String("raft-addr", "127.0.0.1:9001", "address the raft transport listens on")
 	raftAdv := fs.String("raft-advertise", "", "raft host:port peers dial (default: --raft-addr)")
+	peerAddrs := fs.String("raft-peer-addrs", "", "dial overrides for peers' raft transports, as id=host:port,... (for proxies in tests)")
 	expect := fs.Int("bootstrap-expect", 0, "number of voters that form a new cluster together (0: join only; alone with no --join: single node)")
 	join := fs.String("join", "", "comma-separated HTTP addresses of other nodes")
 	maxValue := fs.Int64("max-value-size", 1<<20, "largest value in bytes")
@@ -57,6 +58,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			joinAddrs = append(joinAddrs, a)
 		}
 	}
+	peers := map[string]string{}
+	for kvp := range strings.SplitSeq(*peerAddrs, ",") {
+		if kvp = strings.TrimSpace(kvp); kvp == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(kvp, "=")
+		if !ok || id == "" || addr == "" {
+			return usagef("--raft-peer-addrs: %q is not id=host:port", kvp)
+		}
+		peers[id] = addr
+	}
 	node, err := raftkv.Open(raftkv.Config{
 		ID:              *id,
 		DataDir:         *dataDir,
@@ -64,6 +76,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		HTTPAdvertise:   *httpAdv,
 		RaftAddr:        *raftAddr,
 		RaftAdvertise:   *raftAdv,
+		RaftPeerAddrs:   peers,
 		Join:            joinAddrs,
 		BootstrapExpect: *expect,
 		MaxValueSize:    *maxValue,
