@@ -228,4 +228,12 @@ func (b backend) Join(ctx context.Context, req kv.JoinRequest) error { return b.
 
 func (b backend) Ready(ctx context.Context) error { return b.n.ready(ctx) }
 
+func (b backend) RemoveNode(ctx context.Context, id string) error {
+	return b.n.raft.RemoveServer(ctx, id)
+}
+
+func (b backend) TransferLeadership(ctx context.Context, id string) error {
+	return b.n.raft.TransferLeadership(ctx, id)
+}
+
 func (b backend) Digest(context.Context) (kv.DigestInfo, error) { return b.n.Digest() }

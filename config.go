@@ -58,6 +58,9 @@ type Config struct {
 	// nil creates one for this node.
 	Registry *prometheus.Registry
 
+	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP API.
+	Pprof bool
+
 	// Tuning adjusts raft; the zero value is the production default.
 	Tuning Tuning
 }

@@ -100,6 +100,7 @@ func Open(cfg Config) (n *Node, err error) {
 		Gatherer:     cfg.Registry,
 		MaxValueSize: cfg.MaxValueSize,
 		Forward:      n.fwd,
+		Pprof:        cfg.Pprof,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)

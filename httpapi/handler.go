@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"slices"
 	"strconv"
@@ -42,6 +43,11 @@ type Backend interface {
 	Cluster(ctx context.Context) (kv.ClusterInfo, error)
 	// Join adds or re-addresses a voter and records its API address.
 	Join(ctx context.Context, req kv.JoinRequest) error
+	// RemoveNode removes a member from the raft configuration (leader only).
+	RemoveNode(ctx context.Context, id string) error
+	// TransferLeadership hands leadership to id, or to the most caught-up
+	// voter when id is empty (leader only).
+	TransferLeadership(ctx context.Context, id string) error
 	// Ready returns nil when the node can serve linearizable reads.
 	Ready(ctx context.Context) error
 	// Digest hashes the local state machine (GET /v1/debug/hash).
@@ -64,6 +70,9 @@ type Config struct {
 	Forward *http.Client
 	// ReadyTimeout bounds /readyz's check (default 2s).
 	ReadyTimeout time.Duration
+	// Pprof mounts net/http/pprof under /debug/pprof/ (off by default: it
+	// exposes internals and can be made to burn CPU).
+	Pprof bool
 }
 
 // Handler serves the API. Build it with New.
@@ -114,10 +123,19 @@ func New(cfg Config) (*Handler, error) {
 	h.mux = http.NewServeMux()
 	h.route("/v1/cluster", methods{http.MethodGet: h.getCluster})
 	h.route("/v1/cluster/nodes", methods{http.MethodPost: h.postNode})
+	h.route("/v1/cluster/nodes/{id}", methods{http.MethodDelete: h.deleteNode})
+	h.route("/v1/cluster/transfer-leader", methods{http.MethodPost: h.transferLeader})
 	h.route("/v1/debug/hash", methods{http.MethodGet: h.getDigest})
 	h.route("/livez", methods{http.MethodGet: h.livez})
 	h.route("/readyz", methods{http.MethodGet: h.readyz})
 	h.route("/metrics", methods{http.MethodGet: h.metrics.ServeHTTP})
+	if cfg.Pprof {
+		h.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		h.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		h.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		h.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		h.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	h.route("/", methods{"*": func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s", kv.ErrNotFound, r.URL.Path))
 	}})
@@ -517,6 +535,48 @@ func (h *Handler) postNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, req)
+}
+
+// leaderOnly runs op here when this node leads, else forwards the request.
+func (h *Handler) leaderOnly(w http.ResponseWriter, r *http.Request, body []byte, op func() error) {
+	if !h.b.IsLeader() {
+		h.forward(w, r, body, true)
+		return
+	}
+	err := op()
+	if errors.Is(err, kv.ErrNotLeader) {
+		h.forward(w, r, body, true)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *Handler) deleteNode(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	if id == "" {
+		writeError(w, fmt.Errorf("%w: node id is empty", kv.ErrBadRequest))
+		return
+	}
+	h.leaderOnly(w, r, nil, func() error { return h.b.RemoveNode(r.Context(), id) })
+}
+
+// transferLeader hands leadership over: to ?id= when given, else to the
+// voter raft picks.
+func (h *Handler) transferLeader(w http.ResponseWriter, r *http.Request) {
+	p, err := queryOf(r, "id")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	h.leaderOnly(w, r, nil, func() error { return h.b.TransferLeadership(r.Context(), p.Get("id")) })
 }
 
 // getDigest answers with a hash of the local state machine, so that tests

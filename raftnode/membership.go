@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -88,6 +89,37 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 		return fmt.Errorf("remove server %s: %w", id, membershipError(err))
 	}
 	return nil
+}
+
+// TransferLeadership hands leadership to the voter id, or to the voter raft
+// considers most caught up when id is empty, and waits for the hand-off.
+// Leader only.
+func (n *Node) TransferLeadership(ctx context.Context, id string) error {
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		servers, err := n.Servers()
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(servers, func(s Server) bool { return s.ID == id })
+		if i < 0 {
+			return fmt.Errorf("%w: %s is not a member", kv.ErrNotFound, id)
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(servers[i].RaftAddr))
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("transfer leadership: %w", membershipError(err))
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: transfer leadership: %w", kv.ErrTimeout, ctx.Err())
+	}
 }
 
 func (n *Node) timeout(ctx context.Context) time.Duration {

@@ -36,6 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxValue := fs.Int64("max-value-size", 1<<20, "largest value in bytes")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	raftLogLevel := fs.String("raft-log-level", "warn", "lowest raft log level shown: debug, info, warn, error")
+	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	if _, err := c.parse(args, 0, 0); err != nil {
 		return err
@@ -82,6 +83,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxValueSize:    *maxValue,
 		Logger:          logger,
 		RaftLogLevel:    *raftLogLevel,
+		Pprof:           *pprofOn,
 	})
 	if err != nil {
 		return err
