@@ -135,6 +135,13 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 	if len(servers) < n.cfg.BootstrapExpect {
 		return false, fmt.Errorf("know %d of %d nodes to bootstrap with", len(servers), n.cfg.BootstrapExpect)
 	}
+	if len(servers) > n.cfg.BootstrapExpect {
+		// Nodes that saw different sets would bootstrap different
+		// clusters: refuse, and say why.
+		n.log.Error("more nodes without state than --bootstrap-expect; not bootstrapping: list only the initial members in --join",
+			"found", len(servers), "expect", n.cfg.BootstrapExpect)
+		return false, fmt.Errorf("found %d nodes without state, expected %d", len(servers), n.cfg.BootstrapExpect)
+	}
 	err = n.raft.Bootstrap(servers)
 	if err != nil && !errors.Is(err, raftnode.ErrAlreadyBootstrapped) {
 		return false, err
@@ -170,12 +177,16 @@ func (n *Node) register(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	// A member whose raft address changed (restarted with another
-	// --raft-addr) asks to be re-addressed; one that is absent from the
-	// configuration was removed and is not re-added behind the operator's back.
-	raftOK := !slices.ContainsFunc(servers, func(s raftnode.Server) bool {
-		return s.ID == n.cfg.ID && s.RaftAddr != n.raft.RaftAddr()
-	})
+	// A member that is absent from the configuration was removed: it is
+	// not re-added behind the operator's back (it rejoins with an empty
+	// directory). One whose raft address changed (restarted with another
+	// --raft-addr) asks to be re-addressed.
+	i := slices.IndexFunc(servers, func(s raftnode.Server) bool { return s.ID == n.cfg.ID })
+	if i < 0 {
+		n.log.Warn("this node is not in the cluster configuration (removed?); not registering")
+		return true, nil
+	}
+	raftOK := servers[i].RaftAddr == n.raft.RaftAddr()
 	cur, ok := n.store.NodeAPIAddr(n.cfg.ID)
 	if raftOK && (n.apiAddr == "" || ok && cur == n.apiAddr) {
 		return true, nil

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -291,8 +292,15 @@ func (n *Node) leaderClient() (*client.Client, error) {
 
 // ready reports whether the node can serve a linearizable read now.
 func (n *Node) ready(ctx context.Context) error {
-	if !n.raft.Bootstrapped() {
+	servers, err := n.raft.Servers()
+	if err != nil {
+		return err
+	}
+	if len(servers) == 0 {
 		return fmt.Errorf("%w: not part of a cluster yet", kv.ErrNoLeader)
+	}
+	if !slices.ContainsFunc(servers, func(s raftnode.Server) bool { return s.ID == n.cfg.ID }) {
+		return fmt.Errorf("%w: this node is not a member of the cluster (removed?)", kv.ErrNoLeader)
 	}
 	if cur, _ := n.store.NodeAPIAddr(n.cfg.ID); n.apiAddr != "" && cur != n.apiAddr {
 		return fmt.Errorf("%w: this node's API address is not registered yet", kv.ErrNoLeader)

@@ -20,6 +20,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case "precondition_failed":
 		return http.StatusPreconditionFailed
+	case "idempotency_key_reused":
+		return http.StatusUnprocessableEntity
 	case "method_not_allowed":
 		return http.StatusMethodNotAllowed
 	case "no_leader", "not_leader", "shutting_down", "too_stale":

@@ -260,7 +260,7 @@ func (p params) readOptions() (kv.ReadOptions, error) {
 }
 
 func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
-	p, err := queryOf(r, "prefix", "format", "consistency", "max_stale", "limit", "after", "keys_only", "redirect")
+	p, err := queryOf(r, "prefix", "format", "consistency", "max_stale", "limit", "after", "keys_only")
 	if err != nil {
 		writeError(w, err)
 		return

@@ -148,6 +148,9 @@ var (
 	// not be learned (leadership lost, deadline passed). It may or may not
 	// have been applied; the server never retries it on its own.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
+	// ErrIdempotencyKeyReused: a write carried an idempotency key already
+	// used, within the retention window, by a different request.
+	ErrIdempotencyKeyReused = errors.New("idempotency key reused")
 	// ErrTooStale: a stale read refused because the leader was last heard
 	// from longer ago than the read's MaxStale.
 	ErrTooStale = errors.New("too stale")
@@ -171,6 +174,7 @@ var codes = []struct {
 	{ErrNoLeader, "no_leader"},
 	{ErrNotLeader, "not_leader"},
 	{ErrOutcomeUnknown, "outcome_unknown"},
+	{ErrIdempotencyKeyReused, "idempotency_key_reused"},
 	{ErrTooStale, "too_stale"},
 	{ErrTimeout, "timeout"},
 	{ErrClosed, "shutting_down"},

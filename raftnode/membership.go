@@ -82,9 +82,16 @@ func (n *Node) AddVoter(ctx context.Context, id, raftAddr string) error {
 	return nil
 }
 
-// RemoveServer removes a member. Leader only.
+// RemoveServer removes a member (kv.ErrNotFound if it is none). Leader only.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
-	err := n.raft.RemoveServer(raft.ServerID(id), 0, n.timeout(ctx)).Error()
+	servers, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(servers, func(s Server) bool { return s.ID == id }) {
+		return fmt.Errorf("%w: %s is not a member", kv.ErrNotFound, id)
+	}
+	err = n.raft.RemoveServer(raft.ServerID(id), 0, n.timeout(ctx)).Error()
 	if err != nil {
 		return fmt.Errorf("remove server %s: %w", id, membershipError(err))
 	}
@@ -96,6 +103,9 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 // Leader only.
 func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	var f raft.Future
+	if id == n.cfg.ID {
+		return nil // already the leader
+	}
 	if id == "" {
 		f = n.raft.LeadershipTransfer()
 	} else {

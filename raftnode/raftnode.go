@@ -241,7 +241,7 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)
 	}
-	n.verify.r = n.raft
+	n.verify.verify = func() error { return n.raft.VerifyLeader().Error() }
 	ok = true
 
 	n.wg.Add(1)
@@ -323,16 +323,21 @@ type Status struct {
 // Status reads the node's current status without blocking on raft.
 func (n *Node) Status() Status {
 	lid, laddr := n.Leader()
+	state := n.raft.State()
+	var contact time.Time
+	if state != raft.Leader { // raft keeps the time from before it led
+		contact = n.raft.LastContact()
+	}
 	return Status{
 		ID:           n.cfg.ID,
-		State:        n.raft.State().String(),
+		State:        state.String(),
 		Term:         n.raft.CurrentTerm(),
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.AppliedIndex(),
 		LastIndex:    n.raft.LastIndex(),
 		LeaderID:     lid,
 		LeaderAddr:   laddr,
-		LastContact:  n.raft.LastContact(),
+		LastContact:  contact,
 	}
 }
 
@@ -341,8 +346,10 @@ func (n *Node) Status() Status {
 // Errors: kv.ErrNotLeader when this node is not the leader (nothing was
 // applied); kv.ErrNoLeader during a leadership transfer (nothing applied);
 // kv.ErrOutcomeUnknown when the entry may or may not have been committed
-// (leadership lost after hand-off, ctx done while waiting, shutdown). A
-// failed condition is not an error here: it is in the Result.
+// (leadership lost after hand-off, ctx done while waiting, shutdown, or
+// this node's state machine failing on a committed entry). A failed
+// condition or a reused idempotency key is not an error here: it is in the
+// Result.
 func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", kv.ErrTimeout, err)
@@ -365,14 +372,22 @@ func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w after the write was handed to raft", kv.ErrOutcomeUnknown, ctx.Err())
 	}
-	res, ok := f.Response().(*store.Result)
-	if !ok || res == nil {
-		return nil, fmt.Errorf("apply: unexpected state machine response %T", f.Response())
+	rs, ok := f.Response().([]*store.Result)
+	if !ok || len(rs) != 1 || rs[0] == nil {
+		return nil, fmt.Errorf("%w: unexpected state machine response %#v", kv.ErrOutcomeUnknown, f.Response())
 	}
-	if res.Err != nil && !errors.Is(res.Err, kv.ErrPreconditionFailed) {
+	res := rs[0]
+	switch {
+	case res.Err == nil, errors.Is(res.Err, kv.ErrPreconditionFailed), errors.Is(res.Err, kv.ErrIdempotencyKeyReused):
+		return res, nil // the command's own outcome, the same on every node
+	case errors.Is(res.Err, store.ErrBadCommand):
+		// Deterministic: every node skipped it. Nothing was applied.
 		return nil, fmt.Errorf("apply at index %d: %w", res.Index, res.Err)
+	default:
+		// The entry is committed, but this node's state machine failed to
+		// apply it; the others may have.
+		return nil, fmt.Errorf("%w: state machine failed at index %d: %w", kv.ErrOutcomeUnknown, res.Index, res.Err)
 	}
-	return res, nil
 }
 
 // applyError maps raft's apply errors to the kv sentinels (style.md, 4).

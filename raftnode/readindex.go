@@ -139,7 +139,7 @@ func (n *Node) LinearizableBarrier(ctx context.Context) (uint64, error) {
 // round always starts after the caller recorded its commit index, which is
 // what makes the read index safe.
 type verifier struct {
-	r       *raft.Raft
+	verify  func() error // one round: raft's VerifyLeader
 	mu      sync.Mutex
 	waiters []chan error
 	running bool
@@ -177,7 +177,7 @@ func (v *verifier) loop() {
 		}
 		v.mu.Unlock()
 		v.rounds.Add(1)
-		err := v.r.VerifyLeader().Error()
+		err := v.verify()
 		if err != nil {
 			if errors.Is(err, raft.ErrRaftShutdown) {
 				err = kv.ErrClosed

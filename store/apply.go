@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// Result is what Apply and ApplyBatch return for a LogCommand entry.
+// Result is the outcome of one Command. Apply and ApplyBatch return a
+// []*Result for each LogCommand entry, one per command it holds (a single
+// Result carrying the error when the entry does not decode).
 type Result struct {
 	// Put describes a successful OpPut. Its Key shares memory with the
 	// log entry's data.
@@ -19,15 +22,21 @@ type Result struct {
 	// Delete describes an OpDelete or OpDeletePrefix; its Index is the
 	// entry's log index.
 	Delete kv.DeleteResult
+	// Txn describes an OpTxn.
+	Txn kv.TxnResult
 	// Index is the raft log index of the entry.
 	Index uint64
 	// Err is nil, or wraps a *kv.PreconditionError (errors.Is
-	// kv.ErrPreconditionFailed; nothing was written), or ErrBadCommand, or
-	// the error that stopped the store (see Store.Err).
+	// kv.ErrPreconditionFailed; nothing was written), or
+	// kv.ErrIdempotencyKeyReused, or ErrBadCommand, or the error that
+	// stopped the store (see Store.Err).
 	Err error
 	// CurrentModIndex is the key's ModIndex when a condition failed
 	// (0: the key is absent), so the caller can report the current ETag.
 	CurrentModIndex uint64
+	// Replayed reports that the command's idempotency key was seen before:
+	// this is the first command's result, and nothing was applied now.
+	Replayed bool
 }
 
 // Apply applies one committed raft log entry. See ApplyBatch.
@@ -65,7 +74,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if index, term, err = readMeta(tx); err != nil {
 			return err
 		}
-		b := buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes)}
+		b := buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp)}
 		for i, l := range logs {
 			if l.Index <= index {
 				continue
@@ -73,11 +82,14 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 			index, term = l.Index, l.Term
 			n++
 			if l.Type == raft.LogCommand {
-				out[i] = s.applyCommand(b, l)
+				out[i] = s.applyEntry(b, l)
 			}
 		}
 		if n == 0 {
 			return nil
+		}
+		if err := expireIdem(b, index); err != nil {
+			return err
 		}
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Put(keyAppliedIndex, u64(index)); err != nil {
@@ -107,36 +119,76 @@ func (s *Store) failAll(logs []*raft.Log, out []interface{}, err error) []interf
 	applied := s.applied.Load()
 	for i, l := range logs {
 		if l.Index > applied && l.Type == raft.LogCommand {
-			out[i] = &Result{Index: l.Index, Err: err}
+			out[i] = []*Result{{Index: l.Index, Err: err}}
 		}
 	}
 	return out
 }
 
 type buckets struct {
-	kv, nodes *bbolt.Bucket
+	kv, nodes, idem, idemExp *bbolt.Bucket
 }
 
-// applyCommand applies one command. Its failures (bad command, failed
-// condition) are deterministic and reported in the Result; they never
-// abort the batch.
-func (s *Store) applyCommand(b buckets, l *raft.Log) *Result {
-	res := &Result{Index: l.Index}
-	cmd, err := DecodeCommand(l.Data)
+// applyEntry applies the commands of one entry in order. Their failures
+// (bad command, failed condition, reused idempotency key) are
+// deterministic and reported in their Results; they never abort the batch.
+func (s *Store) applyEntry(b buckets, l *raft.Log) []*Result {
+	cmds, err := DecodeEntry(l.Data)
 	if err != nil {
-		s.log.Warn("skipping bad command", "index", l.Index, "err", err)
+		s.log.Warn("skipping bad entry", "index", l.Index, "err", err)
+		return []*Result{{Index: l.Index, Err: err}}
+	}
+	out := make([]*Result, len(cmds))
+	for i := range cmds {
+		out[i] = s.applyIdempotent(b, l.Index, &cmds[i])
+	}
+	return out
+}
+
+// applyIdempotent applies cmd, or replays the result of an earlier command
+// with the same idempotency key.
+func (s *Store) applyIdempotent(b buckets, index uint64, cmd *Command) *Result {
+	if len(cmd.IdemKey) == 0 {
+		return s.applyCommand(b, index, cmd)
+	}
+	fp := fingerprint(cmd)
+	if stored := b.idem.Get(cmd.IdemKey); stored != nil {
+		res, storedFP, err := decodeIdem(stored)
+		switch {
+		case err != nil:
+			return &Result{Index: index, Err: fmt.Errorf("idempotency record %q: %w", cmd.IdemKey, err)}
+		case !bytes.Equal(storedFP, fp[:]):
+			return &Result{Index: index, Err: fmt.Errorf("%w: key %q was used at index %d by another request", kv.ErrIdempotencyKeyReused, cmd.IdemKey, res.Index)}
+		}
+		res.Replayed = true
+		return res
+	}
+	res := s.applyCommand(b, index, cmd)
+	if res.Err != nil && !errors.Is(res.Err, kv.ErrPreconditionFailed) {
+		return res // not remembered: a retry fails the same way
+	}
+	if err := b.idem.Put(cmd.IdemKey, encodeIdem(fp, res)); err != nil {
 		res.Err = err
 		return res
 	}
+	if err := b.idemExp.Put(append(u64(index), cmd.IdemKey...), nil); err != nil {
+		res.Err = err
+	}
+	return res
+}
+
+// applyCommand applies one command.
+func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
+	res := &Result{Index: index}
 	switch cmd.Op {
 	case OpNoop:
 	case OpPut:
-		res.Put, res.CurrentModIndex, res.Err = put(b.kv, cmd, l.Index)
+		res.Put, res.CurrentModIndex, res.Err = put(b.kv, *cmd, index)
 	case OpDelete:
-		res.Delete.Index = l.Index
-		res.Delete.Deleted, res.CurrentModIndex, res.Err = del(b.kv, cmd)
+		res.Delete.Index = index
+		res.Delete.Deleted, res.CurrentModIndex, res.Err = del(b.kv, *cmd)
 	case OpDeletePrefix:
-		res.Delete.Index = l.Index
+		res.Delete.Index = index
 		res.Delete.Deleted, res.Err = deletePrefix(b.kv, cmd.Key)
 	case OpSetNode:
 		if len(cmd.Value) == 0 {
@@ -144,9 +196,11 @@ func (s *Store) applyCommand(b buckets, l *raft.Log) *Result {
 		} else {
 			res.Err = b.nodes.Put(cmd.Key, cmd.Value)
 		}
+	case OpTxn:
+		res.Txn, res.Err = applyTxn(b.kv, cmd.Txn, index)
 	}
 	if res.Err != nil {
-		res.Err = fmt.Errorf("%v %q at index %d: %w", cmd.Op, cmd.Key, l.Index, res.Err)
+		res.Err = fmt.Errorf("%v %q at index %d: %w", cmd.Op, cmd.Key, index, res.Err)
 	}
 	return res
 }

@@ -42,11 +42,20 @@ func delCmd(key string, cond kv.Condition) Command {
 	return Command{Op: OpDelete, Key: []byte(key), Cond: cond}
 }
 
+// first returns the first Result of an entry's response, nil if none.
+func first(r interface{}) *Result {
+	rs, ok := r.([]*Result)
+	if !ok || len(rs) == 0 {
+		return nil
+	}
+	return rs[0]
+}
+
 // applyOne applies c at index and returns its *Result.
 func applyOne(t testing.TB, s *Store, index uint64, c Command) *Result {
 	t.Helper()
-	res, ok := s.Apply(entry(index, c)).(*Result)
-	if !ok {
+	res := first(s.Apply(entry(index, c)))
+	if res == nil {
 		t.Fatalf("Apply at %d did not return a *Result", index)
 	}
 	return res
@@ -170,10 +179,10 @@ func TestApplyNonCommandEntries(t *testing.T) {
 		t.Errorf("AppliedIndex = %d after a configuration entry, want 1", s.AppliedIndex())
 	}
 
-	for i, data := range [][]byte{nil, {7}, {1, 99, 0, 0, 0, 0}, {1, 2, 0xff, 0xff, 0xff, 0xff, 0x0f}} {
+	for i, data := range [][]byte{nil, {7}, {2, 1, 99, 0, 0, 0}, {2, 1, 2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}} {
 		index := uint64(i + 2)
-		res, ok := s.Apply(&raft.Log{Index: index, Term: 2, Type: raft.LogCommand, Data: data}).(*Result)
-		if !ok || !errors.Is(res.Err, ErrBadCommand) || res.Index != index {
+		res := first(s.Apply(&raft.Log{Index: index, Term: 2, Type: raft.LogCommand, Data: data}))
+		if res == nil || !errors.Is(res.Err, ErrBadCommand) || res.Index != index {
 			t.Errorf("bad command %x: got %+v, want ErrBadCommand at %d", data, res, index)
 		}
 		if s.AppliedIndex() != index {
@@ -219,7 +228,7 @@ func randomEntries(n int, seed uint64) []*raft.Log {
 func normalize(results []interface{}) []interface{} {
 	out := make([]interface{}, len(results))
 	for i, r := range results {
-		if res, ok := r.(*Result); ok {
+		if res := first(r); res != nil {
 			cp := *res
 			if errors.Is(cp.Err, kv.ErrPreconditionFailed) {
 				cp.Err = kv.ErrPreconditionFailed
@@ -286,7 +295,7 @@ func TestReplayAfterRestartIsSkipped(t *testing.T) {
 	// A batch straddling the applied index applies only the new part.
 	next := entry(101, putCmd("k/0", "after", kv.Condition{}))
 	res := s.ApplyBatch([]*raft.Log{logs[99], next})
-	if res[0] != nil || res[1].(*Result).Err != nil || s.AppliedIndex() != 101 {
+	if res[0] != nil || first(res[1]).Err != nil || s.AppliedIndex() != 101 {
 		t.Errorf("straddling batch: %v, applied %d", res, s.AppliedIndex())
 	}
 }

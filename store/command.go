@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/raftkv/raftkv/kv"
@@ -50,86 +51,310 @@ func (op Op) String() string {
 		return "delete_prefix"
 	case OpSetNode:
 		return "set_node"
+	case OpTxn:
+		return "txn"
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
 
-// Command is the payload of a raft LogCommand entry.
+// OpTxn is defined with the others; see Command.Txn.
+const (
+	// OpTxn runs Txn: compares, then the success or the failure ops.
+	OpTxn Op = 6
+)
+
+// Command is one write request. A raft LogCommand entry carries one or more
+// (EncodeEntry), each applied in turn with its own Result.
 type Command struct {
 	Op    Op
 	Key   []byte
 	Value []byte
 	Cond  kv.Condition
+	// Txn is the transaction of an OpTxn.
+	Txn *kv.Txn
+	// IdemKey, when set, makes the command idempotent: the state machine
+	// remembers the key and the command's result for IdempotencyWindow log
+	// entries, and a command with the same key returns that result instead
+	// of applying again (or ErrIdempotencyKeyReused when it differs).
+	IdemKey []byte
 }
 
-// commandVersion is the first byte of every encoded command.
-const commandVersion = 1
+// entryVersion is the first byte of every encoded entry.
+const entryVersion = 2
 
-// flagIfAbsent is bit 0 of the flags byte.
-const flagIfAbsent = 1
+// Flags of a command.
+const (
+	flagIfAbsent = 1 << iota
+	flagIdemKey
+	flagsKnown = flagIfAbsent | flagIdemKey
+)
 
-// Encode appends the encoding of c to dst and returns the extended slice.
-//
-// Version 1 of the encoding is:
-//
-//	version byte (1) | op byte
-//	uvarint len(Key)   | Key
-//	uvarint len(Value) | Value
-//	uvarint Cond.IfModIndex
-//	flags byte (bit 0: Cond.IfAbsent)
-//
-// Encode does not validate c; DecodeCommand does.
+// Limits the decoder enforces before allocating.
+const (
+	maxEntryCommands = 1 << 16
+	// MaxIdemKeySize is the longest idempotency key accepted.
+	MaxIdemKeySize = 256
+)
+
+// Encode appends an entry holding just c to dst.
 func (c *Command) Encode(dst []byte) []byte {
-	dst = slices.Grow(dst, 3+3*binary.MaxVarintLen64+len(c.Key)+len(c.Value))
-	dst = append(dst, commandVersion, byte(c.Op))
-	dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
-	dst = append(dst, c.Key...)
-	dst = binary.AppendUvarint(dst, uint64(len(c.Value)))
-	dst = append(dst, c.Value...)
-	dst = binary.AppendUvarint(dst, c.Cond.IfModIndex)
+	return EncodeEntry(dst, []*Command{c})
+}
+
+// EncodeEntry appends the encoding of an entry holding cmds to dst.
+//
+// Version 2 of the encoding is:
+//
+//	version byte (2) | uvarint count | count commands
+//	command: op byte | flags byte (bit 0 IfAbsent, bit 1 IdemKey)
+//	         [bytes IdemKey] | body
+//	body by op:
+//	  noop:           nothing
+//	  put:            bytes Key | bytes Value | uvarint IfModIndex
+//	  delete:         bytes Key | uvarint IfModIndex
+//	  delete_prefix:  bytes Key
+//	  set_node:       bytes Key | bytes Value
+//	  txn:            uvarint n | n compares | uvarint n | n ops | uvarint n | n ops
+//	  compare:        bytes Key | byte target | byte op | bytes Value | uvarint Number | byte Exists
+//	  op:             byte type | bytes Key | bytes Value
+//
+// where bytes is a uvarint length and that many bytes. EncodeEntry does not
+// validate; DecodeEntry does.
+func EncodeEntry(dst []byte, cmds []*Command) []byte {
+	dst = append(dst, entryVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(cmds)))
+	for _, c := range cmds {
+		dst = c.appendTo(dst)
+	}
+	return dst
+}
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+func (c *Command) appendTo(dst []byte) []byte {
+	dst = slices.Grow(dst, 4+3*binary.MaxVarintLen64+len(c.Key)+len(c.Value)+len(c.IdemKey))
 	var flags byte
 	if c.Cond.IfAbsent {
 		flags |= flagIfAbsent
 	}
-	return append(dst, flags)
+	if len(c.IdemKey) > 0 {
+		flags |= flagIdemKey
+	}
+	dst = append(dst, byte(c.Op), flags)
+	if len(c.IdemKey) > 0 {
+		dst = appendBytes(dst, c.IdemKey)
+	}
+	return c.appendBody(dst)
 }
 
-// DecodeCommand decodes a command encoded by Encode and checks that it is
-// well formed for its op. It never panics: any malformed input (unknown
-// version or op, truncation, trailing bytes, lengths beyond the input, a
-// missing or oversized key, fields the op does not take) yields an error
-// wrapping ErrBadCommand.
-//
-// Key and Value share memory with b; empty fields are nil.
+// appendBody appends what the command does, without its idempotency key:
+// the bytes its fingerprint is taken of.
+func (c *Command) appendBody(dst []byte) []byte {
+	switch c.Op {
+	case OpPut:
+		dst = appendBytes(dst, c.Key)
+		dst = appendBytes(dst, c.Value)
+		dst = binary.AppendUvarint(dst, c.Cond.IfModIndex)
+	case OpDelete:
+		dst = appendBytes(dst, c.Key)
+		dst = binary.AppendUvarint(dst, c.Cond.IfModIndex)
+	case OpDeletePrefix:
+		dst = appendBytes(dst, c.Key)
+	case OpSetNode:
+		dst = appendBytes(dst, c.Key)
+		dst = appendBytes(dst, c.Value)
+	case OpTxn:
+		t := c.Txn
+		if t == nil {
+			t = &kv.Txn{}
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(t.Compare)))
+		for _, cmp := range t.Compare {
+			dst = appendBytes(dst, cmp.Key)
+			dst = append(dst, targetCode[cmp.Target], compareCode[cmp.Op])
+			dst = appendBytes(dst, cmp.Value)
+			dst = binary.AppendUvarint(dst, cmp.Number)
+			dst = append(dst, boolByte(cmp.Exists))
+		}
+		for _, ops := range [][]kv.TxnOp{t.Success, t.Failure} {
+			dst = binary.AppendUvarint(dst, uint64(len(ops)))
+			for _, op := range ops {
+				dst = append(dst, txnOpCode[op.Type])
+				dst = appendBytes(dst, op.Key)
+				dst = appendBytes(dst, op.Value)
+			}
+		}
+	}
+	return dst
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Wire codes of the transaction vocabulary. Part of the log format.
+var (
+	targetCode  = map[kv.CompareTarget]byte{kv.TargetValue: 1, kv.TargetModIndex: 2, kv.TargetCreateIndex: 3, kv.TargetVersion: 4, kv.TargetExists: 5}
+	compareCode = map[kv.CompareOp]byte{kv.OpEqual: 1, kv.OpNotEqual: 2, kv.OpLess: 3, kv.OpGreater: 4}
+	txnOpCode   = map[kv.TxnOpType]byte{kv.TxnPut: 1, kv.TxnDelete: 2, kv.TxnDeletePrefix: 3, kv.TxnGet: 4}
+)
+
+func decodeCode[T comparable](codes map[T]byte, b byte) (T, bool) {
+	for k, v := range codes {
+		if v == b {
+			return k, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// DecodeCommand decodes an entry that must hold exactly one command.
 func DecodeCommand(b []byte) (Command, error) {
+	cmds, err := DecodeEntry(b)
+	if err != nil {
+		return Command{}, err
+	}
+	if len(cmds) != 1 {
+		return Command{}, fmt.Errorf("%w: entry holds %d commands, want 1", ErrBadCommand, len(cmds))
+	}
+	return cmds[0], nil
+}
+
+// DecodeEntry decodes an entry encoded by EncodeEntry and checks that every
+// command is well formed for its op. It never panics: any malformed input
+// (unknown version, op, flag or code, truncation, trailing bytes, lengths
+// beyond the input, a missing or oversized key, fields the op does not
+// take) yields an error wrapping ErrBadCommand.
+//
+// Keys and values share memory with b; empty fields are nil.
+func DecodeEntry(b []byte) ([]Command, error) {
 	if len(b) < 2 {
-		return Command{}, fmt.Errorf("%w: %d bytes is too short", ErrBadCommand, len(b))
+		return nil, fmt.Errorf("%w: %d bytes is too short", ErrBadCommand, len(b))
 	}
-	if b[0] != commandVersion {
-		return Command{}, fmt.Errorf("%w: unknown version %d", ErrBadCommand, b[0])
+	if b[0] != entryVersion {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrBadCommand, b[0])
 	}
-	c := Command{Op: Op(b[1])}
-	if c.Op < OpNoop || c.Op > OpSetNode {
-		return Command{}, fmt.Errorf("%w: unknown op %d", ErrBadCommand, b[1])
+	d := decoder{b: b[1:]}
+	n := d.count("commands", maxEntryCommands)
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCommand, d.err)
 	}
-	d := decoder{b: b[2:]}
-	c.Key = d.bytes("key")
-	c.Value = d.bytes("value")
-	c.Cond.IfModIndex = d.uvarint("if_mod_index")
+	if n == 0 {
+		return nil, fmt.Errorf("%w: entry holds no command", ErrBadCommand)
+	}
+	cmds := make([]Command, 0, n)
+	for i := range n {
+		c, err := d.command()
+		if err != nil {
+			return nil, fmt.Errorf("%w: command %d: %v", ErrBadCommand, i, err)
+		}
+		cmds = append(cmds, c)
+	}
+	if len(d.b) > 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(d.b))
+	}
+	return cmds, nil
+}
+
+func (d *decoder) command() (Command, error) {
+	c := Command{Op: Op(d.byte("op"))}
 	flags := d.byte("flags")
-	switch {
-	case d.err != nil:
-		return Command{}, fmt.Errorf("%w: %v: %v", ErrBadCommand, c.Op, d.err)
-	case len(d.b) > 0:
-		return Command{}, fmt.Errorf("%w: %v: %d trailing bytes", ErrBadCommand, c.Op, len(d.b))
-	case flags&^flagIfAbsent != 0:
-		return Command{}, fmt.Errorf("%w: %v: unknown flags %#x", ErrBadCommand, c.Op, flags)
+	if d.err != nil {
+		return c, d.err
+	}
+	if c.Op < OpNoop || c.Op > OpTxn {
+		return c, fmt.Errorf("unknown op %d", c.Op)
+	}
+	if flags&^flagsKnown != 0 {
+		return c, fmt.Errorf("%v: unknown flags %#x", c.Op, flags)
 	}
 	c.Cond.IfAbsent = flags&flagIfAbsent != 0
+	if flags&flagIdemKey != 0 {
+		c.IdemKey = d.bytes("idempotency key")
+		if d.err == nil && (len(c.IdemKey) == 0 || len(c.IdemKey) > MaxIdemKeySize) {
+			return c, fmt.Errorf("%v: idempotency key of %d bytes", c.Op, len(c.IdemKey))
+		}
+	}
+	switch c.Op {
+	case OpPut:
+		c.Key = d.bytes("key")
+		c.Value = d.bytes("value")
+		c.Cond.IfModIndex = d.uvarint("if_mod_index")
+	case OpDelete:
+		c.Key = d.bytes("key")
+		c.Cond.IfModIndex = d.uvarint("if_mod_index")
+	case OpDeletePrefix:
+		c.Key = d.bytes("prefix")
+	case OpSetNode:
+		c.Key = d.bytes("key")
+		c.Value = d.bytes("value")
+	case OpTxn:
+		c.Txn = d.txn()
+	}
+	if d.err != nil {
+		return c, fmt.Errorf("%v: %v", c.Op, d.err)
+	}
 	if err := c.check(); err != nil {
-		return Command{}, fmt.Errorf("%w: %v: %v", ErrBadCommand, c.Op, err)
+		return c, fmt.Errorf("%v: %v", c.Op, err)
 	}
 	return c, nil
+}
+
+func (d *decoder) txn() *kv.Txn {
+	t := &kv.Txn{}
+	n := d.count("compares", kv.MaxTxnOps)
+	for range n {
+		var cmp kv.Compare
+		var ok1, ok2 bool
+		cmp.Key = d.bytes("compare key")
+		cmp.Target, ok1 = decodeCode(targetCode, d.byte("compare target"))
+		cmp.Op, ok2 = decodeCode(compareCode, d.byte("compare op"))
+		cmp.Value = d.bytes("compare value")
+		cmp.Number = d.uvarint("compare number")
+		ex := d.byte("compare exists")
+		if d.err != nil {
+			return nil
+		}
+		if !ok1 || !ok2 || ex > 1 {
+			d.err = errors.New("bad compare code")
+			return nil
+		}
+		cmp.Exists = ex == 1
+		t.Compare = append(t.Compare, cmp)
+	}
+	for _, ops := range []*[]kv.TxnOp{&t.Success, &t.Failure} {
+		n := d.count("ops", kv.MaxTxnOps)
+		for range n {
+			typ, ok := decodeCode(txnOpCode, d.byte("op type"))
+			op := kv.TxnOp{Type: typ, Key: d.bytes("op key"), Value: d.bytes("op value")}
+			if d.err != nil {
+				return nil
+			}
+			if !ok {
+				d.err = errors.New("bad txn op code")
+				return nil
+			}
+			*ops = append(*ops, op)
+		}
+	}
+	return t
+}
+
+// count reads a uvarint count of at most limit.
+func (d *decoder) count(field string, limit int) int {
+	n := d.uvarint(field)
+	if d.err == nil && n > uint64(limit) {
+		d.err = fmt.Errorf("%s: %d is over the limit of %d", field, n, limit)
+		return 0
+	}
+	return int(n)
 }
 
 // check enforces the per-op shape, so Apply can rely on it.
@@ -158,6 +383,15 @@ func (c *Command) check() error {
 			return errors.New("takes no condition")
 		}
 		return kv.ValidateKey(c.Key)
+	case OpTxn:
+		if c.Txn == nil || len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero() {
+			return errors.New("takes only a transaction")
+		}
+		// The size limit was enforced by the leader; here only the shape.
+		return c.Txn.Validate(math.MaxInt64)
+	}
+	if c.Op != OpTxn && c.Txn != nil {
+		return errors.New("takes no transaction")
 	}
 	return nil
 }

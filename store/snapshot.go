@@ -40,6 +40,13 @@ func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 		s.mu.RUnlock()
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
+	if err := s.Err(); err != nil {
+		// The file is behind the entries raft handed us: a snapshot of it
+		// labelled with raft's index would lose them when the log is
+		// compacted behind it.
+		s.mu.RUnlock()
+		return nil, fmt.Errorf("snapshot: state machine stopped applying: %w", err)
+	}
 	tx, err := s.db.Begin(false)
 	s.mu.RUnlock()
 	if err != nil {

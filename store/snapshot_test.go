@@ -227,7 +227,7 @@ func TestConcurrentReadsDuringRestoreAndApply(t *testing.T) {
 		}
 		from := s.AppliedIndex()
 		for _, r := range s.ApplyBatch(logs[from : from+20]) {
-			if res, ok := r.(*Result); ok && res.Err != nil && !errors.Is(res.Err, kv.ErrPreconditionFailed) {
+			if res := first(r); res != nil && res.Err != nil && !errors.Is(res.Err, kv.ErrPreconditionFailed) {
 				t.Fatalf("ApplyBatch: %v", res.Err)
 			}
 		}

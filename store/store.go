@@ -38,6 +38,11 @@ var (
 	bucketKV    = []byte("kv")
 	bucketMeta  = []byte("meta")
 	bucketNodes = []byte("nodes")
+	// bucketIdem maps an idempotency key to the fingerprint and result of
+	// the command that used it; bucketIdemExp orders them by log index
+	// (8-byte big-endian index, then the key) for expiry.
+	bucketIdem    = []byte("idem")
+	bucketIdemExp = []byte("idem_exp")
 
 	keyFormat       = []byte("format")
 	keyAppliedIndex = []byte("applied_index")
@@ -101,7 +106,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	var index uint64
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketKV, bucketMeta, bucketNodes} {
+		for _, name := range [][]byte{bucketKV, bucketMeta, bucketNodes, bucketIdem, bucketIdemExp} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

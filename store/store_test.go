@@ -205,7 +205,7 @@ func TestCloseAndLock(t *testing.T) {
 	if _, err := s.List(kv.ListOptions{}); !errors.Is(err, kv.ErrClosed) {
 		t.Errorf("List after Close = %v, want kv.ErrClosed", err)
 	}
-	if res, _ := s.Apply(entry(2, Command{Op: OpNoop})).(*Result); res == nil || !errors.Is(res.Err, kv.ErrClosed) {
+	if res := first(s.Apply(entry(2, Command{Op: OpNoop}))); res == nil || !errors.Is(res.Err, kv.ErrClosed) {
 		t.Errorf("Apply after Close = %+v, want kv.ErrClosed", res)
 	}
 	if _, err := s.Snapshot(); !errors.Is(err, kv.ErrClosed) {
