@@ -239,6 +239,19 @@ func (b backend) Join(ctx context.Context, req kv.JoinRequest) error { return b.
 
 func (b backend) Ready(ctx context.Context) error { return b.n.ready(ctx) }
 
+func (b backend) ReadIndex(ctx context.Context) (uint64, error) { return b.n.raft.ReadIndex(ctx) }
+
+func (b backend) LastContact() time.Duration {
+	if last := b.n.raft.Status().LastContact; !last.IsZero() {
+		return time.Since(last)
+	}
+	return 0
+}
+
+func (b backend) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
+	return b.n.localTxn(ctx, t)
+}
+
 func (b backend) RemoveNode(ctx context.Context, id string) error {
 	return b.n.raft.RemoveServer(ctx, id)
 }

@@ -2,6 +2,7 @@ package raftkv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/internal/coalesce"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/store"
@@ -32,6 +34,9 @@ type Node struct {
 
 	// fwd is the pooled keep-alive client for forwarding to the leader.
 	fwd *http.Client
+	// readIndex shares read-index requests to the leader among the
+	// follower's concurrent linearizable reads.
+	readIndex coalesce.Group[uint64]
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -58,6 +63,7 @@ func Open(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, fwd: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
+	n.readIndex.Round = n.askReadIndex
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -290,6 +296,48 @@ func (n *Node) leaderClient() (*client.Client, error) {
 	})
 }
 
+// leaderReadIndex returns a read index from the leader, sharing the
+// request with every linearizable read waiting at the moment (see package
+// coalesce for why that is safe).
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	index, err := n.readIndex.Do(ctx)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return 0, fmt.Errorf("%w: read index from the leader: %w", kv.ErrTimeout, err)
+	}
+	return index, err
+}
+
+// askReadIndex is one read-index round trip to the leader.
+func (n *Node) askReadIndex() (uint64, error) {
+	leader := n.leaderAPIAddr()
+	if leader == "" {
+		return 0, fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readIndexTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+leader+httpapi.ReadIndexPath, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set(httpapi.HeaderForwardedBy, n.cfg.ID)
+	resp, err := n.fwd.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: leader at %s unreachable: %w", kv.ErrNoLeader, leader, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("read index from %s: %w", leader, client.DecodeError(resp))
+	}
+	var out httpapi.ReadIndexResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, fmt.Errorf("%w: read index from %s: %w", kv.ErrNoLeader, leader, err)
+	}
+	return out.Index, nil
+}
+
+// readIndexTimeout bounds one read-index round trip to the leader.
+const readIndexTimeout = 3 * time.Second
+
 // ready reports whether the node can serve a linearizable read now.
 func (n *Node) ready(ctx context.Context) error {
 	servers, err := n.raft.Servers()
@@ -313,24 +361,15 @@ func (n *Node) ready(ctx context.Context) error {
 	if s.LeaderID == "" {
 		return fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 	}
-	leader := n.leaderAPIAddr()
-	if leader == "" {
-		return fmt.Errorf("%w: leader %s has not registered its API address", kv.ErrNoLeader, s.LeaderID)
-	}
-	// A follower serves linearizable reads through the leader: it is ready
-	// when the leader says it is.
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+leader+"/readyz", nil)
+	// A follower serves linearizable reads with a read index from the
+	// leader: it is ready when the leader answers one and this node has
+	// applied up to it.
+	index, err := n.leaderReadIndex(ctx)
 	if err != nil {
 		return err
 	}
-	req.Header.Set(httpapi.HeaderForwardedBy, n.cfg.ID)
-	resp, err := n.fwd.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: leader %s at %s unreachable: %w", kv.ErrNoLeader, s.LeaderID, leader, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("leader %s not ready: %w", s.LeaderID, client.DecodeError(resp))
+	if applied := n.store.AppliedIndex(); applied < index {
+		return fmt.Errorf("%w: applied index %d is behind the leader's read index %d", kv.ErrTimeout, applied, index)
 	}
 	return nil
 }

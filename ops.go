@@ -61,31 +61,17 @@ func (n *Node) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult
 	return res, err
 }
 
-// Get reads key. opts.Consistency defaults to kv.Linearizable; a follower
-// forwards such a read to the leader.
+// Get reads key from this node's state machine, after the consistency
+// check opts asks for (kv.Linearizable by default: on a follower that costs
+// one read-index round trip to the leader, shared with concurrent reads).
 func (n *Node) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, error) {
 	rec, _, err := n.localGet(ctx, key, opts)
-	if errors.Is(err, kv.ErrNotLeader) {
-		c, cerr := n.leaderClient()
-		if cerr != nil {
-			return kv.Record{}, cerr
-		}
-		return c.Get(ctx, key, opts)
-	}
 	return rec, err
 }
 
-// List returns a page of the keys that start with opts.Prefix.
+// List returns a page of the keys that start with opts.Prefix, read like Get.
 func (n *Node) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
-	res, err := n.localList(ctx, opts)
-	if errors.Is(err, kv.ErrNotLeader) {
-		c, cerr := n.leaderClient()
-		if cerr != nil {
-			return kv.ListResult{}, cerr
-		}
-		return c.List(ctx, opts)
-	}
-	return res, err
+	return n.localList(ctx, opts)
 }
 
 func (n *Node) validateWrite(key, value []byte) error {
@@ -98,16 +84,52 @@ func (n *Node) validateWrite(key, value []byte) error {
 	return nil
 }
 
-// apply runs cmd through raft on this node, which must be the leader.
+// apply runs cmd through raft on this node, which must be the leader. The
+// idempotency key in ctx, if any, goes with it.
 func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
+	if key := kv.IdempotencyKey(ctx); key != "" {
+		if err := kv.ValidateIdempotencyKey(key); err != nil {
+			return nil, err
+		}
+		cmd.IdemKey = []byte(key)
+	}
 	res, err := n.raft.Apply(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
-	if errors.Is(res.Err, kv.ErrPreconditionFailed) {
+	switch {
+	case errors.Is(res.Err, kv.ErrPreconditionFailed):
 		return nil, &kv.PreconditionError{CurrentModIndex: res.CurrentModIndex}
+	case res.Err != nil:
+		return nil, res.Err
 	}
 	return res, nil
+}
+
+// Txn applies a transaction atomically, as one raft entry: if every
+// compare holds the success ops run, else the failure ops. On a follower it
+// is forwarded to the leader.
+func (n *Node) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
+	res, err := n.localTxn(ctx, t)
+	if errors.Is(err, kv.ErrNotLeader) {
+		c, cerr := n.leaderClient()
+		if cerr != nil {
+			return kv.TxnResult{}, cerr
+		}
+		return c.Txn(ctx, t)
+	}
+	return res, err
+}
+
+func (n *Node) localTxn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
+	if err := t.Validate(n.cfg.MaxValueSize); err != nil {
+		return kv.TxnResult{}, err
+	}
+	res, err := n.apply(ctx, &store.Command{Op: store.OpTxn, Txn: &t})
+	if err != nil {
+		return kv.TxnResult{}, err
+	}
+	return res.Txn, nil
 }
 
 func (n *Node) localPut(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
@@ -143,23 +165,47 @@ func (n *Node) localDeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteR
 	return res.Delete, nil
 }
 
-// readBarrier makes a local read meet opts: a linearizable read waits for
-// the leader's read index (kv.ErrNotLeader on a follower), a stale read
-// checks MaxStale.
+// readBarrier makes a local read meet opts. A linearizable read waits
+// until this node has applied a read index: its own on the leader, the
+// leader's on a follower (ReadIndex: followers serve linearizable reads
+// from their own state). A stale read checks MaxStale. Any read waits for
+// MinIndex.
 func (n *Node) readBarrier(ctx context.Context, opts kv.ReadOptions) error {
 	c, err := kv.ParseConsistency(string(opts.Consistency))
 	if err != nil {
 		return err
 	}
-	if c == kv.Linearizable {
-		_, err := n.raft.LinearizableBarrier(ctx)
-		return err
-	}
-	if opts.MaxStale > 0 && !n.raft.IsLeader() {
+	wait := opts.MinIndex
+	switch {
+	case c == kv.Linearizable && n.raft.IsLeader():
+		index, err := n.raft.ReadIndex(ctx)
+		if errors.Is(err, kv.ErrNotLeader) {
+			index, err = n.leaderReadIndex(ctx) // lost leadership meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		wait = max(wait, index)
+	case c == kv.Linearizable:
+		index, err := n.leaderReadIndex(ctx)
+		if err != nil {
+			return err
+		}
+		wait = max(wait, index)
+	case opts.MaxStale > 0 && !n.raft.IsLeader():
 		last := n.raft.Status().LastContact
 		if age := time.Since(last); last.IsZero() || age > opts.MaxStale {
 			return fmt.Errorf("%w: leader last heard from %s ago, max_stale is %s", kv.ErrTooStale, age.Round(time.Millisecond), opts.MaxStale)
 		}
+	}
+	if wait == 0 {
+		return nil
+	}
+	if err := n.store.WaitApplied(ctx, wait); err != nil {
+		if errors.Is(err, kv.ErrClosed) {
+			return err
+		}
+		return &kv.WaitError{MinIndex: wait, AppliedIndex: n.store.AppliedIndex()}
 	}
 	return nil
 }

@@ -233,6 +233,21 @@ func (c *Client) Join(ctx context.Context, req kv.JoinRequest) error {
 	return c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/nodes", header: h, body: body}, nil)
 }
 
+// Txn applies a transaction atomically (POST /v1/txn): if every compare
+// holds the success ops run, else the failure ops.
+func (c *Client) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
+	body, err := json.Marshal(kv.EncodeTxn(t))
+	if err != nil {
+		return kv.TxnResult{}, fmt.Errorf("txn: %w", err)
+	}
+	var resp kv.TxnResponse
+	h := http.Header{"Content-Type": {"application/json"}}
+	if err := c.call(ctx, request{method: http.MethodPost, path: "/v1/txn", header: h, body: body}, &resp); err != nil {
+		return kv.TxnResult{}, err
+	}
+	return resp.TxnResult()
+}
+
 // EscapeKey percent-encodes key for use as the path after /v1/kv/: every
 // byte outside the unreserved set A-Za-z0-9-._~ is encoded, except '/'. So
 // that the path survives the cleaning servers and proxies apply, a '/' that
@@ -326,6 +341,9 @@ func (q *query) read(opts kv.ReadOptions) {
 	}
 	if opts.MaxStale > 0 {
 		q.set("max_stale", opts.MaxStale.String())
+	}
+	if opts.MinIndex > 0 {
+		q.set("min_index", strconv.FormatUint(opts.MinIndex, 10))
 	}
 }
 
@@ -426,6 +444,9 @@ func (c *Client) newHTTPRequest(ctx context.Context, base string, req request) (
 	}
 	for k, v := range req.header {
 		hr.Header[k] = v
+	}
+	if key := kv.IdempotencyKey(ctx); key != "" && req.method != http.MethodGet {
+		hr.Header.Set("Idempotency-Key", key)
 	}
 	return hr, nil
 }

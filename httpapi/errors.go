@@ -49,7 +49,12 @@ func writeError(w http.ResponseWriter, err error) {
 		// the same as no leader.
 		code = "no_leader"
 	}
-	writeJSON(w, status, kv.ErrorResponse{Error: kv.ErrorBody{Code: code, Message: err.Error()}})
+	body := kv.ErrorBody{Code: code, Message: err.Error()}
+	var we *kv.WaitError
+	if errors.As(err, &we) {
+		body.AppliedIndex = we.AppliedIndex
+	}
+	writeJSON(w, status, kv.ErrorResponse{Error: body})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

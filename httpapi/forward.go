@@ -76,7 +76,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body []byte, w
 		writeError(w, fmt.Errorf("forward: %w", err))
 		return
 	}
-	for _, name := range []string{"Content-Type", "If-Match", "If-None-Match", "Accept"} {
+	for _, name := range []string{"Content-Type", "If-Match", "If-None-Match", "Accept", HeaderIdempotencyKey} {
 		if v := r.Header.Values(name); len(v) > 0 {
 			out.Header[name] = v
 		}

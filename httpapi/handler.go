@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +52,14 @@ type Backend interface {
 	TransferLeadership(ctx context.Context, id string) error
 	// Ready returns nil when the node can serve linearizable reads.
 	Ready(ctx context.Context) error
+	// ReadIndex is the leader's side of a follower's linearizable read: an
+	// index whose application makes a read linearizable (leader only).
+	ReadIndex(ctx context.Context) (uint64, error)
+	// LastContact is how long ago the leader was last heard from; zero on
+	// the leader.
+	LastContact() time.Duration
+	// Txn applies a transaction (leader only).
+	Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error)
 	// Digest hashes the local state machine (GET /v1/debug/hash).
 	Digest(ctx context.Context) (kv.DigestInfo, error)
 }
@@ -93,7 +103,24 @@ const (
 	HeaderIndex       = "X-Raft-Index"
 	HeaderNode        = "X-Raft-Node"
 	HeaderForwardedBy = "X-Raft-Forwarded-By"
+	HeaderLastContact = "X-Last-Contact"
+	// HeaderIdempotencyKey makes a write idempotent (see kv.WithIdempotencyKey).
+	HeaderIdempotencyKey = "Idempotency-Key"
 )
+
+// ReadIndexPath is the leader's endpoint for followers' linearizable reads.
+const ReadIndexPath = "/v1/internal/read-index"
+
+// ReadIndexResponse is the body of GET ReadIndexPath.
+type ReadIndexResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// DefaultReadWait bounds a read (?wait=) when the request does not say.
+const DefaultReadWait = 5 * time.Second
+
+// maxReadWait is the longest ?wait= accepted.
+const maxReadWait = 5 * time.Minute
 
 // New builds the API handler.
 func New(cfg Config) (*Handler, error) {
@@ -126,6 +153,8 @@ func New(cfg Config) (*Handler, error) {
 	h.route("/v1/cluster/nodes/{id}", methods{http.MethodDelete: h.deleteNode})
 	h.route("/v1/cluster/transfer-leader", methods{http.MethodPost: h.transferLeader})
 	h.route("/v1/debug/hash", methods{http.MethodGet: h.getDigest})
+	h.route(ReadIndexPath, methods{http.MethodGet: h.getReadIndex})
+	h.route("/v1/txn", methods{http.MethodPost: h.postTxn})
 	h.route("/livez", methods{http.MethodGet: h.livez})
 	h.route("/readyz", methods{http.MethodGet: h.readyz})
 	h.route("/metrics", methods{http.MethodGet: h.metrics.ServeHTTP})
@@ -247,20 +276,36 @@ func (p params) duration(name string) (time.Duration, error) {
 	return d, nil
 }
 
-func (p params) readOptions() (kv.ReadOptions, error) {
+// readOptions reads consistency, max_stale, min_index and wait; wait
+// bounds the whole read (DefaultReadWait when absent).
+func (p params) readOptions() (kv.ReadOptions, time.Duration, error) {
 	c, err := kv.ParseConsistency(p.Get("consistency"))
 	if err != nil {
-		return kv.ReadOptions{}, err
+		return kv.ReadOptions{}, 0, err
 	}
-	ms, err := p.duration("max_stale")
-	if err != nil {
-		return kv.ReadOptions{}, err
+	ro := kv.ReadOptions{Consistency: c}
+	if ro.MaxStale, err = p.duration("max_stale"); err != nil {
+		return kv.ReadOptions{}, 0, err
 	}
-	return kv.ReadOptions{Consistency: c, MaxStale: ms}, nil
+	if ro.MaxStale > 0 && c != kv.Stale {
+		return kv.ReadOptions{}, 0, fmt.Errorf("%w: max_stale applies to consistency=stale", kv.ErrBadRequest)
+	}
+	if p.Has("min_index") {
+		if ro.MinIndex, err = strconv.ParseUint(p.Get("min_index"), 10, 64); err != nil {
+			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"min_index\" must be a whole number, not %q", kv.ErrBadRequest, p.Get("min_index"))
+		}
+	}
+	wait := DefaultReadWait
+	if p.Has("wait") {
+		if wait, err = p.duration("wait"); err != nil || wait == 0 || wait > maxReadWait {
+			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"wait\" must be a duration from 1ms to %s, not %q", kv.ErrBadRequest, maxReadWait, p.Get("wait"))
+		}
+	}
+	return ro, wait, nil
 }
 
 func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
-	p, err := queryOf(r, "prefix", "format", "consistency", "max_stale", "limit", "after", "keys_only")
+	p, err := queryOf(r, "prefix", "format", "consistency", "max_stale", "min_index", "wait", "limit", "after", "keys_only")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -270,11 +315,15 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ro, err := p.readOptions()
+	ro, wait, err := p.readOptions()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	r = r.WithContext(ctx)
+	w.Header().Set(HeaderLastContact, strconv.FormatInt(h.b.LastContact().Milliseconds(), 10))
 	if isList {
 		h.list(w, r, p, ro)
 		return
@@ -296,10 +345,6 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, index, err := h.b.Get(r.Context(), key, ro)
-	if errors.Is(err, kv.ErrNotLeader) {
-		h.forward(w, r, nil, false)
-		return
-	}
 	w.Header().Set(HeaderIndex, strconv.FormatUint(index, 10))
 	if err != nil {
 		writeError(w, err)
@@ -347,10 +392,6 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p params, ro kv.R
 		return
 	}
 	res, err := h.b.List(r.Context(), opts)
-	if errors.Is(err, kv.ErrNotLeader) {
-		h.forward(w, r, nil, false)
-		return
-	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -423,6 +464,10 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if r, err = idempotent(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	body, err := readBody(w, r, h.maxVal)
 	if err != nil {
 		writeError(w, err)
@@ -470,6 +515,10 @@ func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 	}
 	if isPrefix && !cond.IsZero() {
 		writeError(w, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest))
+		return
+	}
+	if r, err = idempotent(r); err != nil {
+		writeError(w, err)
 		return
 	}
 	if h.redirectOrForward(w, r, p, nil) {
@@ -607,4 +656,86 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": h.b.ID()})
+}
+
+func (h *Handler) getReadIndex(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	// Never forwarded: the asking follower targets the leader it knows,
+	// and a stale belief must fail, not be passed on.
+	index, err := h.b.ReadIndex(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ReadIndexResponse{Index: index})
+}
+
+// idempotent puts the request's Idempotency-Key, if any, into its context.
+func idempotent(r *http.Request) (*http.Request, error) {
+	key := r.Header.Get(HeaderIdempotencyKey)
+	if key == "" {
+		return r, nil
+	}
+	if err := kv.ValidateIdempotencyKey(key); err != nil {
+		return nil, err
+	}
+	return r.WithContext(kv.WithIdempotencyKey(r.Context(), key)), nil
+}
+
+// txnBodyLimit bounds a transaction's JSON: its keys and values may total
+// maxVal, and JSON (base64 above all) takes more room than the bytes.
+func (h *Handler) txnBodyLimit() int64 { return 2*h.maxVal + 1<<20 }
+
+func (h *Handler) postTxn(w http.ResponseWriter, r *http.Request) {
+	p, err := queryOf(r, "redirect")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if r, err = idempotent(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r, h.txnBodyLimit())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req kv.TxnRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, fmt.Errorf("%w: transaction body: %w", kv.ErrBadRequest, err))
+		return
+	}
+	if dec.More() {
+		writeError(w, fmt.Errorf("%w: transaction body: trailing data", kv.ErrBadRequest))
+		return
+	}
+	txn, err := req.Txn()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := txn.Validate(h.maxVal); err != nil {
+		writeError(w, err)
+		return
+	}
+	if h.redirectOrForward(w, r, p, body) {
+		return
+	}
+	res, err := h.b.Txn(r.Context(), txn)
+	if errors.Is(err, kv.ErrNotLeader) {
+		h.forward(w, r, body, true)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, kv.EncodeTxnResult(res))
 }

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -89,6 +90,52 @@ type ReadOptions struct {
 	// MaxStale, for stale reads, refuses the read when the leader was last
 	// heard from longer ago than this. Zero means no bound.
 	MaxStale time.Duration
+	// MinIndex, at any consistency, waits until the serving node has
+	// applied this index (read-your-writes on any node: pass the index a
+	// write returned). The wait is bounded by the context; past it the read
+	// fails with a *WaitError.
+	MinIndex uint64
+}
+
+// WaitError is the error of a read whose MinIndex was not reached in time.
+// It wraps ErrTimeout.
+type WaitError struct {
+	MinIndex, AppliedIndex uint64
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("timeout: waited for index %d, applied index is %d", e.MinIndex, e.AppliedIndex)
+}
+
+// Unwrap returns ErrTimeout.
+func (e *WaitError) Unwrap() error { return ErrTimeout }
+
+type idemKey struct{}
+
+// WithIdempotencyKey returns a context that makes the write it is passed
+// to idempotent: the store remembers key with the write's result, and a
+// retry with the same key (after an ErrOutcomeUnknown, say) returns that
+// result instead of applying twice. Keys are at most 256 bytes; use one
+// key per logical write, such as a random UUID.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idemKey{}, key)
+}
+
+// IdempotencyKey returns the key set by WithIdempotencyKey, or "".
+func IdempotencyKey(ctx context.Context) string {
+	k, _ := ctx.Value(idemKey{}).(string)
+	return k
+}
+
+// MaxIdempotencyKeySize is the longest idempotency key accepted.
+const MaxIdempotencyKeySize = 256
+
+// ValidateIdempotencyKey checks a key set by WithIdempotencyKey.
+func ValidateIdempotencyKey(key string) error {
+	if len(key) > MaxIdempotencyKeySize {
+		return fmt.Errorf("%w: idempotency key is %d bytes, the limit is %d", ErrBadRequest, len(key), MaxIdempotencyKeySize)
+	}
+	return nil
 }
 
 // ListOptions select a page of keys.

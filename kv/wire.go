@@ -2,6 +2,7 @@ package kv
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"unicode/utf8"
 )
@@ -109,6 +110,9 @@ type ErrorResponse struct {
 type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// AppliedIndex is set on a read that timed out waiting for min_index:
+	// the index the node had applied.
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
 }
 
 // ClusterInfo is the body of GET /v1/cluster.
@@ -159,4 +163,219 @@ type DigestInfo struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	Keys         int64  `json:"keys"`
 	SHA256       string `json:"sha256"`
+}
+
+// TxnRequest is the body of POST /v1/txn.
+type TxnRequest struct {
+	Compare []CompareJSON `json:"compare"`
+	Success []TxnOpJSON   `json:"success"`
+	Failure []TxnOpJSON   `json:"failure"`
+}
+
+// CompareJSON is one compare on the wire. Value is a JSON string for the
+// value target (or value_base64 for bytes), a number for the index and
+// version targets, a boolean for exists.
+type CompareJSON struct {
+	Key         string          `json:"key,omitempty"`
+	KeyBase64   string          `json:"key_base64,omitempty"`
+	Target      CompareTarget   `json:"target"`
+	Op          CompareOp       `json:"op"`
+	Value       json.RawMessage `json:"value,omitempty"`
+	ValueBase64 string          `json:"value_base64,omitempty"`
+}
+
+// TxnOpJSON is one op on the wire.
+type TxnOpJSON struct {
+	Op          TxnOpType `json:"op"`
+	Key         string    `json:"key,omitempty"`
+	KeyBase64   string    `json:"key_base64,omitempty"`
+	Value       *string   `json:"value,omitempty"`
+	ValueBase64 *string   `json:"value_base64,omitempty"`
+}
+
+// TxnResponse is the answer to POST /v1/txn.
+type TxnResponse struct {
+	Succeeded bool              `json:"succeeded"`
+	Index     uint64            `json:"index"`
+	Results   []TxnOpResultJSON `json:"results"`
+}
+
+// TxnOpResultJSON is one op's result: put carries the key and its new
+// indexes, delete and delete_prefix the count, get found and (when found)
+// the record.
+type TxnOpResultJSON struct {
+	Op      TxnOpType   `json:"op"`
+	Deleted *int64      `json:"deleted,omitempty"`
+	Found   *bool       `json:"found,omitempty"`
+	Record  *RecordJSON `json:"record,omitempty"`
+}
+
+// EncodeTxn converts a transaction to its wire form.
+func EncodeTxn(t Txn) TxnRequest {
+	out := TxnRequest{Compare: []CompareJSON{}, Success: encodeOps(t.Success), Failure: encodeOps(t.Failure)}
+	for _, c := range t.Compare {
+		cj := CompareJSON{Target: c.Target, Op: c.Op}
+		cj.Key, cj.KeyBase64 = EncodeBytes(c.Key)
+		switch c.Target {
+		case TargetValue:
+			s, b64 := EncodeBytes(c.Value)
+			if b64 != "" {
+				cj.ValueBase64 = b64
+			} else {
+				cj.Value, _ = json.Marshal(s)
+			}
+		case TargetExists:
+			cj.Value, _ = json.Marshal(c.Exists)
+		default:
+			cj.Value, _ = json.Marshal(c.Number)
+		}
+		out.Compare = append(out.Compare, cj)
+	}
+	return out
+}
+
+func encodeOps(ops []TxnOp) []TxnOpJSON {
+	out := []TxnOpJSON{}
+	for _, op := range ops {
+		oj := TxnOpJSON{Op: op.Type}
+		oj.Key, oj.KeyBase64 = EncodeBytes(op.Key)
+		if op.Type == TxnPut {
+			s, b64 := EncodeBytes(op.Value)
+			if b64 != "" {
+				oj.ValueBase64 = &b64
+			} else {
+				oj.Value = &s
+			}
+		}
+		out = append(out, oj)
+	}
+	return out
+}
+
+// Txn converts the wire form back, checking every field's type; the
+// errors wrap ErrBadRequest.
+func (r TxnRequest) Txn() (Txn, error) {
+	var t Txn
+	for i, cj := range r.Compare {
+		key, err := DecodeBytes(cj.Key, cj.KeyBase64)
+		if err != nil {
+			return Txn{}, fmt.Errorf("compare %d: %w", i, err)
+		}
+		c := Compare{Key: key, Target: cj.Target, Op: cj.Op}
+		bad := func(want string) error {
+			return fmt.Errorf("%w: compare %d: target %q takes %s as value", ErrBadRequest, i, cj.Target, want)
+		}
+		switch cj.Target {
+		case TargetValue:
+			if cj.ValueBase64 != "" {
+				if c.Value, err = DecodeBytes("", cj.ValueBase64); err != nil {
+					return Txn{}, fmt.Errorf("compare %d: %w", i, err)
+				}
+				break
+			}
+			var s string
+			if json.Unmarshal(cj.Value, &s) != nil {
+				return Txn{}, bad("a string (or value_base64)")
+			}
+			c.Value = []byte(s)
+		case TargetExists:
+			if json.Unmarshal(cj.Value, &c.Exists) != nil {
+				return Txn{}, bad("true or false")
+			}
+		case TargetModIndex, TargetCreateIndex, TargetVersion:
+			if json.Unmarshal(cj.Value, &c.Number) != nil {
+				return Txn{}, bad("a whole number")
+			}
+		default:
+			return Txn{}, fmt.Errorf("%w: compare %d: unknown target %q", ErrBadRequest, i, cj.Target)
+		}
+		if cj.Target != TargetValue && cj.ValueBase64 != "" {
+			return Txn{}, bad("no value_base64")
+		}
+		t.Compare = append(t.Compare, c)
+	}
+	var err error
+	if t.Success, err = decodeOps("success", r.Success); err != nil {
+		return Txn{}, err
+	}
+	if t.Failure, err = decodeOps("failure", r.Failure); err != nil {
+		return Txn{}, err
+	}
+	return t, nil
+}
+
+func decodeOps(branch string, in []TxnOpJSON) ([]TxnOp, error) {
+	var out []TxnOp
+	for i, oj := range in {
+		key, err := DecodeBytes(oj.Key, oj.KeyBase64)
+		if err != nil {
+			return nil, fmt.Errorf("%s op %d: %w", branch, i, err)
+		}
+		op := TxnOp{Type: oj.Op, Key: key}
+		switch {
+		case oj.ValueBase64 != nil:
+			if op.Value, err = DecodeBytes("", *oj.ValueBase64); err != nil {
+				return nil, fmt.Errorf("%s op %d: %w", branch, i, err)
+			}
+		case oj.Value != nil:
+			op.Value = []byte(*oj.Value)
+		}
+		if oj.Op == TxnPut && op.Value == nil {
+			op.Value = []byte{}
+		}
+		out = append(out, op)
+	}
+	return out, nil
+}
+
+// EncodeTxnResult converts a result to its wire form.
+func EncodeTxnResult(r TxnResult) TxnResponse {
+	out := TxnResponse{Succeeded: r.Succeeded, Index: r.Index, Results: []TxnOpResultJSON{}}
+	for _, o := range r.Results {
+		oj := TxnOpResultJSON{Op: o.Type}
+		switch o.Type {
+		case TxnPut:
+			rec := EncodeRecord(Record{Key: o.Put.Key, CreateIndex: o.Put.CreateIndex, ModIndex: o.Put.ModIndex, Version: o.Put.Version}, true)
+			oj.Record = &rec
+		case TxnDelete, TxnDeletePrefix:
+			d := o.Deleted
+			oj.Deleted = &d
+		case TxnGet:
+			found := o.Record != nil
+			oj.Found = &found
+			if found {
+				rec := EncodeRecord(*o.Record, false)
+				oj.Record = &rec
+			}
+		}
+		out.Results = append(out.Results, oj)
+	}
+	return out
+}
+
+// TxnResult converts the wire form back.
+func (r TxnResponse) TxnResult() (TxnResult, error) {
+	out := TxnResult{Succeeded: r.Succeeded, Index: r.Index}
+	for i, oj := range r.Results {
+		o := TxnOpResult{Type: oj.Op}
+		if oj.Deleted != nil {
+			o.Deleted = *oj.Deleted
+		}
+		if oj.Record != nil {
+			rec, err := oj.Record.Record()
+			if err != nil {
+				return TxnResult{}, fmt.Errorf("result %d: %w", i, err)
+			}
+			if oj.Op == TxnPut {
+				o.Put = PutResult{Key: rec.Key, CreateIndex: rec.CreateIndex, ModIndex: rec.ModIndex, Version: rec.Version}
+			} else {
+				if rec.Value == nil {
+					rec.Value = []byte{}
+				}
+				o.Record = &rec
+			}
+		}
+		out.Results = append(out.Results, o)
+	}
+	return out, nil
 }

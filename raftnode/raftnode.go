@@ -18,6 +18,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/raftkv/raftkv/internal/coalesce"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
 )
@@ -138,7 +139,9 @@ type Node struct {
 	readyMu   sync.Mutex
 	readyCh   chan struct{}
 
-	verify verifier
+	// verify shares VerifyLeader rounds among concurrent reads: at most
+	// one in flight, and a read never uses a round that began before it.
+	verify coalesce.Group[struct{}]
 
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
@@ -241,7 +244,16 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)
 	}
-	n.verify.verify = func() error { return n.raft.VerifyLeader().Error() }
+	n.verify.Round = func() (struct{}, error) {
+		err := n.raft.VerifyLeader().Error()
+		if err != nil {
+			if errors.Is(err, raft.ErrRaftShutdown) {
+				err = kv.ErrClosed
+			}
+			err = fmt.Errorf("verify leader: %w: %w", kv.ErrNotLeader, err)
+		}
+		return struct{}{}, err
+	}
 	ok = true
 
 	n.wg.Add(1)

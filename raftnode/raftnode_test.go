@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -97,48 +96,6 @@ func TestApplyWithExpiredContextIsNotHandedOff(t *testing.T) {
 	}
 	if after := n.raft.LastIndex(); after != before {
 		t.Fatalf("log grew from %d to %d for a request that was refused", before, after)
-	}
-}
-
-// Reads that arrive while a VerifyLeader round is in flight share the next
-// round: however many wait, at most one more round runs.
-func TestVerifierBatchesRounds(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan struct{}, 16)
-	v := verifier{verify: func() error {
-		started <- struct{}{}
-		<-release
-		return nil
-	}}
-	first := make(chan error, 1)
-	go func() { first <- v.do(context.Background()) }()
-	<-started // round 1 is in flight
-	const readers = 100
-	var wg sync.WaitGroup
-	for range readers {
-		wg.Go(func() {
-			if err := v.do(context.Background()); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	// Every reader has queued once the waiters list holds them all.
-	for {
-		v.mu.Lock()
-		n := len(v.waiters)
-		v.mu.Unlock()
-		if n == readers {
-			break
-		}
-		runtime.Gosched()
-	}
-	close(release)
-	wg.Wait()
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
-	if got := v.rounds.Load(); got != 2 {
-		t.Fatalf("%d rounds for 1+%d reads, want 2", got, readers)
 	}
 }
 

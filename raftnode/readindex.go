@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -111,7 +109,10 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	index := n.raft.CommitIndex()
-	if err := n.verify.do(ctx); err != nil {
+	if _, err := n.verify.Do(ctx); err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("%w: verifying leadership: %w", kv.ErrTimeout, err)
+		}
 		return 0, err
 	}
 	if n.raft.CurrentTerm() != term {
@@ -132,60 +133,4 @@ func (n *Node) LinearizableBarrier(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("%w: waiting for applied index %d: %w", kv.ErrTimeout, index, err)
 	}
 	return index, nil
-}
-
-// verifier batches raft.VerifyLeader: at most one round is in flight, and
-// every caller that arrives while it runs shares the next round. A caller's
-// round always starts after the caller recorded its commit index, which is
-// what makes the read index safe.
-type verifier struct {
-	verify  func() error // one round: raft's VerifyLeader
-	mu      sync.Mutex
-	waiters []chan error
-	running bool
-	rounds  atomic.Uint64 // VerifyLeader rounds run, for tests and metrics
-}
-
-func (v *verifier) do(ctx context.Context) error {
-	ch := make(chan error, 1)
-	v.mu.Lock()
-	v.waiters = append(v.waiters, ch)
-	if !v.running {
-		v.running = true
-		go v.loop()
-	}
-	v.mu.Unlock()
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w: verifying leadership: %w", kv.ErrTimeout, ctx.Err())
-	}
-}
-
-// loop runs rounds while there are waiters; it exits when a round ends with
-// none waiting. Every round ends: VerifyLeader fails on shutdown.
-func (v *verifier) loop() {
-	for {
-		v.mu.Lock()
-		batch := v.waiters
-		v.waiters = nil
-		if len(batch) == 0 {
-			v.running = false
-			v.mu.Unlock()
-			return
-		}
-		v.mu.Unlock()
-		v.rounds.Add(1)
-		err := v.verify()
-		if err != nil {
-			if errors.Is(err, raft.ErrRaftShutdown) {
-				err = kv.ErrClosed
-			}
-			err = fmt.Errorf("verify leader: %w: %w", kv.ErrNotLeader, err)
-		}
-		for _, ch := range batch {
-			ch <- err
-		}
-	}
 }

@@ -92,8 +92,6 @@ const (
 // Limits the decoder enforces before allocating.
 const (
 	maxEntryCommands = 1 << 16
-	// MaxIdemKeySize is the longest idempotency key accepted.
-	MaxIdemKeySize = 256
 )
 
 // Encode appends an entry holding just c to dst.
@@ -278,7 +276,7 @@ func (d *decoder) command() (Command, error) {
 	c.Cond.IfAbsent = flags&flagIfAbsent != 0
 	if flags&flagIdemKey != 0 {
 		c.IdemKey = d.bytes("idempotency key")
-		if d.err == nil && (len(c.IdemKey) == 0 || len(c.IdemKey) > MaxIdemKeySize) {
+		if d.err == nil && (len(c.IdemKey) == 0 || len(c.IdemKey) > kv.MaxIdempotencyKeySize) {
 			return c, fmt.Errorf("%v: idempotency key of %d bytes", c.Op, len(c.IdemKey))
 		}
 	}

@@ -77,7 +77,7 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"noop with condition", enc(Command{Op: OpNoop, Cond: kv.Condition{IfAbsent: true}})},
 		{"delete prefix with condition", enc(Command{Op: OpDeletePrefix, Cond: kv.Condition{IfAbsent: true}})},
 		{"set node without id", enc(Command{Op: OpSetNode, Value: []byte("h:1")})},
-		{"idempotency key too long", enc(Command{Op: OpPut, Key: []byte("k"), IdemKey: make([]byte, MaxIdemKeySize+1)})},
+		{"idempotency key too long", enc(Command{Op: OpPut, Key: []byte("k"), IdemKey: make([]byte, kv.MaxIdempotencyKeySize+1)})},
 		{"txn put without key", enc(Command{Op: OpTxn, Txn: &kv.Txn{Success: []kv.TxnOp{{Type: kv.TxnPut}}}})},
 		{"txn get with value", enc(Command{Op: OpTxn, Txn: &kv.Txn{Failure: []kv.TxnOp{{Type: kv.TxnGet, Key: []byte("k"), Value: []byte("v")}}}})},
 		{"txn bad compare target", []byte{2, 1, 6, 0, 1, 1, 'k', 99, 1, 0, 0, 0, 0, 0}},
