@@ -72,6 +72,12 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	// ApplyTimeout bounds a write whose context has no deadline (default 10s).
 	ApplyTimeout time.Duration
+	// MaxBatch is the most writes group commit gathers into one raft entry
+	// (default 512); 1 turns group commit off (one entry per write).
+	MaxBatch int
+	// MaxInflight is how many group-commit entries raft may hold at once
+	// (default 2).
+	MaxInflight int
 }
 
 func (c *Config) setDefaults() error {
@@ -104,6 +110,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 10 * time.Second
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 512
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = 2
 	}
 	return nil
 }
@@ -142,6 +154,9 @@ type Node struct {
 	// verify shares VerifyLeader rounds among concurrent reads: at most
 	// one in flight, and a read never uses a round that began before it.
 	verify coalesce.Group[struct{}]
+	// commit gathers concurrent writes into shared entries; nil when
+	// MaxBatch is 1.
+	commit *committer
 
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
@@ -256,6 +271,9 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	}
 	ok = true
 
+	if cfg.MaxBatch > 1 {
+		n.commit = newCommitter(n, cfg.MaxBatch, 4<<20, cfg.MaxInflight)
+	}
 	n.wg.Add(1)
 	go n.watchLeadership()
 	return n, nil
@@ -369,6 +387,9 @@ func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 	if n.raft.State() != raft.Leader {
 		return nil, fmt.Errorf("apply: %w", kv.ErrNotLeader)
 	}
+	if n.commit != nil {
+		return n.commit.apply(ctx, cmd)
+	}
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -388,18 +409,7 @@ func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 	if !ok || len(rs) != 1 || rs[0] == nil {
 		return nil, fmt.Errorf("%w: unexpected state machine response %#v", kv.ErrOutcomeUnknown, f.Response())
 	}
-	res := rs[0]
-	switch {
-	case res.Err == nil, errors.Is(res.Err, kv.ErrPreconditionFailed), errors.Is(res.Err, kv.ErrIdempotencyKeyReused):
-		return res, nil // the command's own outcome, the same on every node
-	case errors.Is(res.Err, store.ErrBadCommand):
-		// Deterministic: every node skipped it. Nothing was applied.
-		return nil, fmt.Errorf("apply at index %d: %w", res.Index, res.Err)
-	default:
-		// The entry is committed, but this node's state machine failed to
-		// apply it; the others may have.
-		return nil, fmt.Errorf("%w: state machine failed at index %d: %w", kv.ErrOutcomeUnknown, res.Index, res.Err)
-	}
+	return commandOutcome(rs[0])
 }
 
 // applyError maps raft's apply errors to the kv sentinels (style.md, 4).
@@ -434,6 +444,9 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.shutdownCh)
 		err := n.raft.Shutdown().Error()
+		if n.commit != nil {
+			n.commit.close()
+		}
 		n.wg.Wait()
 		err = errors.Join(err, n.trans.Close(), n.logs.Close())
 		if err != nil {

@@ -134,3 +134,66 @@ func TestApplyErrorMapping(t *testing.T) {
 		t.Errorf("shutdown should also be ErrClosed: %v", got)
 	}
 }
+
+// Group commit: concurrent writes share entries, each gets its own result,
+// and no two changes of one key share a mod_index.
+func TestGroupCommit(t *testing.T) {
+	n := single(t)
+	before := n.raft.LastIndex()
+	const writers = 200
+	var wg sync.WaitGroup
+	mods := make([]uint64, writers)
+	for i := range writers {
+		wg.Go(func() {
+			key := fmt.Sprintf("k%d", i%20) // ten writers per key
+			res, err := n.Apply(context.Background(), &store.Command{Op: store.OpPut, Key: []byte(key), Value: []byte("v")})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mods[i] = res.Put.ModIndex
+		})
+	}
+	wg.Wait()
+	entries := n.raft.LastIndex() - before
+	if entries >= writers {
+		t.Fatalf("%d writes took %d entries: no group commit", writers, entries)
+	}
+	t.Logf("%d writes in %d entries", writers, entries)
+	seen := map[string]map[uint64]bool{}
+	for i, m := range mods {
+		key := fmt.Sprintf("k%d", i%20)
+		if seen[key] == nil {
+			seen[key] = map[uint64]bool{}
+		}
+		if seen[key][m] {
+			t.Fatalf("two writes of %s share mod_index %d", key, m)
+		}
+		seen[key][m] = true
+	}
+	for k := range 20 {
+		rec, err := n.fsm.Get([]byte(fmt.Sprintf("k%d", k)))
+		if err != nil || rec.Version != writers/20 {
+			t.Fatalf("k%d: %+v %v, want version %d", k, rec, err, writers/20)
+		}
+	}
+}
+
+// A write whose context ends while it waits in the queue is reported as
+// not applied, and is not applied.
+func TestGroupCommitAbandonedWrite(t *testing.T) {
+	n := single(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := n.commit.apply(ctx, &store.Command{Op: store.OpPut, Key: []byte("gone"), Value: []byte("v")})
+	switch {
+	case errors.Is(err, kv.ErrTimeout):
+		if _, gerr := n.fsm.Get([]byte("gone")); !errors.Is(gerr, kv.ErrNotFound) {
+			t.Fatalf("write reported not applied was applied: %v", gerr)
+		}
+	case errors.Is(err, kv.ErrOutcomeUnknown):
+		// handed to raft before the cancellation was seen: allowed
+	default:
+		t.Fatalf("abandoned write: %v", err)
+	}
+}
