@@ -1,0 +1,85 @@
+package kv
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func TestTxnWireRoundTrip(t *testing.T) {
+	in := Txn{
+		Compare: []Compare{
+			{Key: []byte("a"), Target: TargetValue, Op: OpEqual, Value: []byte("text")},
+			{Key: []byte{0xff, 0}, Target: TargetValue, Op: OpNotEqual, Value: []byte{0, 0xfe}},
+			{Key: []byte("b"), Target: TargetModIndex, Op: OpLess, Number: 1 << 50},
+			{Key: []byte("c"), Target: TargetExists, Op: OpEqual, Exists: true},
+			{Key: []byte("d"), Target: TargetVersion, Op: OpGreater},
+		},
+		Success: []TxnOp{{Type: TxnPut, Key: []byte("a"), Value: []byte{1, 0xff}}, {Type: TxnPut, Key: []byte("e"), Value: []byte{}}, {Type: TxnDeletePrefix, Key: []byte("p/")}},
+		Failure: []TxnOp{{Type: TxnGet, Key: []byte("a")}, {Type: TxnDelete, Key: []byte("b")}},
+	}
+	b, err := json.Marshal(EncodeTxn(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req TxnRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		t.Fatal(err)
+	}
+	out, err := req.Txn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Fatalf("round trip through %s:\n got %+v\nwant %+v", b, out, in)
+	}
+
+	res := TxnResult{Succeeded: true, Index: 9, Results: []TxnOpResult{
+		{Type: TxnPut, Put: PutResult{Key: []byte("a"), CreateIndex: 3, ModIndex: 9, Version: 2}},
+		{Type: TxnGet, Record: &Record{Key: []byte("a"), Value: []byte{0xff}, CreateIndex: 3, ModIndex: 9, Version: 2}},
+		{Type: TxnGet},
+		{Type: TxnDelete, Deleted: 1},
+	}}
+	b, _ = json.Marshal(EncodeTxnResult(res))
+	var resp TxnResponse
+	if err := json.Unmarshal(b, &resp); err != nil {
+		t.Fatal(err)
+	}
+	back, err := resp.TxnResult()
+	if err != nil || !reflect.DeepEqual(back, res) {
+		t.Fatalf("result round trip through %s:\n got %+v (%v)\nwant %+v", b, back, err, res)
+	}
+}
+
+func TestTxnWireRejects(t *testing.T) {
+	for _, body := range []string{
+		`{"compare":[{"key":"a","target":"mod_index","op":"=","value":"7"}]}`,
+		`{"compare":[{"key":"a","target":"exists","op":"=","value":1}]}`,
+		`{"compare":[{"key":"a","target":"value","op":"=","value":3}]}`,
+		`{"compare":[{"key":"a","target":"version","op":"=","value":1,"value_base64":"AA=="}]}`,
+		`{"compare":[{"key":"a","target":"nope","op":"=","value":1}]}`,
+		`{"compare":[{"key_base64":"!!","target":"exists","op":"=","value":true}]}`,
+		`{"success":[{"op":"put","key":"a","value_base64":"%%"}]}`,
+	} {
+		var req TxnRequest
+		if err := json.Unmarshal([]byte(body), &req); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if _, err := req.Txn(); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: %v, want bad request", body, err)
+		}
+	}
+}
+
+func TestCodesRoundTrip(t *testing.T) {
+	for _, c := range codes {
+		err := FromCode(c.code, "m")
+		if !errors.Is(err, c.err) || Code(err) != c.code {
+			t.Errorf("code %s does not round-trip: %v", c.code, err)
+		}
+	}
+	if Code(errors.New("x")) != CodeInternal {
+		t.Error("unknown error is not internal")
+	}
+}
