@@ -3,6 +3,7 @@ package raftkv_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -74,6 +75,19 @@ func TestMinIndexReadYourWrites(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 300*time.Millisecond {
 		t.Fatalf("answered after %s, before ?wait=300ms ran out", waited)
+	}
+	// Through the Go client the caller's deadline is the wait.
+	cl, err := client.New(client.Config{Endpoints: []string{c.URL(f)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = cl.Get(ctx, []byte("ryw"), kv.ReadOptions{Consistency: kv.Stale, MinIndex: 999999})
+	var we *kv.WaitError
+	if !errors.As(err, &we) || !errors.Is(err, kv.ErrTimeout) || we.MinIndex != 999999 || we.AppliedIndex == 0 {
+		t.Fatalf("client read past its deadline: %v (%+v)", err, we)
 	}
 }
 

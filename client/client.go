@@ -136,10 +136,10 @@ func (c *Client) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.R
 	}
 	var q query
 	q.set("format", "json")
-	q.read(opts)
+	q.read(ctx, opts)
 	var rec kv.RecordJSON
 	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(key), query: q}, &rec); err != nil {
-		return kv.Record{}, err
+		return kv.Record{}, withMinIndex(err, opts.MinIndex)
 	}
 	r, err := rec.Record()
 	if err != nil {
@@ -192,10 +192,10 @@ func (c *Client) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, 
 	if opts.KeysOnly {
 		q.flag("keys_only")
 	}
-	q.read(opts.ReadOptions)
+	q.read(ctx, opts.ReadOptions)
 	var resp kv.ListResponse
 	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(opts.Prefix), query: q}, &resp); err != nil {
-		return kv.ListResult{}, err
+		return kv.ListResult{}, withMinIndex(err, opts.MinIndex)
 	}
 	out := kv.ListResult{Items: make([]kv.Record, 0, len(resp.Items)), More: resp.More, Index: resp.Index}
 	for i, item := range resp.Items {
@@ -292,6 +292,15 @@ func unreserved(c byte) bool {
 
 func kvPath(key []byte) string { return "/v1/kv/" + EscapeKey(key) }
 
+// withMinIndex fills in the index a timed-out read waited for.
+func withMinIndex(err error, minIndex uint64) error {
+	var we *kv.WaitError
+	if errors.As(err, &we) {
+		we.MinIndex = minIndex
+	}
+	return err
+}
+
 // maxErrorBody bounds how much of an error body DecodeError reads.
 const maxErrorBody = 64 << 10
 
@@ -306,6 +315,10 @@ func DecodeError(resp *http.Response) error {
 	var er kv.ErrorResponse
 	if err == nil && json.Unmarshal(body, &er) == nil && er.Error.Code != "" {
 		err = kv.FromCode(er.Error.Code, er.Error.Message)
+		if er.Error.Code == "timeout" && er.Error.AppliedIndex > 0 {
+			// A read that waited for min_index: say how far the node got.
+			return &kv.WaitError{AppliedIndex: er.Error.AppliedIndex}
+		}
 	} else {
 		msg := fmt.Sprintf("unexpected response %s", resp.Status)
 		if s := strings.TrimSpace(string(body)); s != "" {
@@ -335,7 +348,15 @@ type query []string
 func (q *query) set(name, value string) { *q = append(*q, name+"="+url.QueryEscape(value)) }
 func (q *query) flag(name string)       { *q = append(*q, name) }
 
-func (q *query) read(opts kv.ReadOptions) {
+// read adds the read options, and ?wait from ctx's deadline so that the
+// server bounds the read (min_index above all) by the caller's deadline
+// rather than its own default.
+func (q *query) read(ctx context.Context, opts kv.ReadOptions) {
+	if dl, ok := ctx.Deadline(); ok {
+		// Nine tenths of what is left, so the server's answer (a timeout
+		// with the applied index, say) arrives before the caller gives up.
+		q.set("wait", min(max(time.Until(dl)*9/10, time.Millisecond), 5*time.Minute).String())
+	}
 	if opts.Consistency != "" {
 		q.set("consistency", string(opts.Consistency))
 	}

@@ -17,9 +17,9 @@
 // leader's answer; with ?redirect it answers 307 with the leader's URL
 // instead. A forwarded request is never forwarded again. Whether a failed
 // forward reached the leader decides the answer: not sent is 503 no_leader
-// (certainly not applied), sent and lost is 504 outcome_unknown.
-// Linearizable reads the Backend cannot serve locally (kv.ErrNotLeader) are
-// forwarded the same way.
+// (certainly not applied), sent and lost is 504 outcome_unknown. Reads are
+// never forwarded: a follower serves linearizable reads itself once it has
+// applied the leader's read index (GET /v1/internal/read-index).
 //
 // # Caveats
 //

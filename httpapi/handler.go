@@ -23,8 +23,9 @@ import (
 )
 
 // Backend is the node the API fronts. Its methods act locally: a write on a
-// follower, or a linearizable read it cannot serve itself, fails with
-// kv.ErrNotLeader and the handler forwards the request.
+// follower fails with kv.ErrNotLeader and the handler forwards the request.
+// Reads are always served locally (a follower's linearizable read waits
+// for the leader's read index).
 type Backend interface {
 	// ID is the node's raft server id.
 	ID() string
@@ -297,7 +298,7 @@ func (p params) readOptions() (kv.ReadOptions, time.Duration, error) {
 	}
 	wait := DefaultReadWait
 	if p.Has("wait") {
-		if wait, err = p.duration("wait"); err != nil || wait == 0 || wait > maxReadWait {
+		if wait, err = p.duration("wait"); err != nil || wait < time.Millisecond || wait > maxReadWait {
 			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"wait\" must be a duration from 1ms to %s, not %q", kv.ErrBadRequest, maxReadWait, p.Get("wait"))
 		}
 	}

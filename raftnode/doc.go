@@ -8,8 +8,10 @@
 // carries raft traffic. The state machine, a *store.Store, is opened and
 // closed by the caller.
 //
-// Writes go through Apply, which carries the caller's deadline and maps
-// raft's errors onto the kv sentinels: kv.ErrNotLeader (nothing applied),
+// Writes go through Apply. Concurrent writes are gathered into shared raft
+// entries (group commit, commit.go); a write whose caller gives up before
+// it is handed to raft is dropped. Apply maps raft's errors onto the kv
+// sentinels: kv.ErrNotLeader (nothing applied),
 // kv.ErrNoLeader (nothing applied), kv.ErrOutcomeUnknown (handed to raft,
 // outcome not known). It never retries.
 //

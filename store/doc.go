@@ -5,12 +5,15 @@
 //
 // # Basics
 //
-// The file has three buckets:
+// The file has five buckets:
 //
 //   - kv: key → record, encoded as uvarint create_index, uvarint
 //     mod_index, uvarint version, then the value.
 //   - meta: format, applied_index and applied_term, each 8 bytes big-endian.
 //   - nodes: raft server id → HTTP API address (host:port).
+//   - idem: idempotency key → fingerprint of the command that used it and
+//     its encoded Result; idem_exp: 8-byte index + key, for expiry after
+//     IdempotencyWindow entries.
 //
 // Writes arrive as raft log entries whose data is a Command (see
 // Command.Encode for the versioned binary encoding). ApplyBatch applies a
@@ -53,8 +56,8 @@
 // Only ApplyBatch (and Apply) mutate the file, plus Restore, and
 // SetAppliedFloor at start-up. Nothing else may write to kv.db.
 //
-// Apply is deterministic: it reads no clock, no randomness and never
-// iterates a map, so every node that applies the same entries holds the
+// Apply is deterministic: it reads no clock, no randomness and depends on
+// no map iteration order, so every node that applies the same entries holds the
 // same bytes. A command that fails (bad encoding, failed condition) fails
 // the same way everywhere and still advances the applied index.
 //
