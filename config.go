@@ -74,6 +74,9 @@ type Tuning struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// MaxBatch is the most writes group commit gathers into one raft
+	// entry; 1 turns group commit off.
+	MaxBatch int
 }
 
 func (c *Config) setDefaults() error {

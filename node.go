@@ -96,6 +96,7 @@ func Open(cfg Config) (n *Node, err error) {
 		SnapshotThreshold:  t.SnapshotThreshold,
 		SnapshotInterval:   t.SnapshotInterval,
 		TrailingLogs:       t.TrailingLogs,
+		MaxBatch:           t.MaxBatch,
 	}, n.store)
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)

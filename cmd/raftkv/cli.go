@@ -32,6 +32,7 @@ Usage:
   raftkv del [flags] KEY            delete KEY, or with --prefix every key under it
   raftkv ls [flags] [PREFIX]        list keys and values
   raftkv cluster [flags]            show the members and the leader
+  raftkv txn [flags] [FILE]         apply a transaction read as JSON from FILE or stdin
   raftkv version                    print the version
   raftkv help [COMMAND]             show this help, or the flags of COMMAND
 
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runList(ctx, args, stdout, stderr)
 	case "cluster":
 		err = runCluster(ctx, args, stdout, stderr)
+	case "txn":
+		err = runTxn(ctx, args, stdin, stdout, stderr)
 	case "version":
 		err = runVersion(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":

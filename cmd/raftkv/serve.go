@@ -36,6 +36,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxValue := fs.Int64("max-value-size", 1<<20, "largest value in bytes")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	raftLogLevel := fs.String("raft-log-level", "warn", "lowest raft log level shown: debug, info, warn, error")
+	maxBatch := fs.Int("max-batch", 0, "most writes gathered into one raft entry (0: default 512; 1: no group commit)")
+	snapThreshold := fs.Uint64("snapshot-threshold", 0, "new log entries that trigger a snapshot (0: default 8192)")
+	trailingLogs := fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (0: default 10240)")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	if _, err := c.parse(args, 0, 0); err != nil {
@@ -84,6 +87,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:          logger,
 		RaftLogLevel:    *raftLogLevel,
 		Pprof:           *pprofOn,
+		Tuning: raftkv.Tuning{
+			MaxBatch:          *maxBatch,
+			SnapshotThreshold: *snapThreshold,
+			TrailingLogs:      *trailingLogs,
+		},
 	})
 	if err != nil {
 		return err
