@@ -36,7 +36,7 @@ func runTxn(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read-only: nothing to flush
 		in = f
 	}
 	raw, err := io.ReadAll(in)
