@@ -42,5 +42,10 @@ cover:
 	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
 	$(GO) tool cover -func=cover.out | tail -1
 
+## bench: a fresh three-node cluster on ports 18000-19003 under wrk and
+## raftkv bench, measured against the HTTP ceiling; prints one table.
+bench: build
+	./scripts/bench.sh
+
 clean:
 	rm -rf bin data cover.out

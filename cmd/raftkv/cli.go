@@ -33,6 +33,7 @@ Usage:
   raftkv ls [flags] [PREFIX]        list keys and values
   raftkv cluster [flags]            show the members and the leader
   raftkv txn [flags] [FILE]         apply a transaction read as JSON from FILE or stdin
+  raftkv bench [flags]              measure throughput and latency under load
   raftkv version                    print the version
   raftkv help [COMMAND]             show this help, or the flags of COMMAND
 
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runCluster(ctx, args, stdout, stderr)
 	case "txn":
 		err = runTxn(ctx, args, stdin, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, args, stdout, stderr)
 	case "version":
 		err = runVersion(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
