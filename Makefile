@@ -27,6 +27,7 @@ test-short:
 ## fuzz: run each fuzz target for FUZZTIME.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./store
+	$(GO) test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./httpapi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -46,6 +47,17 @@ cover:
 ## raftkv bench, measured against the HTTP ceiling; prints one table.
 bench: build
 	./scripts/bench.sh
+
+## chaos: the fault harness (internal/chaos, docs/chaos.md) at length: every
+## fault for CHAOS_DURATION, CHAOS_ROUNDS rounds on fresh clusters. A failure
+## prints its seed: CHAOS_SEED=<seed> replays the same choices.
+CHAOS_DURATION ?= 30s
+CHAOS_ROUNDS   ?= 3
+CHAOS_SEED     ?= 0
+.PHONY: chaos
+chaos:
+	$(GO) test -race -count=1 -timeout 150m -v -run . ./internal/chaos \
+		-chaos.duration=$(CHAOS_DURATION) -chaos.rounds=$(CHAOS_ROUNDS) -chaos.seed=$(CHAOS_SEED)
 
 clean:
 	rm -rf bin data cover.out

@@ -449,35 +449,55 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
+// keyWrite is what the PUT and DELETE handlers parse before anything else.
+type keyWrite struct {
+	r        *http.Request // with the Idempotency-Key in its context
+	p        params
+	key      []byte
+	cond     kv.Condition
+	isPrefix bool
+}
+
+// parseKeyWrite reads a write's query (allowed names), key, conditions and
+// idempotency key.
+func parseKeyWrite(r *http.Request, allowed ...string) (keyWrite, error) {
+	var kw keyWrite
+	var err error
+	if kw.p, err = queryOf(r, allowed...); err != nil {
+		return kw, err
+	}
+	if kw.isPrefix, err = kw.p.flag("prefix"); err != nil {
+		return kw, err
+	}
+	if kw.key, err = keyOf(r, kw.isPrefix); err != nil {
+		return kw, err
+	}
+	if kw.cond, err = condition(r); err != nil {
+		return kw, err
+	}
+	if kw.isPrefix && !kw.cond.IsZero() {
+		return kw, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest)
+	}
+	kw.r, err = idempotent(r)
+	return kw, err
+}
+
 func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
-	p, err := queryOf(r, "redirect")
+	kw, err := parseKeyWrite(r, "redirect")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	key, err := keyOf(r, false)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	cond, err := condition(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if r, err = idempotent(r); err != nil {
-		writeError(w, err)
-		return
-	}
+	r = kw.r
 	body, err := readBody(w, r, h.maxVal)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if h.redirectOrForward(w, r, p, body) {
+	if h.redirectOrForward(w, r, kw.p, body) {
 		return
 	}
-	res, err := h.b.Put(r.Context(), key, body, cond)
+	res, err := h.b.Put(r.Context(), kw.key, body, kw.cond)
 	if errors.Is(err, kv.ErrNotLeader) {
 		h.forward(w, r, body, true)
 		return
@@ -494,42 +514,20 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
-	p, err := queryOf(r, "prefix", "redirect")
+	kw, err := parseKeyWrite(r, "prefix", "redirect")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	isPrefix, err := p.flag("prefix")
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	key, err := keyOf(r, isPrefix)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	cond, err := condition(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if isPrefix && !cond.IsZero() {
-		writeError(w, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest))
-		return
-	}
-	if r, err = idempotent(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	if h.redirectOrForward(w, r, p, nil) {
+	r = kw.r
+	if h.redirectOrForward(w, r, kw.p, nil) {
 		return
 	}
 	var res kv.DeleteResult
-	if isPrefix {
-		res, err = h.b.DeletePrefix(r.Context(), key)
+	if kw.isPrefix {
+		res, err = h.b.DeletePrefix(r.Context(), kw.key)
 	} else {
-		res, err = h.b.Delete(r.Context(), key, cond)
+		res, err = h.b.Delete(r.Context(), kw.key, kw.cond)
 	}
 	if errors.Is(err, kv.ErrNotLeader) {
 		h.forward(w, r, nil, true)
