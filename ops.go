@@ -6,9 +6,25 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
 )
+
+// viaLeader runs a write here when this node leads, else through the
+// leader's API (kv.ErrNotLeader means nothing was applied here, so sending
+// it on is safe).
+func viaLeader[T any](n *Node, local func() (T, error), remote func(*client.Client) (T, error)) (T, error) {
+	res, err := local()
+	if !errors.Is(err, kv.ErrNotLeader) {
+		return res, err
+	}
+	c, err := n.leaderClient()
+	if err != nil {
+		return res, err
+	}
+	return remote(c)
+}
 
 // Put writes value under key. On a follower the write is forwarded to the
 // leader. It returns once the write is applied on a quorum.
@@ -19,15 +35,9 @@ func (n *Node) Put(ctx context.Context, key, value []byte) (kv.PutResult, error)
 // PutIf writes value under key if cond holds; otherwise it fails with a
 // *kv.PreconditionError (errors.Is kv.ErrPreconditionFailed).
 func (n *Node) PutIf(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
-	res, err := n.localPut(ctx, key, value, cond)
-	if errors.Is(err, kv.ErrNotLeader) {
-		c, cerr := n.leaderClient()
-		if cerr != nil {
-			return kv.PutResult{}, cerr
-		}
-		return c.PutIf(ctx, key, value, cond)
-	}
-	return res, err
+	return viaLeader(n,
+		func() (kv.PutResult, error) { return n.localPut(ctx, key, value, cond) },
+		func(c *client.Client) (kv.PutResult, error) { return c.PutIf(ctx, key, value, cond) })
 }
 
 // Delete removes key; deleting an absent key succeeds with Deleted 0.
@@ -37,28 +47,16 @@ func (n *Node) Delete(ctx context.Context, key []byte) (kv.DeleteResult, error) 
 
 // DeleteIf removes key if cond holds.
 func (n *Node) DeleteIf(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
-	res, err := n.localDelete(ctx, key, cond)
-	if errors.Is(err, kv.ErrNotLeader) {
-		c, cerr := n.leaderClient()
-		if cerr != nil {
-			return kv.DeleteResult{}, cerr
-		}
-		return c.DeleteIf(ctx, key, cond)
-	}
-	return res, err
+	return viaLeader(n,
+		func() (kv.DeleteResult, error) { return n.localDelete(ctx, key, cond) },
+		func(c *client.Client) (kv.DeleteResult, error) { return c.DeleteIf(ctx, key, cond) })
 }
 
 // DeletePrefix removes every key that starts with prefix, in one raft entry.
 func (n *Node) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
-	res, err := n.localDeletePrefix(ctx, prefix)
-	if errors.Is(err, kv.ErrNotLeader) {
-		c, cerr := n.leaderClient()
-		if cerr != nil {
-			return kv.DeleteResult{}, cerr
-		}
-		return c.DeletePrefix(ctx, prefix)
-	}
-	return res, err
+	return viaLeader(n,
+		func() (kv.DeleteResult, error) { return n.localDeletePrefix(ctx, prefix) },
+		func(c *client.Client) (kv.DeleteResult, error) { return c.DeletePrefix(ctx, prefix) })
 }
 
 // Get reads key from this node's state machine, after the consistency
@@ -110,15 +108,9 @@ func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 // compare holds the success ops run, else the failure ops. On a follower it
 // is forwarded to the leader.
 func (n *Node) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
-	res, err := n.localTxn(ctx, t)
-	if errors.Is(err, kv.ErrNotLeader) {
-		c, cerr := n.leaderClient()
-		if cerr != nil {
-			return kv.TxnResult{}, cerr
-		}
-		return c.Txn(ctx, t)
-	}
-	return res, err
+	return viaLeader(n,
+		func() (kv.TxnResult, error) { return n.localTxn(ctx, t) },
+		func(c *client.Client) (kv.TxnResult, error) { return c.Txn(ctx, t) })
 }
 
 func (n *Node) localTxn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
