@@ -369,8 +369,8 @@ func (n *Node) ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if applied := n.store.AppliedIndex(); applied < index {
-		return fmt.Errorf("%w: applied index %d is behind the leader's read index %d", kv.ErrTimeout, applied, index)
+	if err := n.store.WaitApplied(ctx, index); err != nil {
+		return fmt.Errorf("%w: applied index %d is behind the leader's read index %d: %w", kv.ErrTimeout, n.store.AppliedIndex(), index, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,15 +89,16 @@ type Config struct {
 
 // Handler serves the API. Build it with New.
 type Handler struct {
-	b       Backend
-	log     *slog.Logger
-	m       *Metrics
-	maxVal  int64
-	fwd     *http.Client
-	readyTO time.Duration
-	mux     *http.ServeMux
-	kv      http.Handler
-	metrics http.Handler
+	b        Backend
+	log      *slog.Logger
+	m        *Metrics
+	maxVal   int64
+	fwd      *http.Client
+	readyTO  time.Duration
+	mux      *http.ServeMux
+	kv       http.Handler
+	notFound http.Handler
+	metrics  http.Handler
 }
 
 // Header names of the contract.
@@ -166,9 +168,10 @@ func New(cfg Config) (*Handler, error) {
 		h.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		h.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	h.route("/", methods{"*": func(w http.ResponseWriter, r *http.Request) {
+	h.notFound = h.instrument("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s", kv.ErrNotFound, r.URL.Path))
-	}})
+	})
+	h.mux.Handle("/", h.notFound)
 	return h, nil
 }
 
@@ -208,6 +211,12 @@ const kvPrefix = "/v1/kv/"
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.EscapedPath(), kvPrefix) {
 		h.kv.ServeHTTP(w, r)
+		return
+	}
+	if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p && path.Clean(p)+"/" != p {
+		// ServeMux would answer a non-canonical path ("/v1//cluster",
+		// "/.") with a redirect, outside the contract: no route has one.
+		h.notFound.ServeHTTP(w, r)
 		return
 	}
 	h.mux.ServeHTTP(w, r)

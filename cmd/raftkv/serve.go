@@ -38,6 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	raftLogLevel := fs.String("raft-log-level", "warn", "lowest raft log level shown: debug, info, warn, error")
 	maxBatch := fs.Int("max-batch", 0, "most writes gathered into one raft entry (0: default 512; 1: no group commit)")
 	snapThreshold := fs.Uint64("snapshot-threshold", 0, "new log entries that trigger a snapshot (0: default 8192)")
+	snapInterval := fs.Duration("snapshot-interval", 0, "how often raft checks whether to snapshot (0: default 30s)")
 	trailingLogs := fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (0: default 10240)")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -90,6 +91,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Tuning: raftkv.Tuning{
 			MaxBatch:          *maxBatch,
 			SnapshotThreshold: *snapThreshold,
+			SnapshotInterval:  *snapInterval,
 			TrailingLogs:      *trailingLogs,
 		},
 	})

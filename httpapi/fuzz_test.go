@@ -1,0 +1,212 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv"
+	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// FuzzHandler drives the HTTP API of a real single-node raftkv.Node with
+// arbitrary methods, paths, queries, headers and bodies, as Go's HTTP
+// server would hand them over (requests the server itself refuses are
+// skipped). Whatever comes in, the handler must not panic, must answer 5xx
+// only with 503/504 of leadership or time, must give every error a JSON
+// body with a code, and must stamp X-Raft-Node.
+func FuzzHandler(f *testing.F) {
+	seeds := []struct {
+		method, path, query, headers string
+		body                         string
+	}{
+		{"GET", "/v1/kv/a", "", "", ""},
+		{"PUT", "/v1/kv/a", "", "", "hello"},
+		{"PUT", "/v1/kv/a", "", "If-None-Match: *", "v"},
+		{"PUT", "/v1/kv/a", "", "If-Match: \"3\"", "x"},
+		{"PUT", "/v1/kv/a", "", "If-Match: W/\"3\"\nIf-None-Match: *", "x"},
+		{"PUT", "/v1/kv/a", "", "If-Match: 7", "x"},
+		{"PUT", "/v1/kv/a", "redirect", "", "x"},
+		{"PUT", "/v1/kv/k", "", "Idempotency-Key: abc-1", "v"},
+		{"DELETE", "/v1/kv/a", "", "If-Match: \"1\"", ""},
+		{"DELETE", "/v1/kv/", "prefix", "", ""},
+		{"DELETE", "/v1/kv/a", "prefix=maybe", "", ""},
+		{"GET", "/v1/kv/", "prefix&limit=2&keys_only", "", ""},
+		{"GET", "/v1/kv/a/", "prefix&after=a%2Fb&limit=0", "", ""},
+		{"GET", "/v1/kv/a", "consistency=stale&max_stale=1s", "", ""},
+		{"GET", "/v1/kv/a", "consistency=bogus", "", ""},
+		{"GET", "/v1/kv/a", "min_index=3&wait=10ms", "", ""},
+		{"GET", "/v1/kv/a", "min_index=99999999&wait=20ms", "", ""},
+		{"GET", "/v1/kv/a%2Fb%00c", "format=json", "", ""},
+		{"GET", "/v1/kv/a", "limit=1", "", ""},
+		{"GET", "/v1/kv/a", "format=json&format=raw", "", ""},
+		{"GET", "/v1/kv/" + strings.Repeat("k", kv.MaxKeySize+1), "", "", ""},
+		{"POST", "/v1/txn", "", "Content-Type: application/json",
+			`{"compare":[{"key":"a","target":"mod_index","op":"=","value":1}],"success":[{"op":"put","key":"a","value":"t"}],"failure":[{"op":"get","key":"a"}]}`},
+		{"POST", "/v1/txn", "", "", `{"compare":[{"key":"a","target":"nope"}]}`},
+		{"POST", "/v1/txn", "", "", `[`},
+		{"GET", "/v1/cluster", "", "", ""},
+		{"GET", "/v1/cluster", "x=1", "", ""},
+		{"GET", "/v1/debug/hash", "", "", ""},
+		{"GET", httpapi.ReadIndexPath, "", "", ""},
+		{"GET", "/readyz", "", "", ""},
+		{"GET", "/livez", "", "", ""},
+		{"GET", "/metrics", "", "", ""},
+		{"PATCH", "/v1/kv/a", "", "", ""},
+		{"HEAD", "/v1/kv/a", "", "", ""},
+		{"GET", "/nope", "", "", ""},
+		{"GET", "/v1/kv/a", "", "X-Raft-Forwarded-By: n9", ""},
+		{"PUT", "/v1/kv/a", "", "Content-Length: 5", "toolongbody"},
+	}
+	for _, s := range seeds {
+		f.Add(s.method, s.path, s.query, s.headers, []byte(s.body))
+	}
+
+	node, err := raftkv.Open(raftkv.Config{ID: "n1", DataDir: f.TempDir(), MaxValueSize: 1 << 10})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = node.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		f.Fatal(err)
+	}
+	h := node.Handler()
+
+	f.Fuzz(func(t *testing.T, method, path, query, headers string, body []byte) {
+		req := buildRequest(method, path, query, headers, body)
+		if req == nil {
+			return // Go's HTTP server would refuse it before the handler
+		}
+		if mutatesMembership(req) {
+			return // would take the only node's cluster apart
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req = req.WithContext(ctx)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		checkResponse(t, req, rec)
+	})
+}
+
+// buildRequest makes the request Go's server would pass to a handler, or
+// nil when the server would answer 400 itself.
+func buildRequest(method, path, query, headers string, body []byte) *http.Request {
+	if !isToken(method) || !strings.HasPrefix(path, "/") {
+		return nil
+	}
+	target := path
+	if query != "" {
+		target += "?" + query
+	}
+	if strings.ContainsAny(target, " \r\n\x00#") {
+		return nil
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil
+	}
+	hdr := http.Header{}
+	for line := range strings.SplitSeq(headers, "\n") {
+		if line == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		value = strings.TrimSpace(value)
+		if !ok || !isToken(name) || !validHeaderValue(value) {
+			return nil
+		}
+		name = textproto.CanonicalMIMEHeaderKey(name)
+		if name == "Content-Length" || name == "Transfer-Encoding" || name == "Host" {
+			continue // framing: the server sets these from the wire
+		}
+		hdr.Add(name, value)
+	}
+	return &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        hdr,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Host:          "127.0.0.1:8001",
+		RemoteAddr:    "127.0.0.1:40000",
+		RequestURI:    target,
+	}
+}
+
+// mutatesMembership reports requests that change the cluster itself
+// (remove the node, add a phantom voter, hand leadership away): fuzzing
+// them would leave a single-node cluster without a quorum.
+func mutatesMembership(r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return false
+	}
+	p, err := url.PathUnescape(r.URL.EscapedPath())
+	if err != nil {
+		p = r.URL.Path
+	}
+	return strings.Contains(p, "cluster")
+}
+
+// The 5xx answers a healthy node may give: no leader or shutting down
+// (503), and deadlines (504): the fuzz request's own 2 s, or a write whose
+// outcome the deadline left unknown.
+var allowed5xx = map[string]bool{"no_leader": true, "shutting_down": true, "too_stale": true, "timeout": true, "outcome_unknown": true}
+
+func checkResponse(t *testing.T, req *http.Request, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	what := req.Method + " " + req.RequestURI
+	if got := rec.Header().Get(httpapi.HeaderNode); got != "n1" {
+		t.Errorf("%s: %s = %q, want n1", what, httpapi.HeaderNode, got)
+	}
+	if rec.Code < 400 {
+		return
+	}
+	var er kv.ErrorResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || er.Error.Code == "" {
+		t.Fatalf("%s: status %d without a JSON error body with a code: %q", what, rec.Code, rec.Body.String())
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s: error with Content-Type %q", what, ct)
+	}
+	if rec.Code >= 500 && (rec.Code != http.StatusServiceUnavailable && rec.Code != http.StatusGatewayTimeout || !allowed5xx[er.Error.Code]) {
+		t.Fatalf("%s: %d %s", what, rec.Code, rec.Body.String())
+	}
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
