@@ -241,6 +241,11 @@ func (b backend) Ready(ctx context.Context) error { return b.n.ready(ctx) }
 
 func (b backend) ReadIndex(ctx context.Context) (uint64, error) { return b.n.raft.ReadIndex(ctx) }
 
+func (b backend) LeaderCheck() (uint64, string) {
+	s := b.n.raft.Status()
+	return s.Term, s.LeaderID
+}
+
 func (b backend) LastContact() time.Duration {
 	if last := b.n.raft.Status().LastContact; !last.IsZero() {
 		return time.Since(last)

@@ -96,6 +96,7 @@ func Open(cfg Config) (n *Node, err error) {
 		SnapshotThreshold:  t.SnapshotThreshold,
 		SnapshotInterval:   t.SnapshotInterval,
 		TrailingLogs:       t.TrailingLogs,
+		ConfirmLeadership:  n.confirmLeadership,
 		MaxBatch:           t.MaxBatch,
 	}, n.store)
 	if err != nil {
@@ -334,6 +335,81 @@ func (n *Node) askReadIndex() (uint64, error) {
 		return 0, fmt.Errorf("%w: read index from %s: %w", kv.ErrNoLeader, leader, err)
 	}
 	return out.Index, nil
+}
+
+// confirmLeadership asks every other voter, over HTTP, whom it follows in
+// which term, and succeeds once a quorum (this node included) answers
+// "this node, in term". The requests leave after the caller's reads began,
+// so the answers vouch for leadership after that moment (see
+// raftnode.Config.ConfirmLeadership for why raft's VerifyLeader does not).
+func (n *Node) confirmLeadership(term uint64) error {
+	servers, err := n.raft.Servers()
+	if err != nil {
+		return err
+	}
+	var others []string
+	voters, self := 0, false
+	for _, s := range servers {
+		if !s.Voter {
+			continue
+		}
+		voters++
+		if s.ID == n.cfg.ID {
+			self = true
+		} else {
+			others = append(others, s.ID)
+		}
+	}
+	need := voters/2 + 1
+	if self {
+		need--
+	}
+	if need <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readIndexTimeout)
+	defer cancel()
+	answers := make(chan error, len(others))
+	for _, id := range others {
+		go func() { answers <- n.checkFollows(ctx, id, term) }()
+	}
+	var errs []error
+	for range others {
+		if err := <-answers; err != nil {
+			errs = append(errs, err)
+		} else if need--; need == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no quorum confirms leadership in term %d: %w", kv.ErrNotLeader, term, errors.Join(errs...))
+}
+
+// checkFollows asks member id whether it follows this node in term.
+func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
+	addr, ok := n.store.NodeAPIAddr(id)
+	if !ok {
+		return fmt.Errorf("%s has no registered API address", id)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+httpapi.LeaderCheckPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := n.fwd.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	var lc httpapi.LeaderCheckResponse
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %w", id, client.DecodeError(resp))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&lc); err != nil {
+		return fmt.Errorf("%s: %w", id, err)
+	}
+	if lc.Term != term || lc.LeaderID != n.cfg.ID {
+		return fmt.Errorf("%s follows %q in term %d", id, lc.LeaderID, lc.Term)
+	}
+	return nil
 }
 
 // readIndexTimeout bounds one read-index round trip to the leader.

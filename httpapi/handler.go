@@ -60,6 +60,8 @@ type Backend interface {
 	// LastContact is how long ago the leader was last heard from; zero on
 	// the leader.
 	LastContact() time.Duration
+	// Term and LeaderID as this member sees them now (LeaderCheckPath).
+	LeaderCheck() (term uint64, leaderID string)
 	// Txn applies a transaction (leader only).
 	Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error)
 	// Digest hashes the local state machine (GET /v1/debug/hash).
@@ -114,6 +116,17 @@ const (
 // ReadIndexPath is the leader's endpoint for followers' linearizable reads.
 const ReadIndexPath = "/v1/internal/read-index"
 
+// LeaderCheckPath is every member's endpoint for a leader confirming,
+// before it serves reads, that it still leads: the answer is the member's
+// term and the leader it follows, as of the moment it answers.
+const LeaderCheckPath = "/v1/internal/leader-check"
+
+// LeaderCheckResponse is the body of GET LeaderCheckPath.
+type LeaderCheckResponse struct {
+	Term     uint64 `json:"term"`
+	LeaderID string `json:"leader_id"`
+}
+
 // ReadIndexResponse is the body of GET ReadIndexPath.
 type ReadIndexResponse struct {
 	Index uint64 `json:"index"`
@@ -157,6 +170,7 @@ func New(cfg Config) (*Handler, error) {
 	h.route("/v1/cluster/transfer-leader", methods{http.MethodPost: h.transferLeader})
 	h.route("/v1/debug/hash", methods{http.MethodGet: h.getDigest})
 	h.route(ReadIndexPath, methods{http.MethodGet: h.getReadIndex})
+	h.route(LeaderCheckPath, methods{http.MethodGet: h.getLeaderCheck})
 	h.route("/v1/txn", methods{http.MethodPost: h.postTxn})
 	h.route("/livez", methods{http.MethodGet: h.livez})
 	h.route("/readyz", methods{http.MethodGet: h.readyz})
@@ -679,6 +693,15 @@ func (h *Handler) getReadIndex(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ReadIndexResponse{Index: index})
+}
+
+func (h *Handler) getLeaderCheck(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	term, leader := h.b.LeaderCheck()
+	writeJSON(w, http.StatusOK, LeaderCheckResponse{Term: term, LeaderID: leader})
 }
 
 // idempotent puts the request's Idempotency-Key, if any, into its context.

@@ -79,6 +79,15 @@ type Config struct {
 	// read waits until it has applied the leader's commit index: a read
 	// that follows a write on another node waits up to twice this long.
 	CommitTimeout time.Duration
+	// ConfirmLeadership, if set, replaces raft's VerifyLeader in the read
+	// path: it must return nil only if a quorum of voters, asked after the
+	// call began, answered that this node leads them in term. raft's
+	// VerifyLeader also counts answers to messages sent before it was
+	// called, which a leader paused (SIGSTOP, a long GC, a frozen VM) and
+	// resumed reads out of its socket buffers: it then serves a stale read
+	// while a newer leader exists. The caller, which knows the members'
+	// API addresses, asks them directly.
+	ConfirmLeadership func(term uint64) error
 	// MaxBatch is the most writes group commit gathers into one raft entry
 	// (default 512); 1 turns group commit off (one entry per write).
 	MaxBatch int
@@ -271,7 +280,12 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)
 	}
 	n.verify.Round = func() (struct{}, error) {
-		err := n.raft.VerifyLeader().Error()
+		var err error
+		if cfg.ConfirmLeadership != nil {
+			err = cfg.ConfirmLeadership(n.raft.CurrentTerm())
+		} else {
+			err = n.raft.VerifyLeader().Error()
+		}
 		if err != nil {
 			if errors.Is(err, raft.ErrRaftShutdown) {
 				err = kv.ErrClosed
