@@ -1,0 +1,47 @@
+// Package chaos is raftkv's Jepsen-style fault harness: it runs real
+// raftkv processes, breaks them and the network between them, and checks
+// that what clients saw is linearizable and that no acknowledged write is
+// lost. docs/chaos.md describes how to run it and what a failure leaves
+// behind.
+//
+// # Basics
+//
+// A Cluster starts `raftkv serve` processes on loopback, each in its own
+// process group, output appended to <run>/<id>/node.log, data in
+// <run>/<id>/data. The raft traffic of every ordered pair of nodes (A
+// dials B) goes through a Proxy the harness owns: A is started with
+// --raft-peer-addrs B=<proxy A→B>, while every node advertises its real
+// raft address. A Proxy can cut its link (close live connections, hold new
+// ones), hold one direction (A's requests reach B, B's answers do not),
+// delay, throttle, or act lossy (stalls and resets). The Cluster also
+// SIGKILLs, SIGSTOPs/SIGCONTs, restarts, wipes and removes nodes. HTTP
+// traffic goes to the nodes directly.
+//
+// A Workload runs clients that get, put, compare-and-swap (If-Match the
+// mod_index they last saw), create (If-None-Match: *) and delete a handful
+// of keys against random nodes; a Recorder keeps each operation's call and
+// return time. RegisterModel, a porcupine model partitioned by key, checks
+// the history: a key is a register holding a value with its mod_index,
+// create_index and version.
+//
+// # Caveats
+//
+// Outcomes are classified by the HTTP contract (docs/http-api.md): 200 and
+// 412 are exact; 503 no_leader, 504 timeout and a connection that was never
+// made mean "not applied"; anything else on a write (504 outcome_unknown,
+// 500, a timeout or a connection lost after sending) means "may or may not
+// have happened", and such an operation returns at the end of the history.
+// Failed reads are left out. If the server breaks the contract (says "not
+// applied" for a write that was applied), the check fails: that is a
+// finding, not noise.
+//
+// Indexes the clients have not observed (written by an operation of
+// unknown outcome) are bound lazily by the model the first time a read
+// reveals them, and every write's index must exceed the last known one in
+// linearization order.
+//
+// A Ledger is the crash-durability check: after every node was SIGKILLed
+// under load, a key must hold its last acknowledged write (highest
+// mod_index) or a later write of unknown outcome, with a version between
+// the acknowledged count and that plus the unknown ones.
+package chaos
