@@ -521,6 +521,18 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.b.Put(r.Context(), kw.key, body, kw.cond)
+	out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version}
+	out.Key, out.KeyBase64 = kv.EncodeBytes(res.Key)
+	if err == nil {
+		w.Header().Set("ETag", etag(res.ModIndex))
+	}
+	h.answerWrite(w, r, body, err, res.ModIndex, out)
+}
+
+// answerWrite sends a write's outcome: forwarded to the leader when this
+// node turned out not to lead (kv.ErrNotLeader: nothing was applied here),
+// the error, or v with the index of the entry that applied it.
+func (h *Handler) answerWrite(w http.ResponseWriter, r *http.Request, body []byte, err error, index uint64, v any) {
 	if errors.Is(err, kv.ErrNotLeader) {
 		h.forward(w, r, body, true)
 		return
@@ -529,11 +541,8 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	w.Header().Set(HeaderIndex, strconv.FormatUint(res.ModIndex, 10))
-	w.Header().Set("ETag", etag(res.ModIndex))
-	out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version}
-	out.Key, out.KeyBase64 = kv.EncodeBytes(res.Key)
-	writeJSON(w, http.StatusOK, out)
+	w.Header().Set(HeaderIndex, strconv.FormatUint(index, 10))
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
@@ -552,16 +561,7 @@ func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 	} else {
 		res, err = h.b.Delete(r.Context(), kw.key, kw.cond)
 	}
-	if errors.Is(err, kv.ErrNotLeader) {
-		h.forward(w, r, nil, true)
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	w.Header().Set(HeaderIndex, strconv.FormatUint(res.Index, 10))
-	writeJSON(w, http.StatusOK, kv.DeleteResponse(res))
+	h.answerWrite(w, r, nil, err, res.Index, kv.DeleteResponse(res))
 }
 
 func (h *Handler) getCluster(w http.ResponseWriter, r *http.Request) {
@@ -759,14 +759,5 @@ func (h *Handler) postTxn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.b.Txn(r.Context(), txn)
-	if errors.Is(err, kv.ErrNotLeader) {
-		h.forward(w, r, body, true)
-		return
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	w.Header().Set(HeaderIndex, strconv.FormatUint(res.Index, 10))
-	writeJSON(w, http.StatusOK, kv.EncodeTxnResult(res))
+	h.answerWrite(w, r, body, err, res.Index, kv.EncodeTxnResult(res))
 }
