@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"strings"
+	"testing"
+)
+
+func TestFlagsFromEnv(t *testing.T) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "")
+	expect := fs.Int("bootstrap-expect", 0, "")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8001", "")
+	t.Setenv("RAFTKV_DATA_DIR", "/from/env")
+	t.Setenv("RAFTKV_BOOTSTRAP_EXPECT", "3")
+	t.Setenv("RAFTKV_HTTP_ADDR", "127.0.0.1:9999")
+	if err := fs.Parse([]string{"--http-addr", "127.0.0.1:7777"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := flagsFromEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	// The environment fills what the command line left out; the command line wins.
+	if *dataDir != "/from/env" || *expect != 3 || *httpAddr != "127.0.0.1:7777" {
+		t.Fatalf("data-dir %q, bootstrap-expect %d, http-addr %q", *dataDir, *expect, *httpAddr)
+	}
+	t.Setenv("RAFTKV_BOOTSTRAP_EXPECT", "three")
+	fs2 := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs2.Int("bootstrap-expect", 0, "")
+	if err := flagsFromEnv(fs2); err == nil || !strings.Contains(err.Error(), "RAFTKV_BOOTSTRAP_EXPECT") {
+		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+func TestServeUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve"},               // no --id / --data-dir
+		{"serve", "--id", "n1"}, // no --data-dir
+		{"serve", "--id", "n1", "--data-dir", t.TempDir(), "--raft-peer-addrs", "n2"},
+		{"serve", "--id", "n1", "--data-dir", t.TempDir(), "--log-format", "xml"},
+		{"serve", "--no-such-flag"},
+	} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+		if exitCode(err, &bytes.Buffer{}) != 2 {
+			t.Errorf("raftkv %v: %v, want a usage error", args, err)
+		}
+	}
+}
