@@ -164,13 +164,13 @@ func New(cfg Config) (*Handler, error) {
 
 	h.kv = h.instrument("/v1/kv/{key}", methods{http.MethodGet: h.getKV, http.MethodPut: h.putKV, http.MethodDelete: h.deleteKV}.serve)
 	h.mux = http.NewServeMux()
-	h.route("/v1/cluster", methods{http.MethodGet: h.getCluster})
+	h.route("/v1/cluster", methods{http.MethodGet: jsonGET(h.getCluster)})
 	h.route("/v1/cluster/nodes", methods{http.MethodPost: h.postNode})
 	h.route("/v1/cluster/nodes/{id}", methods{http.MethodDelete: h.deleteNode})
 	h.route("/v1/cluster/transfer-leader", methods{http.MethodPost: h.transferLeader})
 	h.route("/v1/debug/hash", methods{http.MethodGet: h.getDigest})
-	h.route(ReadIndexPath, methods{http.MethodGet: h.getReadIndex})
-	h.route(LeaderCheckPath, methods{http.MethodGet: h.getLeaderCheck})
+	h.route(ReadIndexPath, methods{http.MethodGet: jsonGET(h.getReadIndex)})
+	h.route(LeaderCheckPath, methods{http.MethodGet: jsonGET(h.getLeaderCheck)})
 	h.route("/v1/txn", methods{http.MethodPost: h.postTxn})
 	h.route("/livez", methods{http.MethodGet: h.livez})
 	h.route("/readyz", methods{http.MethodGet: h.readyz})
@@ -564,17 +564,25 @@ func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 	h.answerWrite(w, r, nil, err, res.Index, kv.DeleteResponse(res))
 }
 
-func (h *Handler) getCluster(w http.ResponseWriter, r *http.Request) {
-	if _, err := queryOf(r); err != nil {
-		writeError(w, err)
-		return
+// jsonGET serves a GET that takes no parameters and answers 200 with what
+// get returns as JSON, or the error.
+func jsonGET[T any](get func(r *http.Request) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, err := queryOf(r); err != nil {
+			writeError(w, err)
+			return
+		}
+		v, err := get(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
-	info, err := h.b.Cluster(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, info)
+}
+
+func (h *Handler) getCluster(r *http.Request) (kv.ClusterInfo, error) {
+	return h.b.Cluster(r.Context())
 }
 
 func (h *Handler) postNode(w http.ResponseWriter, r *http.Request) {
@@ -652,18 +660,15 @@ func (h *Handler) transferLeader(w http.ResponseWriter, r *http.Request) {
 
 // getDigest answers with a hash of the local state machine, so that tests
 // and operators can check that replicas converged.
+// X-Raft-Index is the applied index the digest covers.
 func (h *Handler) getDigest(w http.ResponseWriter, r *http.Request) {
-	if _, err := queryOf(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	d, err := h.b.Digest(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	w.Header().Set(HeaderIndex, strconv.FormatUint(d.AppliedIndex, 10))
-	writeJSON(w, http.StatusOK, d)
+	jsonGET(func(r *http.Request) (kv.DigestInfo, error) {
+		d, err := h.b.Digest(r.Context())
+		if err == nil {
+			w.Header().Set(HeaderIndex, strconv.FormatUint(d.AppliedIndex, 10))
+		}
+		return d, err
+	})(w, r)
 }
 
 func (h *Handler) livez(w http.ResponseWriter, _ *http.Request) {
@@ -680,28 +685,16 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": h.b.ID()})
 }
 
-func (h *Handler) getReadIndex(w http.ResponseWriter, r *http.Request) {
-	if _, err := queryOf(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	// Never forwarded: the asking follower targets the leader it knows,
-	// and a stale belief must fail, not be passed on.
+// getReadIndex is never forwarded: the asking follower targets the leader
+// it knows, and a stale belief must fail, not be passed on.
+func (h *Handler) getReadIndex(r *http.Request) (ReadIndexResponse, error) {
 	index, err := h.b.ReadIndex(r.Context())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ReadIndexResponse{Index: index})
+	return ReadIndexResponse{Index: index}, err
 }
 
-func (h *Handler) getLeaderCheck(w http.ResponseWriter, r *http.Request) {
-	if _, err := queryOf(r); err != nil {
-		writeError(w, err)
-		return
-	}
+func (h *Handler) getLeaderCheck(*http.Request) (LeaderCheckResponse, error) {
 	term, leader := h.b.LeaderCheck()
-	writeJSON(w, http.StatusOK, LeaderCheckResponse{Term: term, LeaderID: leader})
+	return LeaderCheckResponse{Term: term, LeaderID: leader}, nil
 }
 
 // idempotent puts the request's Idempotency-Key, if any, into its context.
