@@ -26,6 +26,8 @@
 #   BENCH_DURATION=5          seconds per store measurement
 #   BENCH_CEILING_DURATION=3  seconds per ceiling measurement
 #   BENCH_CONNECTIONS="1 16 64 256"
+#   BENCH_WORKLOADS="put get get-stale mixed txn"  a subset for quick A/B runs
+#   BENCH_TOOLS="wrk raftkv-bench"
 #   BENCH_VALUE_SIZE=256  BENCH_KEYS=10000
 #   BENCH_PORT_BASE=18000     HTTP on base+1..3, raft on base+1001..1003
 #   BENCH_PROFILE=FILE        afterwards, take a 5 s CPU profile of the
@@ -38,6 +40,8 @@ bin=${RAFTKV_BIN:-bin/raftkv}
 dur=${BENCH_DURATION:-5}
 ceil_dur=${BENCH_CEILING_DURATION:-3}
 conns_list=${BENCH_CONNECTIONS:-"1 16 64 256"}
+workloads=" ${BENCH_WORKLOADS:-put get get-stale mixed txn} "
+tools=" ${BENCH_TOOLS:-wrk raftkv-bench} "
 value_size=${BENCH_VALUE_SIZE:-256}
 keys=${BENCH_KEYS:-10000}
 base=${BENCH_PORT_BASE:-18000}
@@ -203,9 +207,20 @@ nodes=()
 for a in "${node_addrs[@]}"; do nodes+=("http://$a"); done
 nulls=("http://$null_addr" "http://$null_addr" "http://$null_addr")
 
+# want TOOL WORKLOAD: whether BENCH_TOOLS and BENCH_WORKLOADS select it. A
+# ceiling cell is wanted when a store workload measured against it is.
+want() {
+	[[ $tools == *" $1 "* ]] || return 1
+	case $2 in
+	get) [[ $workloads == *" get "* || $workloads == *" get-stale "* ]] ;;
+	*) [[ $workloads == *" $2 "* ]] ;;
+	esac
+}
+
 # Results go to $work/res.TARGET.TOOL.WORKLOAD.CONNS as "ops/s p50 p99 errors".
 cell() {
 	local target=$1 tool=$2 wl=$3 c=$4 line
+	want "$tool" "$wl" || return 0
 	echo "bench: $target $tool $wl at $c connections" >&2
 	case "$target.$tool" in
 	ceiling.wrk) line=$(run_wrk "$wl" "$c" "$ceil_dur" "${nulls[@]}") ;;
@@ -227,12 +242,14 @@ for c in $conns_list; do
 done
 # txn runs once, at 16 connections; a server without POST /v1/txn makes
 # raftkv bench refuse it, and the table says so.
-echo "bench: store raftkv-bench txn at 16 connections" >&2
-if txn_out=$("$bin" bench --addr "$addrs" --workload txn --connections 16 --duration "${dur}s" --warmup "$warmup" \
-	--keys "$keys" --value-size "$value_size" --preload=false --json 2>&1); then
-	printf '%.0f %.3f %.3f %s\n' "$(json_field ops_per_sec <<<"$txn_out")" "$(json_field p50 <<<"$txn_out")" \
-		"$(json_field p99 <<<"$txn_out")" "$(json_field errors_total <<<"$txn_out")" >"$work/res.store.raftkv-bench.txn.16"
-	cell ceiling raftkv-bench txn 16
+if want raftkv-bench txn; then
+	echo "bench: store raftkv-bench txn at 16 connections" >&2
+	if txn_out=$("$bin" bench --addr "$addrs" --workload txn --connections 16 --duration "${dur}s" --warmup "$warmup" \
+		--keys "$keys" --value-size "$value_size" --preload=false --json 2>&1); then
+		printf '%.0f %.3f %.3f %s\n' "$(json_field ops_per_sec <<<"$txn_out")" "$(json_field p50 <<<"$txn_out")" \
+			"$(json_field p99 <<<"$txn_out")" "$(json_field errors_total <<<"$txn_out")" >"$work/res.store.raftkv-bench.txn.16"
+		cell ceiling raftkv-bench txn 16
+	fi
 fi
 
 # --- the table ------------------------------------------------------------------
@@ -247,6 +264,7 @@ printf "$fmt" workload conns tool ops/s p50_ms p99_ms errors ceiling of_ceil
 # row TOOL WORKLOAD SHAPE CONNS: one line of the table.
 row() {
 	local ops p50 p99 errs cops frac
+	[ -f "$work/res.store.$1.$2.$4" ] || return 0
 	read -r ops p50 p99 errs <"$work/res.store.$1.$2.$4"
 	read -r cops _ <"$work/res.ceiling.$1.$3.$4"
 	frac=$(awk -v a="$ops" -v b="$cops" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else print "-" }')
@@ -262,7 +280,7 @@ for r in "wrk put put" "raftkv-bench put put" "wrk get get" "raftkv-bench get ge
 done
 if [ -f "$work/res.store.raftkv-bench.txn.16" ]; then
 	row raftkv-bench txn txn 16
-else
+elif want raftkv-bench txn; then
 	printf '%-10s %6s  %-13s %s\n' txn 16 raftkv-bench "unsupported: ${txn_out#raftkv: bench: }"
 fi
 echo
