@@ -46,14 +46,38 @@ func expireIdem(b buckets, index uint64) error {
 
 // encodeIdem stores a command's fingerprint with its result:
 //
-//	fingerprint [32] | uvarint index | byte failed | uvarint current mod
+//	fingerprint [32] | result (AppendResult)
+func encodeIdem(fp [sha256.Size]byte, r *Result) []byte {
+	return AppendResult(append([]byte{}, fp[:]...), r)
+}
+
+// decodeIdem is the inverse of encodeIdem. The slices it returns are copies.
+func decodeIdem(v []byte) (*Result, []byte, error) {
+	if len(v) < sha256.Size {
+		return nil, nil, errors.New("truncated")
+	}
+	r, rest, err := DecodeResult(v[sha256.Size:])
+	if err == nil && len(rest) > 0 {
+		err = errors.New("trailing bytes")
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, v[:sha256.Size], nil
+}
+
+// AppendResult appends the encoding of r to dst: what the command did, and
+// whether its condition failed (Err wrapping a *kv.PreconditionError).
+// Other errors and Replayed are not encoded; callers that need them carry
+// them beside. The encoding is part of kv.db (the idempotency table):
+//
+//	uvarint index | byte failed | uvarint current mod
 //	bytes put key | uvarint create | uvarint mod | uvarint version
 //	uvarint deleted | uvarint delete index
 //	byte succeeded | uvarint txn index | uvarint n | n op results
 //	op result: byte type | bytes key | uvarint create | uvarint mod |
 //	           uvarint version | uvarint deleted | byte found | bytes value
-func encodeIdem(fp [sha256.Size]byte, r *Result) []byte {
-	b := append([]byte{}, fp[:]...)
+func AppendResult(b []byte, r *Result) []byte {
 	b = binary.AppendUvarint(b, r.Index)
 	b = append(b, boolByte(r.Err != nil))
 	b = binary.AppendUvarint(b, r.CurrentModIndex)
@@ -86,13 +110,10 @@ func encodeIdem(fp [sha256.Size]byte, r *Result) []byte {
 	return b
 }
 
-// decodeIdem is the inverse of encodeIdem. The slices it returns are copies.
-func decodeIdem(v []byte) (*Result, []byte, error) {
-	if len(v) < sha256.Size {
-		return nil, nil, errors.New("truncated")
-	}
-	fp := v[:sha256.Size]
-	d := decoder{b: v[sha256.Size:]}
+// DecodeResult decodes a result that AppendResult encoded at the start of
+// b and returns the bytes after it. The slices of the Result are copies.
+func DecodeResult(b []byte) (*Result, []byte, error) {
+	d := decoder{b: b}
 	r := &Result{Index: d.uvarint("index")}
 	failed := d.byte("failed")
 	r.CurrentModIndex = d.uvarint("current mod index")
@@ -123,12 +144,12 @@ func decodeIdem(v []byte) (*Result, []byte, error) {
 		r.Txn.Results = append(r.Txn.Results, o)
 	}
 	if d.err != nil {
-		return nil, nil, d.err
+		return nil, nil, fmt.Errorf("decode result: %w", d.err)
 	}
 	if failed == 1 {
-		r.Err = fmt.Errorf("replayed: %w", &kv.PreconditionError{CurrentModIndex: r.CurrentModIndex})
+		r.Err = &kv.PreconditionError{CurrentModIndex: r.CurrentModIndex}
 	}
-	return r, fp, nil
+	return r, d.b, nil
 }
 
 func clone(b []byte) []byte {

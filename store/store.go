@@ -27,6 +27,16 @@ type Options struct {
 	InitialMmapSize int
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
+	// NoSync skips fsync on kv.db's commits (bbolt's NoSync): the raft log
+	// is the durable record. A marker file beside kv.db (kv.db.sync) lets
+	// Open tell a process that died (its writes are safe in the kernel)
+	// from a machine that stopped while kv.db had unsynced writes; then
+	// Open discards kv.db, and raft rebuilds it from the newest snapshot
+	// and the log. See sync.go.
+	NoSync bool
+	// BootID returns the id of the running boot (default ReadBootID); a
+	// marker written under another boot id means the machine stopped.
+	BootID func() string
 	// ObserveBatch, if set, is called after each committed batch with the
 	// number of raft log entries it applied and the time the bbolt
 	// transaction took. It runs on the apply path and must be cheap.
@@ -95,9 +105,39 @@ func Open(path string, opts Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	db, err := openDB(path, opts)
+	if opts.BootID == nil {
+		s.opts.BootID = ReadBootID
+	}
+	bootID := s.opts.BootID()
+	trusted, reason, err := trustState(path, bootID)
 	if err != nil {
 		return nil, err
+	}
+	if !trusted {
+		// No process of an earlier boot can be holding the file.
+		s.log.Warn("discarding the state file: the newest snapshot and the raft log rebuild it", "path", path, "reason", reason)
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("discard %s: %w", path, err)
+		}
+	}
+	db, err := openDB(path, s.opts)
+	if err != nil {
+		return nil, err
+	}
+	// From here on the marker must describe kv.db. Synced mode first makes
+	// durable what an earlier run without fsync may have left unsynced.
+	marker := "clean"
+	if opts.NoSync {
+		marker = "open " + orNone(bootID)
+	} else {
+		err = db.Sync()
+	}
+	if err == nil {
+		err = writeMarker(path, marker)
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	// Only now that we hold the file lock is a leftover temp file ours.
 	if err := os.Remove(restorePath(path)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -136,6 +176,7 @@ func openDB(path string, opts Options) (*bbolt.DB, error) {
 		NoFreelistSync:  true,
 		FreelistType:    bbolt.FreelistMapType,
 		InitialMmapSize: opts.InitialMmapSize,
+		NoSync:          opts.NoSync,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: in use by another process: %w", path, err)
@@ -163,7 +204,18 @@ func (s *Store) Close() error {
 
 	var err error
 	if db != nil {
-		err = db.Close()
+		if s.opts.NoSync {
+			// Once synced, kv.db needs no rebuild: say so only then.
+			err = db.Sync()
+			if cerr := db.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = writeMarker(s.path, "clean")
+			}
+		} else {
+			err = db.Close()
+		}
 	}
 	s.wg.Wait()
 	if err != nil {
