@@ -204,8 +204,8 @@ func (n *Node) register(ctx context.Context) (bool, error) {
 	return false, c.Join(rctx, req)
 }
 
-// backend adapts the Node to httpapi.Backend: the same operations, local
-// only (the handler forwards what needs the leader).
+// backend adapts the Node to httpapi.Backend: the same operations (a
+// follower sends writes to the leader in batches).
 type backend struct{ n *Node }
 
 func (b backend) ID() string            { return b.n.cfg.ID }
@@ -266,3 +266,7 @@ func (b backend) TransferLeadership(ctx context.Context, id string) error {
 }
 
 func (b backend) Digest(context.Context) (kv.DigestInfo, error) { return b.n.Digest() }
+
+func (b backend) ApplyForwarded(ctx context.Context, body []byte) ([]byte, error) {
+	return b.n.applyForwarded(ctx, body)
+}

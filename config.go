@@ -77,6 +77,11 @@ type Tuning struct {
 	// MaxBatch is the most writes group commit gathers into one raft
 	// entry; 1 turns group commit off.
 	MaxBatch int
+	// FSMSync fsyncs the state file (kv.db) on every applied batch. Off by
+	// default: the raft log, always synced, is the durable record, and a
+	// node that finds kv.db was open without fsync when its machine stopped
+	// rebuilds it from the newest snapshot and the log (store.Options.NoSync).
+	FSMSync bool
 }
 
 func (c *Config) setDefaults() error {

@@ -50,6 +50,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong method on kv", "POST", "/v1/kv/existing", "x", nil, 405, "method_not_allowed"},
 		{"wrong method on cluster", "DELETE", "/v1/cluster", "", nil, 405, "method_not_allowed"},
 		{"unknown route", "GET", "/v2/everything", "", nil, 404, "not_found"},
+		{"double slash", "GET", "//", "", nil, 404, "not_found"},
 		{"missing key", "GET", "/v1/kv/missing", "", nil, 404, "not_found"},
 		{"join with bad json", "POST", "/v1/cluster/nodes", "{", nil, 400, "bad_request"},
 		{"join with unknown field", "POST", "/v1/cluster/nodes", `{"id":"x","raft_addr":"127.0.0.1:1","colour":1}`, nil, 400, "bad_request"},

@@ -17,6 +17,7 @@ import (
 	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/internal/coalesce"
+	"github.com/raftkv/raftkv/internal/forward"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/store"
@@ -34,6 +35,8 @@ type Node struct {
 
 	// fwd is the pooled keep-alive client for forwarding to the leader.
 	fwd *http.Client
+	// batch sends a follower's writes to the leader in batches.
+	batch *forward.Batcher
 	// readIndex shares read-index requests to the leader among the
 	// follower's concurrent linearizable reads.
 	readIndex coalesce.Group[uint64]
@@ -76,6 +79,7 @@ func Open(cfg Config) (n *Node, err error) {
 	}
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
 		Logger:       cfg.Logger.With("component", "store"),
+		NoSync:       !cfg.Tuning.FSMSync,
 		ObserveBatch: metrics.ObserveApplyBatch,
 	})
 	if err != nil {
@@ -102,6 +106,12 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
 	}
+	n.batch = forward.New(forward.Config{
+		Leader:  n.leaderAPIAddr,
+		Client:  n.fwd,
+		Header:  http.Header{httpapi.HeaderForwardedBy: {cfg.ID}},
+		Observe: metrics.ObserveForwardBatch,
+	})
 	n.handler, err = httpapi.New(httpapi.Config{
 		Backend:      backend{n},
 		Logger:       cfg.Logger.With("component", "http"),
@@ -238,6 +248,9 @@ func (n *Node) Close() error {
 			_ = n.httpLn.Close()
 		}
 		n.wg.Wait()
+		if n.batch != nil {
+			n.batch.Close()
+		}
 		if n.raft != nil {
 			errs = append(errs, n.raft.Close())
 		}

@@ -6,25 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/forward"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
 )
-
-// viaLeader runs a write here when this node leads, else through the
-// leader's API (kv.ErrNotLeader means nothing was applied here, so sending
-// it on is safe).
-func viaLeader[T any](n *Node, local func() (T, error), remote func(*client.Client) (T, error)) (T, error) {
-	res, err := local()
-	if !errors.Is(err, kv.ErrNotLeader) {
-		return res, err
-	}
-	c, err := n.leaderClient()
-	if err != nil {
-		return res, err
-	}
-	return remote(c)
-}
 
 // Put writes value under key. On a follower the write is forwarded to the
 // leader. It returns once the write is applied on a quorum.
@@ -35,9 +20,7 @@ func (n *Node) Put(ctx context.Context, key, value []byte) (kv.PutResult, error)
 // PutIf writes value under key if cond holds; otherwise it fails with a
 // *kv.PreconditionError (errors.Is kv.ErrPreconditionFailed).
 func (n *Node) PutIf(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
-	return viaLeader(n,
-		func() (kv.PutResult, error) { return n.localPut(ctx, key, value, cond) },
-		func(c *client.Client) (kv.PutResult, error) { return c.PutIf(ctx, key, value, cond) })
+	return n.localPut(ctx, key, value, cond)
 }
 
 // Delete removes key; deleting an absent key succeeds with Deleted 0.
@@ -47,16 +30,12 @@ func (n *Node) Delete(ctx context.Context, key []byte) (kv.DeleteResult, error) 
 
 // DeleteIf removes key if cond holds.
 func (n *Node) DeleteIf(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
-	return viaLeader(n,
-		func() (kv.DeleteResult, error) { return n.localDelete(ctx, key, cond) },
-		func(c *client.Client) (kv.DeleteResult, error) { return c.DeleteIf(ctx, key, cond) })
+	return n.localDelete(ctx, key, cond)
 }
 
 // DeletePrefix removes every key that starts with prefix, in one raft entry.
 func (n *Node) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
-	return viaLeader(n,
-		func() (kv.DeleteResult, error) { return n.localDeletePrefix(ctx, prefix) },
-		func(c *client.Client) (kv.DeleteResult, error) { return c.DeletePrefix(ctx, prefix) })
+	return n.localDeletePrefix(ctx, prefix)
 }
 
 // Get reads key from this node's state machine, after the consistency
@@ -82,7 +61,9 @@ func (n *Node) validateWrite(key, value []byte) error {
 	return nil
 }
 
-// apply runs cmd through raft on this node, which must be the leader. The
+// apply runs cmd through raft: here when this node leads, else in the
+// next batch of writes this follower sends the leader (kv.ErrNotLeader
+// means nothing was applied here, so sending it on is safe). The
 // idempotency key in ctx, if any, goes with it.
 func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
 	if key := kv.IdempotencyKey(ctx); key != "" {
@@ -92,6 +73,9 @@ func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 		cmd.IdemKey = []byte(key)
 	}
 	res, err := n.raft.Apply(ctx, cmd)
+	if errors.Is(err, kv.ErrNotLeader) {
+		res, err = n.batch.Apply(ctx, cmd)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -108,9 +92,7 @@ func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 // compare holds the success ops run, else the failure ops. On a follower it
 // is forwarded to the leader.
 func (n *Node) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
-	return viaLeader(n,
-		func() (kv.TxnResult, error) { return n.localTxn(ctx, t) },
-		func(c *client.Client) (kv.TxnResult, error) { return c.Txn(ctx, t) })
+	return n.localTxn(ctx, t)
 }
 
 func (n *Node) localTxn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
@@ -225,4 +207,65 @@ func (n *Node) localList(ctx context.Context, opts kv.ListOptions) (kv.ListResul
 		return kv.ListResult{}, err
 	}
 	return n.store.List(opts)
+}
+
+// applyForwarded is the leader's side of a follower's batch of writes
+// (httpapi.ApplyPath): every command is checked as the follower checked
+// it, then all are handed to raft together, each bounded by its own
+// timeout, and the answer carries one outcome per command.
+func (n *Node) applyForwarded(ctx context.Context, body []byte) ([]byte, error) {
+	if !n.raft.IsLeader() {
+		return nil, fmt.Errorf("forwarded writes: %w", kv.ErrNotLeader)
+	}
+	cmds, timeouts, err := forward.DecodeRequest(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", kv.ErrBadRequest, err)
+	}
+	outs := make([]forward.Outcome, len(cmds))
+	var ctxs []context.Context
+	var todo []*store.Command
+	var at []int
+	for i := range cmds {
+		if err := n.validateForwarded(&cmds[i]); err != nil {
+			outs[i].Err = err
+			continue
+		}
+		cctx := ctx
+		if timeouts[i] > 0 {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(ctx, timeouts[i])
+			defer cancel()
+		}
+		ctxs, todo, at = append(ctxs, cctx), append(todo, &cmds[i]), append(at, i)
+	}
+	res, errs := n.raft.ApplyMany(ctxs, todo)
+	for j, i := range at {
+		outs[i] = forward.Outcome{Res: res[j], Err: errs[j]}
+	}
+	return forward.AppendResponse(nil, outs), nil
+}
+
+// validateForwarded checks a forwarded command as the API checks a write
+// before it builds one; only the commands of the public API are accepted.
+func (n *Node) validateForwarded(cmd *store.Command) error {
+	if len(cmd.IdemKey) > 0 {
+		if err := kv.ValidateIdempotencyKey(string(cmd.IdemKey)); err != nil {
+			return err
+		}
+	}
+	switch cmd.Op {
+	case store.OpPut:
+		return n.validateWrite(cmd.Key, cmd.Value)
+	case store.OpDelete:
+		return kv.ValidateKey(cmd.Key)
+	case store.OpDeletePrefix:
+		if len(cmd.Key) > kv.MaxKeySize {
+			return kv.ValidateKey(cmd.Key)
+		}
+		return nil
+	case store.OpTxn:
+		return cmd.Txn.Validate(n.cfg.MaxValueSize)
+	default:
+		return fmt.Errorf("%w: a %s command cannot be forwarded", kv.ErrBadRequest, cmd.Op)
+	}
 }

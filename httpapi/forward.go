@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
@@ -31,31 +32,61 @@ func NewForwardClient() *http.Client {
 	}
 }
 
-// redirectOrForward sends a write elsewhere when this node is not the
-// leader: 307 to the leader with ?redirect, else forwarded. It reports
-// whether it answered.
-func (h *Handler) redirectOrForward(w http.ResponseWriter, r *http.Request, p params, body []byte) bool {
+// redirect answers a write on a follower with a 307 to the leader when the
+// request asks for it (?redirect), and refuses a write that a follower
+// already forwarded here. It reports whether it answered; if not, the
+// Backend takes the write to the leader.
+func (h *Handler) redirect(w http.ResponseWriter, r *http.Request, p params) bool {
 	if h.b.IsLeader() {
 		return false
+	}
+	if by := r.Header.Get(HeaderForwardedBy); by != "" {
+		writeError(w, fmt.Errorf("%w: request forwarded by %s reached %s, which is not the leader", kv.ErrNoLeader, by, h.b.ID()))
+		return true
 	}
 	redirect, err := p.flag("redirect")
 	if err != nil {
 		writeError(w, err)
 		return true
 	}
-	if redirect {
-		leader := h.b.LeaderAPIAddr()
-		if leader == "" {
-			writeError(w, fmt.Errorf("%w: no leader to redirect to", kv.ErrNoLeader))
-			return true
-		}
-		// 307 keeps the method and body; 301/302 would turn a PUT into a GET.
-		w.Header().Set("Location", "http://"+leader+r.URL.RequestURI())
-		writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"leader": leader})
+	if !redirect {
+		return false
+	}
+	leader := h.b.LeaderAPIAddr()
+	if leader == "" {
+		writeError(w, fmt.Errorf("%w: no leader to redirect to", kv.ErrNoLeader))
 		return true
 	}
-	h.forward(w, r, body, true)
+	// 307 keeps the method and body; 301/302 would turn a PUT into a GET.
+	w.Header().Set("Location", "http://"+leader+r.URL.RequestURI())
+	writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"leader": leader})
 	return true
+}
+
+// applyBodyLimit bounds a forwarded batch: the batcher's 4 MiB, or one
+// command as large as the largest transaction a client may send.
+func (h *Handler) applyBodyLimit() int64 { return 8<<20 + h.txnBodyLimit() }
+
+// postApply is the leader's side of a follower's batch of writes.
+func (h *Handler) postApply(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r, h.applyBodyLimit())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := h.b.ApplyForwarded(r.Context(), body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", ApplyContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
 }
 
 // forward relays r to the leader and copies the answer back. A request

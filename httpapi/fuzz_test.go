@@ -15,7 +15,9 @@ import (
 
 	"github.com/raftkv/raftkv"
 	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/internal/forward"
 	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/store"
 )
 
 // FuzzHandler drives the HTTP API of a real single-node raftkv.Node with
@@ -58,6 +60,9 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/v1/cluster", "x=1", "", ""},
 		{"GET", "/v1/debug/hash", "", "", ""},
 		{"GET", httpapi.ReadIndexPath, "", "", ""},
+		{"POST", httpapi.ApplyPath, "", "Content-Type: " + httpapi.ApplyContentType, string(forward.AppendRequest(nil,
+			[]*store.Command{{Op: store.OpPut, Key: []byte("f"), Value: []byte("v")}}, []time.Duration{time.Second}))},
+		{"POST", httpapi.ApplyPath, "", "", "\x01\x01\x00\x02\x01\x05\x00"},
 		{"GET", "/readyz", "", "", ""},
 		{"GET", "/livez", "", "", ""},
 		{"GET", "/metrics", "", "", ""},

@@ -20,13 +20,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/raftkv/raftkv/internal/forward"
 	"github.com/raftkv/raftkv/kv"
 )
 
-// Backend is the node the API fronts. Its methods act locally: a write on a
-// follower fails with kv.ErrNotLeader and the handler forwards the request.
-// Reads are always served locally (a follower's linearizable read waits
-// for the leader's read index).
+// Backend is the node the API fronts. Its writes reach the leader on their
+// own (a follower sends them on in batches, see ApplyForwarded); a write
+// that fails with kv.ErrNotLeader applied nothing, and the handler
+// forwards the request as it came. Reads are always served locally (a
+// follower's linearizable read waits for the leader's read index).
 type Backend interface {
 	// ID is the node's raft server id.
 	ID() string
@@ -66,6 +68,11 @@ type Backend interface {
 	Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error)
 	// Digest hashes the local state machine (GET /v1/debug/hash).
 	Digest(ctx context.Context) (kv.DigestInfo, error)
+	// ApplyForwarded is the leader's side of a follower's batch of writes
+	// (ApplyPath): it applies the batch body and returns the response body.
+	// It fails as a whole, having applied nothing, with kv.ErrNotLeader on
+	// a follower or kv.ErrBadRequest for a malformed batch.
+	ApplyForwarded(ctx context.Context, body []byte) ([]byte, error)
 }
 
 // Config configures a Handler. Backend is required.
@@ -121,6 +128,13 @@ const ReadIndexPath = "/v1/internal/read-index"
 // term and the leader it follows, as of the moment it answers.
 const LeaderCheckPath = "/v1/internal/leader-check"
 
+// ApplyPath is the leader's endpoint for a follower's batches of writes;
+// its body is binary (internal/forward), ApplyContentType.
+const ApplyPath = forward.Path
+
+// ApplyContentType is the media type of ApplyPath's bodies.
+const ApplyContentType = forward.ContentType
+
 // LeaderCheckResponse is the body of GET LeaderCheckPath.
 type LeaderCheckResponse struct {
 	Term     uint64 `json:"term"`
@@ -172,6 +186,7 @@ func New(cfg Config) (*Handler, error) {
 	h.route(ReadIndexPath, methods{http.MethodGet: jsonGET(h.getReadIndex)})
 	h.route(LeaderCheckPath, methods{http.MethodGet: jsonGET(h.getLeaderCheck)})
 	h.route("/v1/txn", methods{http.MethodPost: h.postTxn})
+	h.route(ApplyPath, methods{http.MethodPost: h.postApply})
 	h.route("/livez", methods{http.MethodGet: h.livez})
 	h.route("/readyz", methods{http.MethodGet: h.readyz})
 	h.route("/metrics", methods{http.MethodGet: h.metrics.ServeHTTP})
@@ -227,13 +242,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.kv.ServeHTTP(w, r)
 		return
 	}
-	if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p && path.Clean(p)+"/" != p {
+	if p := r.URL.Path; !canonical(p) {
 		// ServeMux would answer a non-canonical path ("/v1//cluster",
 		// "/.") with a redirect, outside the contract: no route has one.
 		h.notFound.ServeHTTP(w, r)
 		return
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// canonical reports whether p is a path ServeMux serves as it is: clean,
+// apart from one trailing slash ("//" is not: it cleans to "/").
+func canonical(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || c != "/" && c+"/" == p
 }
 
 // keyOf extracts and validates the key of a /v1/kv/ request; prefix
@@ -517,7 +542,7 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if h.redirectOrForward(w, r, kw.p, body) {
+	if h.redirect(w, r, kw.p) {
 		return
 	}
 	res, err := h.b.Put(r.Context(), kw.key, body, kw.cond)
@@ -552,7 +577,7 @@ func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = kw.r
-	if h.redirectOrForward(w, r, kw.p, nil) {
+	if h.redirect(w, r, kw.p) {
 		return
 	}
 	var res kv.DeleteResult
@@ -748,7 +773,7 @@ func (h *Handler) postTxn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if h.redirectOrForward(w, r, p, body) {
+	if h.redirect(w, r, p) {
 		return
 	}
 	res, err := h.b.Txn(r.Context(), txn)

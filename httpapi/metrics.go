@@ -29,6 +29,7 @@ type Metrics struct {
 	forwarded prometheus.Counter
 	batchSize prometheus.Histogram
 	batchTime prometheus.Histogram
+	fwdBatch  prometheus.Histogram
 }
 
 // NewMetrics registers the collectors on reg; stats is called at scrape time.
@@ -42,7 +43,11 @@ func NewMetrics(reg prometheus.Registerer, stats func() Stats) (*Metrics, error)
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"route", "method"}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "raftkv_forwarded_requests_total", Help: "Requests this node forwarded to the leader.",
+			Name: "raftkv_forwarded_requests_total", Help: "Requests (writes, or other requests for the leader) this node forwarded to the leader.",
+		}),
+		fwdBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "raftkv_forward_batch_writes", Help: "Writes per batch this follower sent to the leader.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "raftkv_apply_batch_entries", Help: "Raft log entries applied per state machine batch.",
@@ -53,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer, stats func() Stats) (*Metrics, error)
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
 		}),
 	}
-	collectors := []prometheus.Collector{m.requests, m.latency, m.forwarded, m.batchSize, m.batchTime}
+	collectors := []prometheus.Collector{m.requests, m.latency, m.forwarded, m.batchSize, m.batchTime, m.fwdBatch}
 	gauge := func(name, help string, f func(Stats) float64) {
 		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return f(stats()) }))
@@ -90,6 +95,12 @@ func NewMetrics(reg prometheus.Registerer, stats func() Stats) (*Metrics, error)
 func (m *Metrics) ObserveApplyBatch(entries int, took time.Duration) {
 	m.batchSize.Observe(float64(entries))
 	m.batchTime.Observe(took.Seconds())
+}
+
+// ObserveForwardBatch records a batch of writes sent to the leader.
+func (m *Metrics) ObserveForwardBatch(writes int) {
+	m.forwarded.Add(float64(writes))
+	m.fwdBatch.Observe(float64(writes))
 }
 
 // statusWriter records the status and stamps the contract headers.

@@ -95,26 +95,40 @@ func (c *committer) close() {
 	}
 }
 
-// apply queues cmd for the next entry and waits for its result.
-func (c *committer) apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
-	p := &pending{ctx: ctx, cmd: cmd, size: len(cmd.Key) + len(cmd.Value) + len(cmd.IdemKey) + 16, done: make(chan outcome, 1)}
+// apply queues cmds for the next entries and waits for their results,
+// each bounded by its own context.
+func (c *committer) apply(ctxs []context.Context, cmds []*store.Command) ([]*store.Result, []error) {
+	ps := make([]*pending, len(cmds))
+	for i, cmd := range cmds {
+		ps[i] = &pending{ctx: ctxs[i], cmd: cmd, size: len(cmd.Key) + len(cmd.Value) + len(cmd.IdemKey) + 16, done: make(chan outcome, 1)}
+	}
 	c.mu.Lock()
-	c.queue = append(c.queue, p)
+	c.queue = append(c.queue, ps...)
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
+	res := make([]*store.Result, len(ps))
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		res[i], errs[i] = p.wait()
+	}
+	return res, errs
+}
+
+// wait returns p's outcome, or what its caller giving up means.
+func (p *pending) wait() (*store.Result, error) {
 	select {
 	case o := <-p.done:
 		return o.res, o.err
-	case <-ctx.Done():
+	case <-p.ctx.Done():
 		// Not handed to raft if we abandon it now, or the gatherer already
 		// dropped it; otherwise raft has it.
 		if p.state.CompareAndSwap(queued, abandoned) || p.state.Load() == abandoned {
-			return nil, fmt.Errorf("%w: %w before the write was handed to raft", kv.ErrTimeout, ctx.Err())
+			return nil, fmt.Errorf("%w: %w before the write was handed to raft", kv.ErrTimeout, p.ctx.Err())
 		}
-		return nil, fmt.Errorf("%w: %w after the write was handed to raft", kv.ErrOutcomeUnknown, ctx.Err())
+		return nil, fmt.Errorf("%w: %w after the write was handed to raft", kv.ErrOutcomeUnknown, p.ctx.Err())
 	}
 }
 

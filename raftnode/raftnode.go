@@ -406,20 +406,66 @@ func (n *Node) Status() Status {
 // condition or a reused idempotency key is not an error here: it is in the
 // Result.
 func (n *Node) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %w", kv.ErrTimeout, err)
+	res, errs := n.ApplyMany([]context.Context{ctx}, []*store.Command{cmd})
+	return res[0], errs[0]
+}
+
+// ApplyMany applies cmds as Apply does, concurrently, each bounded by its
+// own context (ctxs[i] for cmds[i]), and returns each command's result or
+// error. Group commit may put several of them in one raft entry.
+func (n *Node) ApplyMany(ctxs []context.Context, cmds []*store.Command) ([]*store.Result, []error) {
+	res := make([]*store.Result, len(cmds))
+	errs := make([]error, len(cmds))
+	var todoCtx []context.Context
+	var todo []*store.Command
+	var at []int
+	for i, ctx := range ctxs {
+		switch {
+		case ctx.Err() != nil:
+			errs[i] = fmt.Errorf("%w: %w", kv.ErrTimeout, ctx.Err())
+		case n.raft.State() != raft.Leader:
+			errs[i] = fmt.Errorf("apply: %w", kv.ErrNotLeader)
+		default:
+			todoCtx, todo, at = append(todoCtx, ctx), append(todo, cmds[i]), append(at, i)
+		}
 	}
-	if n.raft.State() != raft.Leader {
-		return nil, fmt.Errorf("apply: %w", kv.ErrNotLeader)
+	if len(todo) == 0 {
+		return res, errs
 	}
+	var r []*store.Result
+	var e []error
 	if n.commit != nil {
-		return n.commit.apply(ctx, cmd)
+		r, e = n.commit.apply(todoCtx, todo)
+	} else {
+		r, e = n.applyEach(todoCtx, todo)
 	}
-	timeout := n.cfg.ApplyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+	for j, i := range at {
+		res[i], errs[i] = r[j], e[j]
 	}
-	f := n.raft.Apply(cmd.Encode(nil), timeout)
+	return res, errs
+}
+
+// applyEach hands every command to raft as an entry of its own (group
+// commit off), then waits for each.
+func (n *Node) applyEach(ctxs []context.Context, cmds []*store.Command) ([]*store.Result, []error) {
+	fs := make([]raft.ApplyFuture, len(cmds))
+	for i, cmd := range cmds {
+		timeout := n.cfg.ApplyTimeout
+		if dl, ok := ctxs[i].Deadline(); ok {
+			timeout = time.Until(dl)
+		}
+		fs[i] = n.raft.Apply(cmd.Encode(nil), timeout)
+	}
+	res := make([]*store.Result, len(cmds))
+	errs := make([]error, len(cmds))
+	for i, f := range fs {
+		res[i], errs[i] = waitFuture(ctxs[i], f)
+	}
+	return res, errs
+}
+
+// waitFuture waits for one command's entry, or for ctx.
+func waitFuture(ctx context.Context, f raft.ApplyFuture) (*store.Result, error) {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {

@@ -185,7 +185,8 @@ func TestGroupCommitAbandonedWrite(t *testing.T) {
 	n := single(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := n.commit.apply(ctx, &store.Command{Op: store.OpPut, Key: []byte("gone"), Value: []byte("v")})
+	_, errs := n.commit.apply([]context.Context{ctx}, []*store.Command{{Op: store.OpPut, Key: []byte("gone"), Value: []byte("v")}})
+	err := errs[0]
 	switch {
 	case errors.Is(err, kv.ErrTimeout):
 		if _, gerr := n.fsm.Get([]byte("gone")); !errors.Is(gerr, kv.ErrNotFound) {
@@ -195,5 +196,43 @@ func TestGroupCommitAbandonedWrite(t *testing.T) {
 		// handed to raft before the cancellation was seen: allowed
 	default:
 		t.Fatalf("abandoned write: %v", err)
+	}
+}
+
+// ApplyMany answers each command in order with its own result: writes of
+// one key get distinct indexes, a failed condition stays in its Result,
+// and a command whose context has ended is refused without being applied.
+func TestApplyMany(t *testing.T) {
+	n := single(t)
+	ctx := context.Background()
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	cmds := []*store.Command{
+		{Op: store.OpPut, Key: []byte("a"), Value: []byte("1")},
+		{Op: store.OpPut, Key: []byte("a"), Value: []byte("2")},
+		{Op: store.OpPut, Key: []byte("b"), Value: []byte("x"), Cond: kv.Condition{IfModIndex: 1 << 40}},
+		{Op: store.OpPut, Key: []byte("never"), Value: []byte("x")},
+		{Op: store.OpDelete, Key: []byte("a")},
+	}
+	res, errs := n.ApplyMany([]context.Context{ctx, ctx, ctx, done, ctx}, cmds)
+	for i, err := range errs {
+		if i != 3 && err != nil {
+			t.Fatalf("command %d: %v", i, err)
+		}
+	}
+	if !errors.Is(errs[3], kv.ErrTimeout) {
+		t.Fatalf("command with an ended context: %v, want kv.ErrTimeout", errs[3])
+	}
+	if res[0].Put.ModIndex >= res[1].Put.ModIndex || res[1].Put.Version != 2 {
+		t.Fatalf("two puts of one key: %+v then %+v", res[0].Put, res[1].Put)
+	}
+	if !errors.Is(res[2].Err, kv.ErrPreconditionFailed) {
+		t.Fatalf("failed condition: %+v", res[2])
+	}
+	if res[4].Delete.Deleted != 1 || res[4].Index <= res[1].Index {
+		t.Fatalf("delete after the puts: %+v", res[4])
+	}
+	if _, err := n.fsm.Get([]byte("never")); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("command refused as timed out was applied: %v", err)
 	}
 }

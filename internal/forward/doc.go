@@ -1,0 +1,32 @@
+// Package forward carries a follower's writes to the leader in batches.
+//
+// Two thirds of the writes a three-node cluster receives land on a
+// follower. Relaying each as its own HTTP request costs the leader one
+// request to parse, route and answer per write; the Batcher instead gathers
+// the writes that arrive while earlier batches are on their way and sends
+// them as one POST of Path, in the state machine's own command encoding
+// (no JSON inside the cluster). The leader hands the batch's commands to
+// raft together (group commit may put them in one log entry) and answers
+// with one outcome per command, in order; the follower answers each of its
+// clients from its own outcome, exactly as the leader would have.
+//
+// The outcome of a write is never guessed: a batch that never reached the
+// leader fails with kv.ErrNoLeader (nothing applied), one lost after it was
+// sent fails with kv.ErrOutcomeUnknown, and a write whose caller gives up
+// fails with kv.ErrTimeout if it had not been sent yet and
+// kv.ErrOutcomeUnknown if it had. Nothing is retried.
+//
+// The wire format (version 1, all integers unsigned varints, "bytes" a
+// length and that many bytes):
+//
+//	request:  version byte | n | n timeouts in milliseconds (0: none) |
+//	          store entry of the n commands (store.EncodeEntry)
+//	response: version byte | n | n outcomes
+//	outcome:  byte 0 | store result (store.AppendResult) | bytes error code
+//	          of the result's own error ("" for none) | bytes its message
+//	        | byte 1 | bytes error code | bytes message
+//
+// The error codes are kv's wire codes (kv.Code); a result's own error is a
+// failed condition or a reused idempotency key, the outcome of the command
+// itself, while an outcome of kind 1 is the error applying it returned.
+package forward
