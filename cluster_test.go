@@ -94,6 +94,11 @@ func TestWriteThroughFollower(t *testing.T) {
 	if !strings.Contains(string(metrics), "raftkv_forwarded_requests_total 2") {
 		t.Errorf("follower metrics lack raftkv_forwarded_requests_total 2:\n%s", grepLines(string(metrics), "raftkv_forwarded"))
 	}
+	// A node's own registry shows the Go runtime too (the heap target of
+	// docs/performance.md is read from it).
+	if !strings.Contains(string(metrics), "\ngo_memstats_heap_inuse_bytes ") || !strings.Contains(string(metrics), "\nprocess_resident_memory_bytes ") {
+		t.Errorf("metrics lack the Go runtime and process collectors:\n%s", grepLines(string(metrics), "go_memstats"))
+	}
 }
 
 func TestRedirectToLeader(t *testing.T) {

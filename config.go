@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -55,7 +56,8 @@ type Config struct {
 	RaftLogLevel string
 
 	// Registry receives the node's metrics and is what /metrics serves;
-	// nil creates one for this node.
+	// nil creates one for this node, with the Go runtime and process
+	// collectors (go_*, process_*) registered.
 	Registry *prometheus.Registry
 
 	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP API.
@@ -107,7 +109,11 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Registry == nil {
+		// The node's own registry: /metrics also shows the Go runtime
+		// (go_memstats_heap_inuse_bytes, ...) and the process, as a
+		// Prometheus user expects.
 		c.Registry = prometheus.NewRegistry()
+		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return nil
 }

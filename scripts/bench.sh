@@ -30,6 +30,11 @@
 #   BENCH_TOOLS="wrk raftkv-bench"
 #   BENCH_VALUE_SIZE=256  BENCH_KEYS=10000
 #   BENCH_PORT_BASE=18000     HTTP on base+1..3, raft on base+1001..1003
+#   BENCH_RESTART=1           afterwards, sample every node's Go heap in use
+#                             under wrk put at 64 connections, then restart
+#                             a follower and time it until it serves a
+#                             linearizable read (with BENCH_KEYS=1000000:
+#                             the 1M-key targets)
 #   BENCH_PROFILE=FILE        afterwards, take a 5 s CPU profile of the
 #                             leader under wrk put at 64 connections
 #   RAFTKV_BIN=bin/raftkv
@@ -46,6 +51,7 @@ value_size=${BENCH_VALUE_SIZE:-256}
 keys=${BENCH_KEYS:-10000}
 base=${BENCH_PORT_BASE:-18000}
 profile=${BENCH_PROFILE:-}
+restart=${BENCH_RESTART:-}
 warmup=1s # raftkv bench only; wrk has no warm-up
 
 die() {
@@ -101,16 +107,20 @@ wait_up() {
 	die "$1 did not come up"
 }
 
-started=$(date +%s)
-for i in 1 2 3; do
-	join=()
+# start_node I: starts node I (1-3) in the background; its pid goes to
+# pids[I-1].
+start_node() {
+	local i=$1 j join=()
 	for j in 1 2 3; do [ "$j" = "$i" ] || join+=("${node_addrs[$((j - 1))]}"); done
 	"$bin" serve --id "n$i" --data-dir "$work/n$i" \
 		--http-addr "${node_addrs[$((i - 1))]}" --raft-addr "127.0.0.1:$((base + 1000 + i))" \
 		--bootstrap-expect 3 --join "$(IFS=,; echo "${join[*]}")" \
-		--pprof --log-level warn >"$work/n$i.log" 2>&1 &
-	pids+=($!)
-done
+		--pprof --log-level warn >>"$work/n$i.log" 2>&1 &
+	pids[i - 1]=$!
+}
+
+started=$(date +%s)
+for i in 1 2 3; do start_node "$i"; done
 "$bin" bench --serve-null "$null_addr" --value-size "$value_size" >"$work/null.log" 2>&1 &
 pids+=($!)
 for a in "${node_addrs[@]}"; do wait_up "http://$a/readyz"; done
@@ -320,5 +330,41 @@ if [ -n "$profile" ]; then
 	echo "load while profiled: $pops ops/s, p50 ${pp50}ms, p99 ${pp99}ms, $perrs errors"
 	echo "$usage"
 	echo "read it with: go tool pprof -top $bin $profile"
+fi
+if [ -n "$restart" ]; then
+	heap() { curl -fsS "http://$1/metrics" | awk '/^go_memstats_heap_inuse_bytes / { printf "%.0f", $2 }'; }
+	echo "bench: sampling the Go heap in use under wrk put at 64 connections for 10s" >&2
+	run_wrk put 64 10 "${nodes[@]}" >"$work/heap.load" &
+	load=$!
+	peak=(0 0 0)
+	for _ in $(seq 10); do
+		sleep 1
+		for i in 0 1 2; do
+			h=$(heap "${node_addrs[$i]}") || h=0
+			[ "${h:-0}" -gt "${peak[$i]}" ] && peak[i]=$h
+		done
+	done
+	wait "$load" || true
+	read -r hops _ <"$work/heap.load"
+	echo
+	echo "Go heap in use (go_memstats_heap_inuse_bytes), peak of 1 s samples under wrk put at 64 connections ($hops ops/s):"
+	for i in 0 1 2; do
+		awk -v n="n$((i + 1))" -v b="${peak[$i]}" 'BEGIN { printf "  %s %.1f MiB\n", n, b / 1048576 }'
+	done
+	leader=$(curl -fsS "http://${node_addrs[0]}/v1/cluster" | sed -n 's/.*"leader_api":"\([^"]*\)".*/\1/p')
+	f=1
+	[ "${node_addrs[0]}" = "$leader" ] && f=2
+	echo "bench: restarting follower n$f" >&2
+	kill -TERM "${pids[$((f - 1))]}"
+	wait "${pids[$((f - 1))]}" 2>/dev/null || true
+	t0=$(date +%s%N)
+	start_node "$f"
+	key=$(printf 'bench/%08d' $((keys - 1)))
+	until curl -fsS -o /dev/null --max-time 1 "http://${node_addrs[$((f - 1))]}/v1/kv/$key" 2>/dev/null; do
+		[ $(($(date +%s%N) - t0)) -lt 60000000000 ] || die "n$f did not serve a linearizable read within 60s of its restart"
+		sleep 0.05
+	done
+	t1=$(date +%s%N)
+	echo "restart of follower n$f ($(du -sh "$work/n$f/kv.db" | cut -f1) kv.db, $keys keys): first linearizable read served $(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e9 }') s after the process started"
 fi
 echo "bench: done in $(($(date +%s) - started))s" >&2
