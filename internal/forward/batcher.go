@@ -44,8 +44,9 @@ type Config struct {
 type Batcher struct {
 	cfg Config
 
-	mu    sync.Mutex
-	queue []*pending
+	mu     sync.Mutex
+	queue  []*pending
+	closed bool // set by Close under mu: nothing is queued after it
 
 	wake  chan struct{} // a write was queued
 	slots chan struct{} // one token per batch on its way
@@ -105,6 +106,7 @@ func (b *Batcher) Close() {
 	b.mu.Lock()
 	q := b.queue
 	b.queue = nil
+	b.closed = true
 	b.mu.Unlock()
 	for _, p := range q {
 		if p.state.CompareAndSwap(queued, abandoned) {
@@ -121,9 +123,6 @@ func (b *Batcher) Close() {
 // returns kv.ErrNotLeader: a leader that no longer leads applied nothing,
 // and the write is not sent on again.
 func (b *Batcher) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
-	if b.base.Err() != nil {
-		return nil, fmt.Errorf("forward: %w", kv.ErrClosed)
-	}
 	p := &pending{ctx: ctx, cmd: cmd, size: len(cmd.Key) + len(cmd.Value) + len(cmd.IdemKey) + 16, done: make(chan Outcome, 1)}
 	if cmd.Txn != nil {
 		for _, op := range cmd.Txn.Success {
@@ -134,6 +133,12 @@ func (b *Batcher) Apply(ctx context.Context, cmd *store.Command) (*store.Result,
 		}
 	}
 	b.mu.Lock()
+	if b.closed || b.base.Err() != nil {
+		// Closing: the gatherer may be gone, and Close may have failed the
+		// queue already; a write queued now would wait for ever.
+		b.mu.Unlock()
+		return nil, fmt.Errorf("forward: %w", kv.ErrClosed)
+	}
 	b.queue = append(b.queue, p)
 	b.mu.Unlock()
 	select {

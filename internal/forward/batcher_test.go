@@ -199,6 +199,44 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 	}
 }
 
+// Writes racing Close all return: none is left in a queue nobody drains.
+func TestBatcherCloseRacesApply(t *testing.T) {
+	addr, _ := leader(t, func(w http.ResponseWriter, cmds []store.Command) {
+		outs := make([]Outcome, len(cmds))
+		for i := range outs {
+			outs[i] = Outcome{Res: &store.Result{Index: 1}}
+		}
+		_, _ = w.Write(AppendResponse(nil, outs))
+	})
+	for range 20 {
+		b := New(Config{Leader: func() string { return addr }, Client: &http.Client{}, Header: http.Header{"X-Test": {"yes"}}})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					_, err := b.Apply(context.Background(), put("k"))
+					switch {
+					case errors.Is(err, kv.ErrClosed):
+						return
+					case err != nil && !errors.Is(err, kv.ErrOutcomeUnknown):
+						t.Errorf("write racing Close: %v", err)
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(5 * time.Millisecond)
+		b.Close()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("writes racing Close never returned")
+		}
+	}
+}
+
 // Close fails what is queued and refuses new writes.
 func TestBatcherClose(t *testing.T) {
 	b := New(Config{Leader: func() string { return "" }, Client: &http.Client{}})
