@@ -55,10 +55,22 @@ func put(key string) *store.Command {
 	return &store.Command{Op: store.OpPut, Key: []byte(key), Value: []byte("v")}
 }
 
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 // Concurrent writes share requests, and each gets its own outcome.
 func TestBatcherGathersAndAnswersEach(t *testing.T) {
 	release := make(chan struct{})
+	var received atomic.Int64
 	addr, requests := leader(t, func(w http.ResponseWriter, cmds []store.Command) {
+		received.Add(int64(len(cmds)))
 		<-release // hold the first batches so the others queue up
 		outs := make([]Outcome, len(cmds))
 		for i, c := range cmds {
@@ -87,7 +99,12 @@ func TestBatcherGathersAndAnswersEach(t *testing.T) {
 			errs[i] = err
 		})
 	}
-	time.Sleep(50 * time.Millisecond) // let the writers queue behind the held batches
+	// Every write is either in a batch the leader holds or queued behind them.
+	waitFor(t, "every write to be sent or queued", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return received.Load()+int64(len(b.queue)) == writers
+	})
 	close(release)
 	wg.Wait()
 	for i, err := range errs {
@@ -171,7 +188,7 @@ func TestBatcherFailures(t *testing.T) {
 // not applied (timeout); after, nobody knows.
 func TestBatcherCallerGivesUp(t *testing.T) {
 	hold := make(chan struct{})
-	addr, _ := leader(t, func(w http.ResponseWriter, cmds []store.Command) { <-hold })
+	addr, requests := leader(t, func(w http.ResponseWriter, cmds []store.Command) { <-hold })
 	t.Cleanup(func() { close(hold) }) // before the server's Close waits for its handlers
 	b := New(Config{
 		Leader:      func() string { return addr },
@@ -187,7 +204,7 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 		_, err := b.Apply(sentCtx, put("sent"))
 		sentErr <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "the first write to reach the leader", func() bool { return requests.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := b.Apply(ctx, put("queued")); !errors.Is(err, kv.ErrTimeout) {
@@ -201,7 +218,7 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 
 // Writes racing Close all return: none is left in a queue nobody drains.
 func TestBatcherCloseRacesApply(t *testing.T) {
-	addr, _ := leader(t, func(w http.ResponseWriter, cmds []store.Command) {
+	addr, requests := leader(t, func(w http.ResponseWriter, cmds []store.Command) {
 		outs := make([]Outcome, len(cmds))
 		for i := range outs {
 			outs[i] = Outcome{Res: &store.Result{Index: 1}}
@@ -210,6 +227,7 @@ func TestBatcherCloseRacesApply(t *testing.T) {
 	})
 	for range 20 {
 		b := New(Config{Leader: func() string { return addr }, Client: &http.Client{}, Header: http.Header{"X-Test": {"yes"}}})
+		before := requests.Load()
 		var wg sync.WaitGroup
 		for range 8 {
 			wg.Go(func() {
@@ -225,7 +243,8 @@ func TestBatcherCloseRacesApply(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(5 * time.Millisecond)
+		// Close while batches are on their way and writers keep coming.
+		waitFor(t, "batches to flow", func() bool { return requests.Load() > before })
 		b.Close()
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
