@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/internal/handoff"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
 )
@@ -37,23 +37,15 @@ type committer struct {
 	wg       sync.WaitGroup
 }
 
-// pending is one caller's write. state moves from queued to handed (the
-// gatherer gave it to raft) or abandoned (its caller gave up first); the
-// compare-and-swap decides which, so a write is never both reported "not
-// applied" and handed to raft.
+// pending is one caller's write; state decides whether it was handed to
+// raft or abandoned by its caller (handoff).
 type pending struct {
 	ctx   context.Context
 	cmd   *store.Command
 	size  int
-	state atomic.Int32
+	state handoff.State
 	done  chan outcome
 }
-
-const (
-	queued int32 = iota
-	handed
-	abandoned
-)
 
 type outcome struct {
 	res *store.Result
@@ -89,7 +81,7 @@ func (c *committer) close() {
 	c.queue = nil
 	c.mu.Unlock()
 	for _, p := range q {
-		if p.state.CompareAndSwap(queued, abandoned) {
+		if p.state.Abandon() {
 			p.done <- outcome{err: fmt.Errorf("apply: %w", kv.ErrClosed)}
 		}
 	}
@@ -100,7 +92,7 @@ func (c *committer) close() {
 func (c *committer) apply(ctxs []context.Context, cmds []*store.Command) ([]*store.Result, []error) {
 	ps := make([]*pending, len(cmds))
 	for i, cmd := range cmds {
-		ps[i] = &pending{ctx: ctxs[i], cmd: cmd, size: len(cmd.Key) + len(cmd.Value) + len(cmd.IdemKey) + 16, done: make(chan outcome, 1)}
+		ps[i] = &pending{ctx: ctxs[i], cmd: cmd, size: cmd.Size(), done: make(chan outcome, 1)}
 	}
 	c.mu.Lock()
 	c.queue = append(c.queue, ps...)
@@ -123,12 +115,7 @@ func (p *pending) wait() (*store.Result, error) {
 	case o := <-p.done:
 		return o.res, o.err
 	case <-p.ctx.Done():
-		// Not handed to raft if we abandon it now, or the gatherer already
-		// dropped it; otherwise raft has it.
-		if p.state.CompareAndSwap(queued, abandoned) || p.state.Load() == abandoned {
-			return nil, fmt.Errorf("%w: %w before the write was handed to raft", kv.ErrTimeout, p.ctx.Err())
-		}
-		return nil, fmt.Errorf("%w: %w after the write was handed to raft", kv.ErrOutcomeUnknown, p.ctx.Err())
+		return nil, p.state.GiveUp(p.ctx, "raft")
 	}
 }
 
@@ -176,9 +163,9 @@ func (c *committer) take() []*pending {
 	size, i := 0, 0
 	for ; i < len(c.queue) && len(batch) < c.maxBatch; i++ {
 		p := c.queue[i]
-		if p.ctx.Err() != nil || p.state.Load() != queued {
-			if p.state.CompareAndSwap(queued, abandoned) {
-				p.done <- outcome{err: fmt.Errorf("%w: %w before the write was handed to raft", kv.ErrTimeout, p.ctx.Err())}
+		if p.ctx.Err() != nil || !p.state.Queued() {
+			if p.state.Abandon() {
+				p.done <- outcome{err: handoff.NotHanded(p.ctx, "raft")}
 			}
 			continue
 		}
@@ -186,7 +173,7 @@ func (c *committer) take() []*pending {
 		if len(batch) > 0 && (alone || size+p.size > c.maxBytes || touches(keys, p.cmd.Key)) {
 			break
 		}
-		if !p.state.CompareAndSwap(queued, handed) {
+		if !p.state.Hand() {
 			continue // abandoned just now
 		}
 		batch = append(batch, p)

@@ -79,6 +79,23 @@ type Command struct {
 	IdemKey []byte
 }
 
+// Size approximates the bytes c adds to an entry: its keys, values and
+// idempotency key, plus a small fixed overhead. Batching bounds use it.
+func (c *Command) Size() int {
+	n := len(c.Key) + len(c.Value) + len(c.IdemKey) + 16
+	if c.Txn != nil {
+		for _, cmp := range c.Txn.Compare {
+			n += len(cmp.Key) + len(cmp.Value)
+		}
+		for _, ops := range [][]kv.TxnOp{c.Txn.Success, c.Txn.Failure} {
+			for _, op := range ops {
+				n += len(op.Key) + len(op.Value)
+			}
+		}
+	}
+	return n
+}
+
 // entryVersion is the first byte of every encoded entry.
 const entryVersion = 2
 

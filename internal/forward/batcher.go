@@ -10,9 +10,9 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/handoff"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
 )
@@ -55,23 +55,15 @@ type Batcher struct {
 	wg    sync.WaitGroup
 }
 
-// pending is one caller's write. state moves from queued to sent (the
-// gatherer put it in a batch) or abandoned (its caller gave up first); the
-// compare-and-swap decides which, so a write is never both reported "not
-// applied" and sent.
+// pending is one caller's write; state decides whether it was sent to the
+// leader or abandoned by its caller (handoff).
 type pending struct {
 	ctx   context.Context
 	cmd   *store.Command
 	size  int
-	state atomic.Int32
+	state handoff.State
 	done  chan Outcome
 }
-
-const (
-	queued int32 = iota
-	sent
-	abandoned
-)
 
 // New starts a Batcher.
 func New(cfg Config) *Batcher {
@@ -109,7 +101,7 @@ func (b *Batcher) Close() {
 	b.closed = true
 	b.mu.Unlock()
 	for _, p := range q {
-		if p.state.CompareAndSwap(queued, abandoned) {
+		if p.state.Abandon() {
 			p.done <- Outcome{Err: fmt.Errorf("forward: %w", kv.ErrClosed)}
 		}
 	}
@@ -123,15 +115,7 @@ func (b *Batcher) Close() {
 // returns kv.ErrNotLeader: a leader that no longer leads applied nothing,
 // and the write is not sent on again.
 func (b *Batcher) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
-	p := &pending{ctx: ctx, cmd: cmd, size: len(cmd.Key) + len(cmd.Value) + len(cmd.IdemKey) + 16, done: make(chan Outcome, 1)}
-	if cmd.Txn != nil {
-		for _, op := range cmd.Txn.Success {
-			p.size += len(op.Key) + len(op.Value)
-		}
-		for _, op := range cmd.Txn.Failure {
-			p.size += len(op.Key) + len(op.Value)
-		}
-	}
+	p := &pending{ctx: ctx, cmd: cmd, size: cmd.Size(), done: make(chan Outcome, 1)}
 	b.mu.Lock()
 	if b.closed || b.base.Err() != nil {
 		// Closing: the gatherer may be gone, and Close may have failed the
@@ -149,10 +133,7 @@ func (b *Batcher) Apply(ctx context.Context, cmd *store.Command) (*store.Result,
 	case o := <-p.done:
 		return o.Res, o.Err
 	case <-ctx.Done():
-		if p.state.CompareAndSwap(queued, abandoned) || p.state.Load() == abandoned {
-			return nil, fmt.Errorf("%w: %w before the write was sent to the leader", kv.ErrTimeout, ctx.Err())
-		}
-		return nil, fmt.Errorf("%w: %w after the write was sent to the leader", kv.ErrOutcomeUnknown, ctx.Err())
+		return nil, p.state.GiveUp(ctx, "the leader")
 	}
 }
 
@@ -194,16 +175,16 @@ func (b *Batcher) take() []*pending {
 	size, i := 0, 0
 	for ; i < len(b.queue) && len(batch) < b.cfg.MaxBatch; i++ {
 		p := b.queue[i]
-		if p.ctx.Err() != nil || p.state.Load() != queued {
-			if p.state.CompareAndSwap(queued, abandoned) {
-				p.done <- Outcome{Err: fmt.Errorf("%w: %w before the write was sent to the leader", kv.ErrTimeout, p.ctx.Err())}
+		if p.ctx.Err() != nil || !p.state.Queued() {
+			if p.state.Abandon() {
+				p.done <- Outcome{Err: handoff.NotHanded(p.ctx, "the leader")}
 			}
 			continue
 		}
 		if len(batch) > 0 && size+p.size > b.cfg.MaxBytes {
 			break
 		}
-		if !p.state.CompareAndSwap(queued, sent) {
+		if !p.state.Hand() {
 			continue // abandoned just now
 		}
 		batch = append(batch, p)
