@@ -106,7 +106,7 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 	peers := n.survey(ctx)
 	for _, p := range peers {
 		if p.Bootstrapped && p.LeaderID != "" {
-			c, err := client.New(client.Config{Endpoints: []string{"http://" + p.APIAddr}, HTTPClient: n.peers})
+			c, err := client.New(client.Config{Endpoints: []string{"http://" + p.APIAddr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
 			if err != nil {
 				return false, err
 			}
@@ -155,7 +155,7 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 func (n *Node) survey(ctx context.Context) []kv.ClusterInfo {
 	var out []kv.ClusterInfo
 	for _, addr := range n.cfg.Join {
-		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.peers})
+		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
 		if err != nil {
 			continue
 		}

@@ -307,6 +307,10 @@ func (n *Node) leaderClient() (*client.Client, error) {
 		Endpoints:  []string{"http://" + addr},
 		HTTPClient: n.peers,
 		Header:     http.Header{httpapi.HeaderForwardedBy: {n.cfg.ID}},
+		// One attempt at this node and no discovery: the caller wants
+		// this node's answer and retries on its own.
+		MaxAttempts:     1,
+		RefreshInterval: -1,
 	})
 }
 

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,37 +11,91 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
 
-// ErrUnreachable means no endpoint could be dialed: the request reached no
-// server, so a write that fails with it was certainly not applied.
+// ErrUnreachable means no attempt of a call reached a server: every
+// connection failed to be made, so a write that fails with it was certainly
+// not applied.
 var ErrUnreachable = errors.New("no endpoint reachable")
+
+// The defaults of the Config fields left zero.
+const (
+	DefaultAttemptTimeout  = 5 * time.Second
+	DefaultMinBackoff      = 50 * time.Millisecond
+	DefaultMaxBackoff      = time.Second
+	DefaultRefreshInterval = time.Minute
+)
 
 // Config configures a Client.
 type Config struct {
 	// Endpoints are the base URLs of cluster nodes, like
 	// "http://127.0.0.1:8001"; a bare host:port gets "http://" prepended.
-	// At least one is required.
+	// At least one is required. The client also learns the other members'
+	// addresses from the cluster (see RefreshInterval), so one is enough
+	// once it has talked to the cluster.
 	Endpoints []string
 	// HTTPClient sends the requests. Nil means a dedicated client with a
 	// pooled keep-alive transport, which Close cleans up.
 	HTTPClient *http.Client
 	// Header holds extra headers sent with every request.
 	Header http.Header
+
+	// AttemptTimeout bounds each attempt of a read and of a write that
+	// carries an idempotency key: when an endpoint gives no answer in time
+	// (a paused or cut-off node), the attempt is abandoned and the call
+	// tries another endpoint. A read sends the server a ?wait that ends
+	// before the attempt does. Two kinds of attempt are bounded by the
+	// call's context alone: a read with MinIndex (it waits for the index as
+	// long as the context allows) and a write without an idempotency key
+	// (cutting it short could only turn its answer into an unknown
+	// outcome). Zero means DefaultAttemptTimeout; negative means no bound
+	// but the context.
+	AttemptTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the pause before each retry: it
+	// starts at MinBackoff and doubles with every retry of the call up to
+	// MaxBackoff, and a random half of it is taken off (jitter). The pause
+	// is at least the Retry-After of the last answer when every endpoint
+	// asked for one, but never more than MaxBackoff, and never past the
+	// call's context. Zero means DefaultMinBackoff, DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxAttempts caps the attempts of one call, the first included. Zero
+	// means no cap: a call retries until it gets an answer to return or
+	// its context ends, so give calls a context with a deadline. One
+	// disables retries (each call makes one attempt).
+	MaxAttempts int
+	// RefreshInterval is how often the client re-reads the members' API
+	// addresses (GET /v1/cluster). It also re-reads them after a failed
+	// attempt (at most once a second), and reads them first when a call
+	// comes after none was read; the refresh runs beside the calls, never
+	// delaying them, and Close stops it. The endpoints tried are Endpoints
+	// followed by the members learned, addressed with the scheme of the
+	// endpoint that described them. Zero means DefaultRefreshInterval;
+	// negative turns discovery off: only Endpoints are used.
+	RefreshInterval time.Duration
 }
 
 // Client talks to a raftkv cluster over its HTTP API. It is safe for
 // concurrent use.
 type Client struct {
-	endpoints []string
-	hc        *http.Client
-	owned     bool // hc was created by New
-	header    http.Header
-	current   atomic.Int64 // index of the endpoint that last answered
+	hc     *http.Client
+	owned  bool // hc was created by New
+	header http.Header
+
+	attemptTimeout         time.Duration // <= 0: none
+	minBackoff, maxBackoff time.Duration
+	maxAttempts            int           // 0: no cap
+	refreshEvery           time.Duration // < 0: no discovery
+
+	eps endpoints
+
+	// The refresh goroutine: at most one at a time, stopped by Close.
+	bg     context.Context
+	stopBG context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New validates cfg and returns a Client. It does not contact any endpoint.
@@ -50,18 +103,43 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("client: no endpoints")
 	}
-	c := &Client{hc: cfg.HTTPClient, header: cfg.Header.Clone()}
+	if cfg.MaxAttempts < 0 {
+		return nil, errors.New("client: MaxAttempts is negative")
+	}
+	c := &Client{
+		hc:             cfg.HTTPClient,
+		header:         cfg.Header.Clone(),
+		attemptTimeout: orDefault(cfg.AttemptTimeout, DefaultAttemptTimeout),
+		minBackoff:     orDefault(cfg.MinBackoff, DefaultMinBackoff),
+		maxBackoff:     orDefault(cfg.MaxBackoff, DefaultMaxBackoff),
+		maxAttempts:    cfg.MaxAttempts,
+		refreshEvery:   orDefault(cfg.RefreshInterval, DefaultRefreshInterval),
+	}
+	if c.minBackoff < 0 || c.maxBackoff < 0 {
+		return nil, errors.New("client: negative backoff")
+	}
+	c.maxBackoff = max(c.maxBackoff, c.minBackoff)
+	var seeds []string
 	for _, e := range cfg.Endpoints {
 		base, err := parseEndpoint(e)
 		if err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
-		c.endpoints = append(c.endpoints, base)
+		seeds = append(seeds, base)
 	}
+	c.eps.init(seeds)
 	if c.hc == nil {
 		c.hc, c.owned = &http.Client{Transport: newTransport()}, true
 	}
+	c.bg, c.stopBG = context.WithCancel(context.Background())
 	return c, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }
 
 // parseEndpoint returns the base URL of an endpoint, without a trailing slash.
@@ -82,7 +160,7 @@ func parseEndpoint(s string) (string, error) {
 
 // newTransport returns the default transport: keep-alive connections pooled
 // generously per node, bounded dial and handshake times, and no overall
-// request timeout (the context sets it; blocking reads are long by design).
+// request timeout (the context and AttemptTimeout set it).
 func newTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
@@ -96,9 +174,14 @@ func newTransport() *http.Transport {
 	}
 }
 
-// Close closes the idle connections of the HTTP client New created; a
-// client passed in Config is left alone. The Client stays usable.
+// Close stops the endpoint refresh, waiting for one in progress to end,
+// and closes the idle connections of the HTTP client New created (a client
+// passed in Config is left alone). Calls made after Close still work, with
+// the endpoints known then, and no longer refresh them.
 func (c *Client) Close() {
+	c.eps.close()
+	c.stopBG()
+	c.wg.Wait()
 	if c.owned {
 		c.hc.CloseIdleConnections()
 	}
@@ -106,16 +189,18 @@ func (c *Client) Close() {
 
 // Put writes value under key. opts may make it conditional (kv.IfModIndex,
 // kv.IfAbsent: a failed condition wraps kv.ErrPreconditionFailed and
-// nothing is written) or idempotent (kv.Idempotent).
+// nothing is written) or give it an idempotency key of the caller's
+// (kv.Idempotent); without one the client generates a key, unless
+// kv.WithoutIdempotencyKey, so that it can resend the write safely (see
+// the package doc, "Failover").
 func (c *Client) Put(ctx context.Context, key, value []byte, opts ...kv.WriteOption) (kv.PutResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.PutResult{}, err
 	}
-	o := kv.NewWriteOptions(opts...)
-	h := writeHeader(ctx, o)
+	h, class := writeHeader(ctx, kv.NewWriteOptions(opts...))
 	h.Set("Content-Type", "application/octet-stream")
 	var resp kv.PutResponse
-	if err := c.call(ctx, request{method: http.MethodPut, path: kvPath(key), header: h, body: value}, &resp); err != nil {
+	if err := c.call(ctx, request{method: http.MethodPut, path: kvPath(key), header: h, body: value, class: class}, &resp); err != nil {
 		return kv.PutResult{}, err
 	}
 	k, err := kv.DecodeBytes(resp.Key, resp.KeyBase64)
@@ -141,9 +226,9 @@ func (c *Client) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.R
 	}
 	var q query
 	q.set("format", "json")
-	q.read(ctx, opts)
+	q.read(opts)
 	var rec kv.RecordJSON
-	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(key), query: q}, &rec); err != nil {
+	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(key), query: q, wait: waitFor(opts)}, &rec); err != nil {
 		return kv.Record{}, withMinIndex(err, opts.MinIndex)
 	}
 	r, err := rec.Record()
@@ -159,7 +244,8 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...kv.WriteOption)
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.DeleteResult{}, err
 	}
-	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(key), header: writeHeader(ctx, kv.NewWriteOptions(opts...))})
+	h, class := writeHeader(ctx, kv.NewWriteOptions(opts...))
+	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(key), header: h, class: class})
 }
 
 // DeleteIf removes key if cond holds.
@@ -179,7 +265,8 @@ func (c *Client) DeletePrefix(ctx context.Context, prefix []byte, opts ...kv.Wri
 	}
 	var q query
 	q.flag("prefix")
-	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(prefix), query: q, header: writeHeader(ctx, o)})
+	h, class := writeHeader(ctx, o)
+	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(prefix), query: q, header: h, class: class})
 }
 
 func (c *Client) delete(ctx context.Context, req request) (kv.DeleteResult, error) {
@@ -204,9 +291,9 @@ func (c *Client) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, 
 	if opts.KeysOnly {
 		q.flag("keys_only")
 	}
-	q.read(ctx, opts.ReadOptions)
+	q.read(opts.ReadOptions)
 	var resp kv.ListResponse
-	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(opts.Prefix), query: q}, &resp); err != nil {
+	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(opts.Prefix), query: q, wait: waitFor(opts.ReadOptions)}, &resp); err != nil {
 		return kv.ListResult{}, withMinIndex(err, opts.MinIndex)
 	}
 	out := kv.ListResult{Items: make([]kv.Record, 0, len(resp.Items)), More: resp.More, Index: resp.Index}
@@ -227,7 +314,8 @@ func (c *Client) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, 
 	return out, nil
 }
 
-// Cluster describes the cluster as the answering node sees it.
+// Cluster describes the cluster as the answering node sees it: any
+// endpoint may answer (ClusterInfo.ID names it).
 func (c *Client) Cluster(ctx context.Context) (kv.ClusterInfo, error) {
 	var info kv.ClusterInfo
 	err := c.call(ctx, request{method: http.MethodGet, path: "/v1/cluster"}, &info)
@@ -235,14 +323,15 @@ func (c *Client) Cluster(ctx context.Context) (kv.ClusterInfo, error) {
 }
 
 // Join asks the cluster to add (or re-address) a voter and record its API
-// address. It is forwarded to the leader.
+// address. It is forwarded to the leader. It takes no idempotency key, so
+// it is resent only when it was certainly not applied.
 func (c *Client) Join(ctx context.Context, req kv.JoinRequest) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
 	h := http.Header{"Content-Type": {"application/json"}}
-	return c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/nodes", header: h, body: body}, nil)
+	return c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/nodes", header: h, body: body, class: unkeyedWrite}, nil)
 }
 
 // Txn applies a transaction atomically (POST /v1/txn): if every compare
@@ -258,9 +347,9 @@ func (c *Client) Txn(ctx context.Context, t kv.Txn, opts ...kv.WriteOption) (kv.
 		return kv.TxnResult{}, fmt.Errorf("txn: %w", err)
 	}
 	var resp kv.TxnResponse
-	h := writeHeader(ctx, o)
+	h, class := writeHeader(ctx, o)
 	h.Set("Content-Type", "application/json")
-	if err := c.call(ctx, request{method: http.MethodPost, path: "/v1/txn", header: h, body: body}, &resp); err != nil {
+	if err := c.call(ctx, request{method: http.MethodPost, path: "/v1/txn", header: h, body: body, class: class}, &resp); err != nil {
 		return kv.TxnResult{}, err
 	}
 	return resp.TxnResult()
@@ -349,157 +438,4 @@ func DecodeError(resp *http.Response) error {
 		we.ETag = resp.Header.Get("ETag")
 	}
 	return err
-}
-
-// request is one API call, independent of the endpoint it is sent to.
-type request struct {
-	method string
-	path   string // escaped
-	query  query
-	header http.Header
-	body   []byte
-}
-
-// query builds a raw query string; flag adds a bare parameter (?prefix).
-type query []string
-
-func (q *query) set(name, value string) { *q = append(*q, name+"="+url.QueryEscape(value)) }
-func (q *query) flag(name string)       { *q = append(*q, name) }
-
-// read adds the read options, and ?wait from ctx's deadline so that the
-// server bounds the read (min_index above all) by the caller's deadline
-// rather than its own default.
-func (q *query) read(ctx context.Context, opts kv.ReadOptions) {
-	if dl, ok := ctx.Deadline(); ok {
-		// Nine tenths of what is left, so the server's answer (a timeout
-		// with the applied index, say) arrives before the caller gives up.
-		q.set("wait", min(max(time.Until(dl)*9/10, time.Millisecond), 5*time.Minute).String())
-	}
-	if opts.Consistency != "" {
-		q.set("consistency", string(opts.Consistency))
-	}
-	if opts.MaxStale > 0 {
-		q.set("max_stale", opts.MaxStale.String())
-	}
-	if opts.MinIndex > 0 {
-		q.set("min_index", strconv.FormatUint(opts.MinIndex, 10))
-	}
-}
-
-// writeHeader carries a write's options: its condition (If-Match,
-// If-None-Match) and its idempotency key (the option's, else the
-// deprecated one in ctx).
-func writeHeader(ctx context.Context, o kv.WriteOptions) http.Header {
-	h := http.Header{}
-	if o.Condition.IfModIndex != 0 {
-		h.Set("If-Match", `"`+strconv.FormatUint(o.Condition.IfModIndex, 10)+`"`)
-	}
-	if o.Condition.IfAbsent {
-		h.Set("If-None-Match", "*")
-	}
-	key := o.IdempotencyKey
-	if key == "" {
-		key = kv.IdempotencyKey(ctx)
-	}
-	if key != "" {
-		h.Set("Idempotency-Key", key)
-	}
-	return h
-}
-
-// call sends req and decodes a 2xx JSON answer into out (unless out is nil);
-// any other status becomes DecodeError's error.
-func (c *Client) call(ctx context.Context, req request, out any) error {
-	resp, err := c.send(ctx, req)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody)) // let the connection be reused
-		_ = resp.Body.Close()
-	}()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return DecodeError(resp)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decoding the response: %w", req.method, req.path, err)
-	}
-	return nil
-}
-
-// send tries the endpoints in turn, starting from the one that last
-// answered, and returns the first response. It moves on only when the
-// request certainly never left (a dial failed), or, for a GET, after any
-// transport error. A write that failed after it may have been sent wraps
-// kv.ErrOutcomeUnknown.
-func (c *Client) send(ctx context.Context, req request) (*http.Response, error) {
-	write := req.method != http.MethodGet
-	start := int(c.current.Load())
-	var lastErr error
-	dialOnly := true // every failure so far was a dial failure
-	for i := range c.endpoints {
-		if err := ctx.Err(); err != nil {
-			if lastErr != nil {
-				return nil, fmt.Errorf("%w (after %w)", err, lastErr)
-			}
-			return nil, err
-		}
-		n := (start + i) % len(c.endpoints)
-		hr, err := c.newHTTPRequest(ctx, c.endpoints[n], req)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.hc.Do(hr)
-		if err == nil {
-			c.current.Store(int64(n))
-			return resp, nil
-		}
-		lastErr = err
-		if isDialError(err) {
-			continue
-		}
-		if write {
-			return nil, fmt.Errorf("%w: %w", kv.ErrOutcomeUnknown, err)
-		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		dialOnly = false
-	}
-	if dialOnly {
-		return nil, fmt.Errorf("%w: %w", ErrUnreachable, lastErr)
-	}
-	return nil, lastErr
-}
-
-func (c *Client) newHTTPRequest(ctx context.Context, base string, req request) (*http.Request, error) {
-	u := base + req.path
-	if len(req.query) > 0 {
-		u += "?" + strings.Join(req.query, "&")
-	}
-	var body io.Reader
-	if req.body != nil {
-		body = bytes.NewReader(req.body)
-	}
-	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.method, u, err)
-	}
-	for k, v := range c.header {
-		hr.Header[k] = v
-	}
-	for k, v := range req.header {
-		hr.Header[k] = v
-	}
-	return hr, nil
-}
-
-// isDialError reports whether err means the connection was never made, so
-// the request certainly reached no server.
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -11,8 +11,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -144,7 +144,8 @@ func TestWireFormat(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, err := New(Config{Endpoints: []string{strings.TrimPrefix(srv.URL, "http://")}, Header: http.Header{"X-Extra": {"1"}}})
+	// No discovery: the handler records one request at a time.
+	c, err := New(Config{Endpoints: []string{strings.TrimPrefix(srv.URL, "http://")}, Header: http.Header{"X-Extra": {"1"}}, RefreshInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestWireFormat(t *testing.T) {
 	if !errors.Is(err, kv.ErrNotFound) {
 		t.Errorf("Get = %v, want kv.ErrNotFound", err)
 	}
-	if gotQuery != "format=json&consistency=stale&max_stale=2s" {
+	if q, wait := cutWait(gotQuery); q != "format=json&consistency=stale&max_stale=2s" || wait <= 0 || wait > DefaultAttemptTimeout {
 		t.Errorf("Get query = %q", gotQuery)
 	}
 
@@ -179,7 +180,7 @@ func TestWireFormat(t *testing.T) {
 	if err != nil || len(lr.Items) != 1 || string(lr.Items[0].Key) != "p\xff" || !lr.More || string(lr.Next) != "\xff" || lr.Index != 11 {
 		t.Errorf("List = %+v, %v", lr, err)
 	}
-	if gotPath != "/v1/kv/" || gotQuery != "prefix&limit=1&after=p%2F&keys_only" {
+	if q, _ := cutWait(gotQuery); gotPath != "/v1/kv/" || q != "prefix&limit=1&after=p%2F&keys_only" {
 		t.Errorf("List sent %q ? %q", gotPath, gotQuery)
 	}
 
@@ -211,99 +212,56 @@ func closedAddr(t *testing.T) string {
 	return "http://" + addr
 }
 
-// countingServer answers every request with a put response and counts them.
-func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		writeJSON(w, http.StatusOK, kv.EncodeRecord(kv.Record{Key: []byte("k")}, false))
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
-}
-
-// abortingServer drops every connection after reading the request.
-func abortingServer(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		panic(http.ErrAbortHandler)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-func TestFailoverOnDialError(t *testing.T) {
-	live, hits := countingServer(t)
-	c := newTestClient(t, closedAddr(t), live.URL)
-	ctx := context.Background()
-	if _, err := c.Put(ctx, []byte("k"), []byte("v")); err != nil {
-		t.Fatalf("Put: %v", err)
-	}
-	if got := c.current.Load(); got != 1 {
-		t.Errorf("current endpoint = %d, want 1", got)
-	}
-	if _, err := c.Get(ctx, []byte("k"), kv.ReadOptions{}); err != nil {
-		t.Fatalf("Get: %v", err)
-	}
-	if got := hits.Load(); got != 2 {
-		t.Errorf("live server saw %d requests, want 2", got)
-	}
-}
-
-func TestAllEndpointsRefuse(t *testing.T) {
-	c := newTestClient(t, closedAddr(t), closedAddr(t))
-	_, err := c.Put(context.Background(), []byte("k"), []byte("v"))
-	if !errors.Is(err, ErrUnreachable) || errors.Is(err, kv.ErrOutcomeUnknown) {
-		t.Errorf("Put = %v, want ErrUnreachable", err)
-	}
-	_, err = c.Get(context.Background(), []byte("k"), kv.ReadOptions{})
-	if !errors.Is(err, ErrUnreachable) {
-		t.Errorf("Get = %v, want ErrUnreachable", err)
-	}
-}
-
-func TestWriteNotRetriedAfterSend(t *testing.T) {
-	live, hits := countingServer(t)
-	c := newTestClient(t, abortingServer(t).URL, live.URL)
-	ctx := context.Background()
-	for name, write := range map[string]func() error{
-		"put":    func() error { _, err := c.Put(ctx, []byte("k"), []byte("v")); return err },
-		"delete": func() error { _, err := c.Delete(ctx, []byte("k")); return err },
-		"join":   func() error { return c.Join(ctx, kv.JoinRequest{ID: "n2"}) },
-	} {
-		if err := write(); !errors.Is(err, kv.ErrOutcomeUnknown) {
-			t.Errorf("%s = %v, want kv.ErrOutcomeUnknown", name, err)
-		}
-	}
-	if got := hits.Load(); got != 0 {
-		t.Errorf("a write was retried: the second endpoint saw %d requests", got)
-	}
-	// A read may move on.
-	if _, err := c.Get(ctx, []byte("k"), kv.ReadOptions{}); err != nil {
-		t.Errorf("Get: %v", err)
-	}
-	if got := hits.Load(); got != 1 {
-		t.Errorf("second endpoint saw %d requests, want 1", got)
-	}
-}
-
 func TestNewValidates(t *testing.T) {
 	for _, eps := range [][]string{nil, {""}, {"ftp://h:1"}, {"http://h:1?x=1"}} {
 		if _, err := New(Config{Endpoints: eps}); err == nil {
 			t.Errorf("New(%q) succeeded", eps)
 		}
 	}
-	c, err := New(Config{Endpoints: []string{"127.0.0.1:8001", "https://h:8002/"}})
+	for _, cfg := range []Config{
+		{Endpoints: []string{"h:1"}, MaxAttempts: -1},
+		{Endpoints: []string{"h:1"}, MinBackoff: -time.Second},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+	c, err := New(Config{Endpoints: []string{"127.0.0.1:8001", "https://h:8002/", "http://127.0.0.1:8001"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Join(c.endpoints, " "), "http://127.0.0.1:8001 https://h:8002"; got != want {
+	defer c.Close()
+	if got, want := strings.Join(c.eps.order(), " "), "http://127.0.0.1:8001 https://h:8002"; got != want {
 		t.Errorf("endpoints = %q, want %q", got, want)
+	}
+	if c.attemptTimeout != DefaultAttemptTimeout || c.minBackoff != DefaultMinBackoff || c.maxBackoff != DefaultMaxBackoff ||
+		c.refreshEvery != DefaultRefreshInterval || c.maxAttempts != 0 {
+		t.Errorf("defaults: %+v", c)
 	}
 }
 
+// newTestClient returns a client of endpoints that does not discover
+// others (so that servers count only the test's requests) and backs off
+// briefly.
 func newTestClient(t *testing.T, endpoints ...string) *Client {
 	t.Helper()
-	c, err := New(Config{Endpoints: endpoints})
+	return newClient(t, Config{Endpoints: endpoints})
+}
+
+// newClient is New with test defaults for the fields cfg leaves zero:
+// no discovery, a short backoff.
+func newClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = -1
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 20 * time.Millisecond
+	}
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,4 +275,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(b.Bytes())
+}
+
+// cutWait splits the ?wait a read carries off its query.
+func cutWait(q string) (string, time.Duration) {
+	rest, w, ok := strings.Cut(q, "&wait=")
+	if !ok {
+		return q, 0
+	}
+	w, _ = url.QueryUnescape(w)
+	d, err := time.ParseDuration(w)
+	if err != nil {
+		return q, -1
+	}
+	return rest, d
 }

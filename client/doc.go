@@ -5,10 +5,11 @@
 // # Basics
 //
 // New takes a Config listing one or more endpoints (base URLs of cluster
-// nodes). Any node serves any request: writes sent to a follower are
-// forwarded to the leader by the server, so the client needs no notion of
-// who leads. A Client is safe for concurrent use; Close releases the idle
-// connections of the HTTP client it created.
+// nodes) and contacts none of them. Any node serves any request: writes
+// sent to a follower are forwarded to the leader by the server, so the
+// client needs no notion of who leads. A Client is safe for concurrent
+// use; Close stops its background work and releases the idle connections
+// of the HTTP client it created.
 //
 // Errors come back as the very sentinels of package kv: errors.Is(err,
 // kv.ErrNotFound) and errors.Is(err, kv.ErrPreconditionFailed) hold for
@@ -16,21 +17,87 @@
 // keep the server's message and, after a failed compare-and-swap, the key's
 // current ETag in a *kv.WireError.
 //
+// # Endpoints
+//
+// Besides the configured endpoints the client uses every member's API
+// address, read from GET /v1/cluster: on its first call, every
+// Config.RefreshInterval (a minute by default), and after a failed attempt
+// (at most once a second). The refresh runs in one goroutine beside the
+// calls and never delays them; Close stops it. So a client configured with
+// one node keeps working when that node dies, once it has made one call.
+// A call starts at the endpoint that last answered and, after a failure,
+// moves on to the next one, preferring endpoints that have not failed in
+// the last moment (an endpoint that answered 503 with Retry-After is left
+// alone that long, up to Config.MaxBackoff).
+//
 // # Failover
 //
-// Requests go to the endpoint that last answered, and move on to the next
-// endpoint only when the request certainly never reached a server (the
-// connection could not be dialed). When no endpoint can be dialed the error
-// wraps ErrUnreachable. A read that fails any other way in transit may be
-// tried on the next endpoint too, since reads are idempotent.
+// Each call makes attempts, one endpoint at a time, until it has an answer
+// to return or its context ends (or Config.MaxAttempts is reached). Before
+// each retry it pauses: Config.MinBackoff (50 ms) doubling up to
+// Config.MaxBackoff (1 s), with random jitter, never past the context's
+// deadline. An endpoint that does not answer (a paused or cut-off node) is
+// given up after Config.AttemptTimeout (5 s) for reads and keyed writes.
+//
+// Every write carries an idempotency key (the Idempotency-Key header),
+// unless the caller opts out with kv.WithoutIdempotencyKey: the caller's,
+// from kv.Idempotent (or the deprecated kv.WithIdempotencyKey context), else
+// one the client makes for the call, 128 random bits from crypto/rand. Every
+// attempt of the call sends the same key. The state machine records each key
+// with the write's first result, and a write whose key it has recorded
+// applies nothing and returns that result (docs/consistency.md,
+// "Idempotency keys"); so a keyed write can be resent, to any node, and
+// applies at most once, and the caller gets the first attempt's answer. The
+// record lives for 100,000 log entries: a resend that many entries after
+// the write applied would apply again, so keep a call's deadline well
+// inside the time the cluster takes to write 100,000 entries.
+//
+// What an attempt's answer leads to:
+//
+//	answer                                   read    keyed write       write without key
+//	2xx                                      return  return            return
+//	connection never made (kv.NotSent)       retry   retry             retry
+//	sent, then the connection failed or      retry   retry (unknown)   return kv.ErrOutcomeUnknown
+//	  AttemptTimeout passed
+//	503 no_leader, shutting_down             retry   retry             retry
+//	504 timeout (queued, never applied)      retry*  retry             retry
+//	504 outcome_unknown, 500, other 5xx      retry   retry (unknown)   return, wrapping kv.ErrOutcomeUnknown
+//	412, 422 and any other 4xx               return  return            return
+//
+//	* a read with MinIndex returns it: its wait was the caller's deadline,
+//	  and the *kv.WaitError says how far the node got.
+//
+// A keyed write whose outcome was unknown at some attempt ("unknown" above)
+// keeps that in mind: if no later attempt settles it, with a 2xx or an
+// answer of the state machine about the request itself (412
+// precondition_failed, 422 idempotency_key_reused), the call's error wraps
+// kv.ErrOutcomeUnknown, even when the last attempt was a "not applied"
+// answer such as 503 no_leader or the context ended; that answer is only
+// quoted in the message, never wrapped. When every attempt failed to
+// connect, the error wraps ErrUnreachable (and, if that is why the call
+// stopped, the context's error).
 //
 // # Caveats
 //
-// A write (PUT, DELETE, POST) that fails in transit after its connection was
-// made is never retried: it may or may not have been applied, and a retry
-// could apply it twice. Its error wraps kv.ErrOutcomeUnknown, as does a
-// write whose context ends while it is in flight. An HTTP error answer (a
-// 503 no_leader, say) is returned as it is and never tried elsewhere.
+// A write without an idempotency key (kv.WithoutIdempotencyKey, and Join,
+// which takes none) is resent only when it was certainly not applied: the
+// connection was never made, or the server said so (503 no_leader or
+// shutting_down, 504 timeout). Any other failure after it was sent is
+// returned wrapping kv.ErrOutcomeUnknown, and such a write is not bounded
+// by AttemptTimeout (giving up on it could only lose its answer): its
+// context bounds it. A read with MinIndex is bounded by its context too,
+// since it asks the server to wait that long.
+//
+// Reads are resent after any failure: they change nothing. A linearizable
+// read stays linearizable on whichever node serves it; a stale read that
+// moves to another node may see older data (pass MinIndex to prevent it).
+//
+// The generated keys cost the server a record per write (kept for 100,000
+// log entries); opt out per write with kv.WithoutIdempotencyKey where a
+// write must be cheap and an unknown outcome is acceptable.
+//
+// With Config.MaxAttempts zero (the default) a call retries as long as its
+// context allows: give it a deadline.
 //
 // The default HTTP client does not use a proxy (HTTP_PROXY is ignored): it
 // talks to cluster nodes directly. Pass Config.HTTPClient to change that.

@@ -1,0 +1,395 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// class is what a request's resending depends on.
+type class int
+
+const (
+	// read: a GET, which changes nothing; resent after any failure.
+	read class = iota
+	// keyedWrite: a write with an idempotency key; resent after any
+	// failure, since the state machine applies one key at most once.
+	keyedWrite
+	// unkeyedWrite: a write without one; resent only when it was
+	// certainly not applied.
+	unkeyedWrite
+)
+
+func (c class) String() string {
+	return [...]string{"read", "write with an idempotency key", "write without an idempotency key"}[c]
+}
+
+// waitMode says whether a read sends ?wait, and what bounds it.
+type waitMode int
+
+const (
+	noWait      waitMode = iota // not a kv read (/v1/cluster)
+	attemptWait                 // ?wait from the attempt's deadline
+	callWait                    // MinIndex: ?wait from the call's deadline, the attempt bounded by it alone
+)
+
+func waitFor(opts kv.ReadOptions) waitMode {
+	if opts.MinIndex > 0 {
+		return callWait
+	}
+	return attemptWait
+}
+
+// request is one API call, independent of the endpoint it is sent to.
+type request struct {
+	method string
+	path   string // escaped
+	query  query
+	header http.Header
+	body   []byte
+	class  class
+	wait   waitMode
+}
+
+// query builds a raw query string; flag adds a bare parameter (?prefix).
+type query []string
+
+func (q *query) set(name, value string) { *q = append(*q, name+"="+url.QueryEscape(value)) }
+func (q *query) flag(name string)       { *q = append(*q, name) }
+
+// read adds the read options. ?wait is added per attempt (see waitMode).
+func (q *query) read(opts kv.ReadOptions) {
+	if opts.Consistency != "" {
+		q.set("consistency", string(opts.Consistency))
+	}
+	if opts.MaxStale > 0 {
+		q.set("max_stale", opts.MaxStale.String())
+	}
+	if opts.MinIndex > 0 {
+		q.set("min_index", strconv.FormatUint(opts.MinIndex, 10))
+	}
+}
+
+// writeHeader carries a write's options: its condition (If-Match,
+// If-None-Match) and its idempotency key: the option's, else the
+// deprecated one in ctx, else, unless the caller opted out, a new random
+// one (128 bits from crypto/rand), the same for every attempt of the call.
+func writeHeader(ctx context.Context, o kv.WriteOptions) (http.Header, class) {
+	h := http.Header{}
+	if o.Condition.IfModIndex != 0 {
+		h.Set("If-Match", `"`+strconv.FormatUint(o.Condition.IfModIndex, 10)+`"`)
+	}
+	if o.Condition.IfAbsent {
+		h.Set("If-None-Match", "*")
+	}
+	key := o.IdempotencyKey
+	if key == "" {
+		key = kv.IdempotencyKey(ctx)
+	}
+	if key == "" && !o.NoIdempotencyKey {
+		key = "rkvc-" + rand.Text()
+	}
+	if key == "" {
+		return h, unkeyedWrite
+	}
+	h.Set("Idempotency-Key", key)
+	return h, keyedWrite
+}
+
+// verdict is what one attempt's answer means for the call.
+type verdict int
+
+const (
+	// done: return the attempt's result (nil error: success).
+	done verdict = iota
+	// safe: the request certainly did not take effect (or it is a read):
+	// resending it is safe.
+	safe
+	// maybe: a write that may have been applied.
+	maybe
+)
+
+// judge is the retry table: what an attempt's answer means for a request
+// of class cl. err is the transport error (nil when an answer came), status
+// and code (kv.Code of the decoded error) describe the answer.
+func judge(cl class, wait waitMode, err error, status int, code string) verdict {
+	switch {
+	case err != nil && kv.NotSent(err):
+		return safe // the connection was never made
+	case err != nil && cl == read:
+		return safe
+	case err != nil:
+		return maybe // sent, and the answer was lost
+	case status >= 200 && status <= 299:
+		return done
+	case status == http.StatusGatewayTimeout && code == "timeout" && cl == read && wait == callWait:
+		return done // a MinIndex read ran out of its caller's time: the answer
+	case cl == read && status >= 500:
+		return safe
+	case status == http.StatusServiceUnavailable && (code == "no_leader" || code == "not_leader" || code == "shutting_down"):
+		return safe // refused before reaching raft
+	case status == http.StatusGatewayTimeout && code == "timeout":
+		return safe // given up while queued: not applied
+	case status >= 500:
+		return maybe // 504 outcome_unknown, 500, and any other 5xx
+	}
+	return done // 4xx: the server's answer
+}
+
+// resolves reports whether a write's error answer is the state machine's
+// own verdict on the request: after an unknown outcome it says what became
+// of the write (a replay of the first result, or a refusal that means the
+// key never applied this request).
+func resolves(err error) bool {
+	return errors.Is(err, kv.ErrPreconditionFailed) || errors.Is(err, kv.ErrIdempotencyKeyReused)
+}
+
+// answer is one attempt's result.
+type answer struct {
+	verdict verdict
+	err     error
+	// avoid is how long to prefer other endpoints over this one after a
+	// failure; retryAfter how long the endpoint asked not to be contacted
+	// (its Retry-After, at most MaxBackoff).
+	avoid, retryAfter time.Duration
+}
+
+// call sends req, retrying as the package doc's "Failover" says, and
+// decodes a 2xx JSON answer into out (unless out is nil); any other final
+// status becomes DecodeError's error.
+func (c *Client) call(ctx context.Context, req request, out any) error {
+	c.maybeRefresh(false)
+	var (
+		last       error // the last attempt's error
+		unknown    error // the first maybe-applied attempt's error, until resolved
+		notSentAll = true
+		prev       string // the endpoint of the last attempt
+	)
+	for attempt := 1; ; attempt++ {
+		if c.maxAttempts > 0 && attempt > c.maxAttempts {
+			return failure(nil, last, unknown, notSentAll, attempt-1)
+		}
+		base, retryAfter := c.eps.pick(prev)
+		if attempt > 1 {
+			pause := max(c.backoff(attempt-1), min(retryAfter, c.maxBackoff))
+			if err := sleep(ctx, pause); err != nil {
+				return failure(err, last, unknown, notSentAll, attempt-1)
+			}
+		} else if err := ctx.Err(); err != nil {
+			return err
+		}
+		a := c.attempt(ctx, base, req, out)
+		switch {
+		case a.verdict == done && a.err == nil:
+			c.eps.answered(base)
+			return nil
+		case a.verdict == done:
+			c.eps.answered(base)
+			if unknown != nil && !resolves(a.err) {
+				return failure(nil, a.err, unknown, false, attempt)
+			}
+			return a.err
+		case a.verdict == maybe && req.class == unkeyedWrite:
+			c.eps.failed(base, a.avoid, a.retryAfter)
+			return outcomeUnknown(a.err)
+		case a.verdict == maybe && unknown == nil:
+			unknown = a.err
+		}
+		last = a.err
+		notSentAll = notSentAll && kv.NotSent(a.err)
+		prev = base
+		c.eps.failed(base, a.avoid, a.retryAfter)
+		c.maybeRefresh(true)
+		if err := ctx.Err(); err != nil {
+			return failure(err, last, unknown, notSentAll, attempt)
+		}
+	}
+}
+
+// attempt sends req to one endpoint.
+func (c *Client) attempt(ctx context.Context, base string, req request, out any) answer {
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if bounded := c.attemptTimeout > 0 && req.class != unkeyedWrite; bounded {
+		if _, has := ctx.Deadline(); req.wait != callWait || !has {
+			actx, cancel = context.WithTimeout(ctx, c.attemptTimeout)
+		}
+	}
+	defer cancel()
+	hr, err := c.newHTTPRequest(actx, base, req)
+	if err != nil {
+		return answer{verdict: done, err: err}
+	}
+	resp, err := c.hc.Do(hr)
+	if err != nil {
+		a := answer{verdict: judge(req.class, req.wait, err, 0, ""), err: err, avoid: c.maxBackoff}
+		if ctx.Err() == nil && actx.Err() != nil {
+			// Our own bound, not the caller's: say so without wrapping
+			// context.DeadlineExceeded, which would read as the caller's
+			// (a connection that was never made stays kv.NotSent).
+			a.avoid = max(a.avoid, c.attemptTimeout)
+			if !kv.NotSent(err) {
+				a.err = fmt.Errorf("%s %s: no answer within the attempt timeout (%s): %v", req.method, base, c.attemptTimeout, err)
+			}
+		}
+		return a
+	}
+	defer func() {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody)) // let the connection be reused
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		err := DecodeError(resp)
+		v := judge(req.class, req.wait, nil, resp.StatusCode, kv.Code(err))
+		a := answer{verdict: v, err: err}
+		if v != done {
+			a.avoid, a.retryAfter = c.maxBackoff, retryAfter(resp.Header, c.maxBackoff)
+		}
+		return a
+	}
+	if out == nil {
+		return answer{verdict: done}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		err = fmt.Errorf("%s %s: reading the response: %w", req.method, req.path, err)
+		switch req.class {
+		case read:
+			return answer{verdict: safe, err: err, avoid: c.maxBackoff}
+		case keyedWrite:
+			// Applied, answer lost: a resend replays the first result.
+			return answer{verdict: maybe, err: err, avoid: c.maxBackoff}
+		}
+		return answer{verdict: done, err: err}
+	}
+	return answer{verdict: done}
+}
+
+// retryAfter is how long an error answer asks the client to wait before
+// it contacts the endpoint again: its Retry-After (seconds or an HTTP
+// date), at most limit; 0 without one.
+func retryAfter(h http.Header, limit time.Duration) time.Duration {
+	v := h.Get("Retry-After")
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return min(time.Duration(s)*time.Second, limit)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(time.Until(t), 0), limit)
+	}
+	return 0
+}
+
+// outcomeUnknown makes err wrap kv.ErrOutcomeUnknown.
+func outcomeUnknown(err error) error {
+	if errors.Is(err, kv.ErrOutcomeUnknown) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", kv.ErrOutcomeUnknown, err)
+}
+
+// failure is a call's error when it stops retrying: ctxErr is the caller's
+// context error when that is why (nil when attempts ran out or an answer
+// came), last the last attempt's error, unknown the first attempt whose
+// write may have been applied. An unresolved unknown outcome decides the
+// error: it wraps kv.ErrOutcomeUnknown, and a later "not applied" answer is
+// quoted, never wrapped, since it says nothing of the earlier attempt.
+func failure(ctxErr, last, unknown error, notSentAll bool, attempts int) error {
+	if last == nil {
+		return ctxErr
+	}
+	if unknown != nil {
+		err := outcomeUnknown(unknown)
+		if last != unknown {
+			err = fmt.Errorf("%w; %d attempts with the same idempotency key did not learn the outcome, the last: %v", err, attempts, last)
+		}
+		if ctxErr != nil {
+			err = fmt.Errorf("%w (%w)", err, ctxErr)
+		}
+		return err
+	}
+	err := last
+	if notSentAll {
+		err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	if ctxErr != nil {
+		err = fmt.Errorf("%w after %d attempts, the last: %w", ctxErr, attempts, err)
+	}
+	return err
+}
+
+// backoff is the jittered pause before the nth retry of a call (n >= 1).
+func (c *Client) backoff(n int) time.Duration {
+	d := c.minBackoff
+	for i := 1; i < n && d < c.maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, c.maxBackoff)
+	if d <= 0 {
+		return 0
+	}
+	return d - mrand.N(d/2+1)
+}
+
+// sleep waits d, or until ctx ends. When d would outlast ctx's deadline
+// it returns context.DeadlineExceeded at once: no time is left for another
+// attempt.
+func sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d <= 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+		return context.DeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (c *Client) newHTTPRequest(ctx context.Context, base string, req request) (*http.Request, error) {
+	q := req.query
+	if req.wait != noWait {
+		if dl, ok := ctx.Deadline(); ok {
+			// Nine tenths of what is left, so the server's answer (a
+			// timeout with the applied index, say) arrives before the
+			// attempt or the caller gives up.
+			q = append(q[:len(q):len(q)], "wait="+url.QueryEscape(min(max(time.Until(dl)*9/10, time.Millisecond), 5*time.Minute).String()))
+		}
+	}
+	u := base + req.path
+	if len(q) > 0 {
+		u += "?" + strings.Join(q, "&")
+	}
+	var body io.Reader
+	if req.body != nil {
+		body = bytes.NewReader(req.body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", req.method, u, err)
+	}
+	for k, v := range c.header {
+		hr.Header[k] = v
+	}
+	for k, v := range req.header {
+		hr.Header[k] = v
+	}
+	return hr, nil
+}
