@@ -86,7 +86,7 @@ func (r *round) startWriters(ledger *Ledger, keys []string, n int, cycle uint64)
 				st, _, b, err := r.c.Do(rctx, http.MethodPut, r.c.URL(node)+"/v1/kv/"+key, []byte(value), nil)
 				rcancel()
 				switch {
-				case err != nil && neverSent(err):
+				case err != nil && kv.NotSent(err):
 				case err != nil:
 					ledger.Unknown(key, value)
 				case st == http.StatusOK:

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -225,7 +224,7 @@ func (w *Workload) classify(ctx context.Context, node string, in Input, why *str
 		if !write {
 			return Output{}, false
 		}
-		if neverSent(err) {
+		if kv.NotSent(err) {
 			return Output{Outcome: NotApplied}, true
 		}
 		return Output{Outcome: Unknown}, true
@@ -294,13 +293,6 @@ func (w *Workload) classify(ctx context.Context, node string, in Input, why *str
 		w.noteUnexpected("%s %s on %s: %d %s", method, in.Key, node, status, strings.TrimSpace(string(b)))
 		return Output{Outcome: Unknown}, true
 	}
-}
-
-// neverSent reports whether a transport error happened before the request
-// could reach the server: the connection was never made.
-func neverSent(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func errorCode(body []byte) string {
