@@ -47,13 +47,14 @@ type Config struct {
 	// AttemptTimeout bounds each attempt of a read and of a write that
 	// carries an idempotency key: when an endpoint gives no answer in time
 	// (a paused or cut-off node), the attempt is abandoned and the call
-	// tries another endpoint. A read sends the server a ?wait that ends
-	// before the attempt does. Two kinds of attempt are bounded by the
-	// call's context alone: a read with MinIndex (it waits for the index as
-	// long as the context allows) and a write without an idempotency key
-	// (cutting it short could only turn its answer into an unknown
-	// outcome). Zero means DefaultAttemptTimeout; negative means no bound
-	// but the context.
+	// tries another endpoint. A read sends the server a ?wait of nine
+	// tenths of its attempt, so that a node that cannot serve it in time
+	// (min_index not reached, no leader) says so before the attempt ends;
+	// a read with MinIndex thus waits for the index one attempt at a time,
+	// on one node after another, until its context ends. A write without
+	// an idempotency key is bounded by its context alone: cutting it short
+	// could only turn its answer into an unknown outcome. Zero means
+	// DefaultAttemptTimeout; negative means no bound but the context.
 	AttemptTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the pause before each retry: it
 	// starts at MinBackoff and doubles with every retry of the call up to
@@ -228,7 +229,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.R
 	q.set("format", "json")
 	q.read(opts)
 	var rec kv.RecordJSON
-	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(key), query: q, wait: waitFor(opts)}, &rec); err != nil {
+	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(key), query: q, wait: true}, &rec); err != nil {
 		return kv.Record{}, withMinIndex(err, opts.MinIndex)
 	}
 	r, err := rec.Record()
@@ -293,7 +294,7 @@ func (c *Client) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, 
 	}
 	q.read(opts.ReadOptions)
 	var resp kv.ListResponse
-	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(opts.Prefix), query: q, wait: waitFor(opts.ReadOptions)}, &resp); err != nil {
+	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(opts.Prefix), query: q, wait: true}, &resp); err != nil {
 		return kv.ListResult{}, withMinIndex(err, opts.MinIndex)
 	}
 	out := kv.ListResult{Items: make([]kv.Record, 0, len(resp.Items)), More: resp.More, Index: resp.Index}

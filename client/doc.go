@@ -37,7 +37,9 @@
 // each retry it pauses: Config.MinBackoff (50 ms) doubling up to
 // Config.MaxBackoff (1 s), with random jitter, never past the context's
 // deadline. An endpoint that does not answer (a paused or cut-off node) is
-// given up after Config.AttemptTimeout (5 s) for reads and keyed writes.
+// given up after Config.AttemptTimeout (5 s) for reads and keyed writes; a
+// read asks the server to wait (?wait: for min_index, a read index, a
+// leader) at most nine tenths of that.
 //
 // Every write carries an idempotency key (the Idempotency-Key header),
 // unless the caller opts out with kv.WithoutIdempotencyKey: the caller's,
@@ -60,12 +62,10 @@
 //	sent, then the connection failed or      retry   retry (unknown)   return kv.ErrOutcomeUnknown
 //	  AttemptTimeout passed
 //	503 no_leader, shutting_down             retry   retry             retry
-//	504 timeout (queued, never applied)      retry*  retry             retry
+//	504 timeout (a write: queued, never      retry   retry             retry
+//	  applied; a read: ?wait ran out)
 //	504 outcome_unknown, 500, other 5xx      retry   retry (unknown)   return, wrapping kv.ErrOutcomeUnknown
 //	412, 422 and any other 4xx               return  return            return
-//
-//	* a read with MinIndex returns it: its wait was the caller's deadline,
-//	  and the *kv.WaitError says how far the node got.
 //
 // A keyed write whose outcome was unknown at some attempt ("unknown" above)
 // keeps that in mind: if no later attempt settles it, with a 2xx or an
@@ -85,12 +85,14 @@
 // shutting_down, 504 timeout). Any other failure after it was sent is
 // returned wrapping kv.ErrOutcomeUnknown, and such a write is not bounded
 // by AttemptTimeout (giving up on it could only lose its answer): its
-// context bounds it. A read with MinIndex is bounded by its context too,
-// since it asks the server to wait that long.
+// context bounds it.
 //
 // Reads are resent after any failure: they change nothing. A linearizable
 // read stays linearizable on whichever node serves it; a stale read that
 // moves to another node may see older data (pass MinIndex to prevent it).
+// A read with MinIndex that no node serves before its context ends fails
+// with an error that wraps the context's error and the last attempt's
+// *kv.WaitError (how far that node got).
 //
 // The generated keys cost the server a record per write (kept for 100,000
 // log entries); opt out per write with kv.WithoutIdempotencyKey where a

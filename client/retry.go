@@ -36,22 +36,6 @@ func (c class) String() string {
 	return [...]string{"read", "write with an idempotency key", "write without an idempotency key"}[c]
 }
 
-// waitMode says whether a read sends ?wait, and what bounds it.
-type waitMode int
-
-const (
-	noWait      waitMode = iota // not a kv read (/v1/cluster)
-	attemptWait                 // ?wait from the attempt's deadline
-	callWait                    // MinIndex: ?wait from the call's deadline, the attempt bounded by it alone
-)
-
-func waitFor(opts kv.ReadOptions) waitMode {
-	if opts.MinIndex > 0 {
-		return callWait
-	}
-	return attemptWait
-}
-
 // request is one API call, independent of the endpoint it is sent to.
 type request struct {
 	method string
@@ -60,7 +44,10 @@ type request struct {
 	header http.Header
 	body   []byte
 	class  class
-	wait   waitMode
+	// wait: a kv read, which tells the server how long it may wait (for
+	// min_index, a read index, the leader's readiness) with ?wait, set
+	// per attempt to end before the attempt does.
+	wait bool
 }
 
 // query builds a raw query string; flag adds a bare parameter (?prefix).
@@ -69,7 +56,7 @@ type query []string
 func (q *query) set(name, value string) { *q = append(*q, name+"="+url.QueryEscape(value)) }
 func (q *query) flag(name string)       { *q = append(*q, name) }
 
-// read adds the read options. ?wait is added per attempt (see waitMode).
+// read adds the read options. ?wait is added per attempt (request.wait).
 func (q *query) read(opts kv.ReadOptions) {
 	if opts.Consistency != "" {
 		q.set("consistency", string(opts.Consistency))
@@ -124,7 +111,7 @@ const (
 // judge is the retry table: what an attempt's answer means for a request
 // of class cl. err is the transport error (nil when an answer came), status
 // and code (kv.Code of the decoded error) describe the answer.
-func judge(cl class, wait waitMode, err error, status int, code string) verdict {
+func judge(cl class, err error, status int, code string) verdict {
 	switch {
 	case err != nil && kv.NotSent(err):
 		return safe // the connection was never made
@@ -134,8 +121,6 @@ func judge(cl class, wait waitMode, err error, status int, code string) verdict 
 		return maybe // sent, and the answer was lost
 	case status >= 200 && status <= 299:
 		return done
-	case status == http.StatusGatewayTimeout && code == "timeout" && cl == read && wait == callWait:
-		return done // a MinIndex read ran out of its caller's time: the answer
 	case cl == read && status >= 500:
 		return safe
 	case status == http.StatusServiceUnavailable && (code == "no_leader" || code == "not_leader" || code == "shutting_down"):
@@ -221,10 +206,8 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 // attempt sends req to one endpoint.
 func (c *Client) attempt(ctx context.Context, base string, req request, out any) answer {
 	actx, cancel := ctx, context.CancelFunc(func() {})
-	if bounded := c.attemptTimeout > 0 && req.class != unkeyedWrite; bounded {
-		if _, has := ctx.Deadline(); req.wait != callWait || !has {
-			actx, cancel = context.WithTimeout(ctx, c.attemptTimeout)
-		}
+	if c.attemptTimeout > 0 && req.class != unkeyedWrite {
+		actx, cancel = context.WithTimeout(ctx, c.attemptTimeout)
 	}
 	defer cancel()
 	hr, err := c.newHTTPRequest(actx, base, req)
@@ -233,7 +216,7 @@ func (c *Client) attempt(ctx context.Context, base string, req request, out any)
 	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
-		a := answer{verdict: judge(req.class, req.wait, err, 0, ""), err: err, avoid: c.maxBackoff}
+		a := answer{verdict: judge(req.class, err, 0, ""), err: err, avoid: c.maxBackoff}
 		if ctx.Err() == nil && actx.Err() != nil {
 			// Our own bound, not the caller's: say so without wrapping
 			// context.DeadlineExceeded, which would read as the caller's
@@ -251,7 +234,7 @@ func (c *Client) attempt(ctx context.Context, base string, req request, out any)
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		err := DecodeError(resp)
-		v := judge(req.class, req.wait, nil, resp.StatusCode, kv.Code(err))
+		v := judge(req.class, nil, resp.StatusCode, kv.Code(err))
 		a := answer{verdict: v, err: err}
 		if v != done {
 			a.avoid, a.retryAfter = c.maxBackoff, retryAfter(resp.Header, c.maxBackoff)
@@ -365,7 +348,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 func (c *Client) newHTTPRequest(ctx context.Context, base string, req request) (*http.Request, error) {
 	q := req.query
-	if req.wait != noWait {
+	if req.wait {
 		if dl, ok := ctx.Deadline(); ok {
 			// Nine tenths of what is left, so the server's answer (a
 			// timeout with the applied index, say) arrives before the

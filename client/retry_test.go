@@ -136,7 +136,7 @@ func returns(err error) outcome { return outcome{err: err} }
 // must resend its key); a row that returns must make one attempt.
 func TestRetryDecision(t *testing.T) {
 	const dial = "dial" // the first endpoint refuses connections
-	unknown, deadline := kv.ErrOutcomeUnknown, context.DeadlineExceeded
+	unknown := kv.ErrOutcomeUnknown
 	rows := []struct {
 		name  string
 		first string // a step name, see below
@@ -146,12 +146,12 @@ func TestRetryDecision(t *testing.T) {
 	}{
 		{"connection never made", dial, retried, retried, retried, retried},
 		{"connection lost after sending", "abort", retried, retried, retried, returns(unknown)},
-		{"no answer within AttemptTimeout", "hang", retried, returns(deadline), retried, returns(unknown)},
+		{"no answer within AttemptTimeout", "hang", retried, retried, retried, returns(unknown)},
 		{"503 no_leader", "503 no_leader", retried, retried, retried, retried},
 		{"503 not_leader", "503 not_leader", retried, retried, retried, retried},
 		{"503 shutting_down", "503 shutting_down", retried, retried, retried, retried},
 		{"503 too_stale", "503 too_stale", retried, retried, retried, returns(unknown)},
-		{"504 timeout", "504 timeout", retried, returns(kv.ErrTimeout), retried, retried},
+		{"504 timeout", "504 timeout", retried, retried, retried, retried},
 		{"504 outcome_unknown", "504 outcome_unknown", retried, retried, retried, returns(unknown)},
 		{"500 internal", "500 internal", retried, retried, retried, returns(unknown)},
 		{"502, not JSON", "502 raw", retried, retried, retried, returns(unknown)},
@@ -251,27 +251,25 @@ func TestJudge(t *testing.T) {
 	sentErr := errors.New("connection reset by peer")
 	tests := []struct {
 		class  class
-		wait   waitMode
 		err    error
 		status int
 		code   string
 		want   verdict
 	}{
-		{read, noWait, sentErr, 0, "", safe},
-		{keyedWrite, noWait, sentErr, 0, "", maybe},
-		{unkeyedWrite, noWait, sentErr, 0, "", maybe},
-		{read, attemptWait, nil, 504, "timeout", safe},
-		{read, callWait, nil, 504, "timeout", done},
-		{read, callWait, nil, 503, "no_leader", safe},
-		{keyedWrite, noWait, nil, 204, "", done},
-		{keyedWrite, noWait, nil, 503, "too_stale", maybe}, // not a write's answer: assume the worst
-		{unkeyedWrite, noWait, nil, 504, "timeout", safe},
-		{unkeyedWrite, noWait, nil, 501, "internal", maybe},
-		{unkeyedWrite, noWait, nil, 409, "internal", done},
+		{read, sentErr, 0, "", safe},
+		{keyedWrite, sentErr, 0, "", maybe},
+		{unkeyedWrite, sentErr, 0, "", maybe},
+		{read, nil, 504, "timeout", safe},
+		{read, nil, 404, "not_found", done},
+		{keyedWrite, nil, 204, "", done},
+		{keyedWrite, nil, 503, "too_stale", maybe}, // not a write's answer: assume the worst
+		{unkeyedWrite, nil, 504, "timeout", safe},
+		{unkeyedWrite, nil, 501, "internal", maybe},
+		{unkeyedWrite, nil, 409, "internal", done},
 	}
 	for _, tt := range tests {
-		if got := judge(tt.class, tt.wait, tt.err, tt.status, tt.code); got != tt.want {
-			t.Errorf("judge(%s, wait %d, %v, %d %s) = %d, want %d", tt.class, tt.wait, tt.err, tt.status, tt.code, got, tt.want)
+		if got := judge(tt.class, tt.err, tt.status, tt.code); got != tt.want {
+			t.Errorf("judge(%s, %v, %d %s) = %d, want %d", tt.class, tt.err, tt.status, tt.code, got, tt.want)
 		}
 	}
 }
@@ -497,53 +495,55 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-// An endpoint that does not answer is given up after AttemptTimeout, and
-// a read's ?wait fits inside its attempt; a MinIndex read's attempt lasts
-// as long as its context, and its wait is the context's.
+// An endpoint that does not answer is given up after AttemptTimeout, a
+// MinIndex read's too, and a read's ?wait fits inside its attempt.
 func TestAttemptTimeout(t *testing.T) {
-	s := newScript(t)
-	var slowA step = func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.RawQuery, "min_index") {
-			time.Sleep(300 * time.Millisecond) // longer than AttemptTimeout, shorter than the context
-			ok(w, r)
-			return
+	for _, opts := range []kv.ReadOptions{{}, {Consistency: kv.Stale, MinIndex: 3}} {
+		s := newScript(t)
+		s.steps = []step{s.hang, ok}
+		a, b := s.server("A").URL, s.server("B").URL
+		const attempt = 100 * time.Millisecond
+		c := newClient(t, Config{Endpoints: []string{a, b}, AttemptTimeout: attempt})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		start := time.Now()
+		_, err := c.Get(ctx, []byte("k"), opts)
+		took := time.Since(start)
+		cancel()
+		if err != nil {
+			t.Fatalf("Get(%+v): %v", opts, err)
 		}
-		s.hang(w, r)
+		got := s.seen()
+		if len(got) != 2 || got[1].server != "B" {
+			t.Fatalf("Get(%+v): requests %+v, want A (no answer), then B", opts, got)
+		}
+		if took < attempt || took > 30*time.Second {
+			t.Errorf("Get(%+v): moved on after %s, want the attempt timeout", opts, took)
+		}
+		for _, r := range got {
+			if _, w := cutWait(r.query); w <= 0 || w > attempt {
+				t.Errorf("Get(%+v) sent %q: want a wait within the attempt timeout %s", opts, r.query, attempt)
+			}
+		}
 	}
-	s.steps = []step{slowA, ok}
-	a, b := s.server("A").URL, s.server("B").URL
-	const attempt = 100 * time.Millisecond
-	c := newClient(t, Config{Endpoints: []string{a, b}, AttemptTimeout: attempt})
-	start := time.Now()
-	if _, err := c.Get(context.Background(), []byte("k"), kv.ReadOptions{}); err != nil {
-		t.Fatalf("Get: %v", err)
-	}
-	got := s.seen()
-	if len(got) != 2 || got[1].server != "B" {
-		t.Fatalf("requests %+v, want A (no answer), then B", got)
-	}
-	if took := time.Since(start); took < attempt {
-		t.Errorf("moved on after %s, before the attempt timeout", took)
-	}
-	if _, w := cutWait(got[0].query); w <= 0 || w > attempt {
-		t.Errorf("read sent %q: want a wait within the attempt timeout %s", got[0].query, attempt)
-	}
+}
 
-	// B answered last, so calls now start there; make A the start again.
-	c.eps.answered(a)
-	s.mu.Lock()
-	s.reqs, s.steps = nil, []step{slowA}
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// A MinIndex read that no node can serve in time tries the nodes in turn
+// until its context ends, and reports how far the last one got.
+func TestMinIndexUntilDeadline(t *testing.T) {
+	s := newScript(t, fail(http.StatusGatewayTimeout, "timeout")) // with applied_index 3
+	c := newClient(t, Config{Endpoints: []string{s.server("A").URL, s.server("B").URL}, AttemptTimeout: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := c.Get(ctx, []byte("k"), kv.ReadOptions{MinIndex: 3}); err != nil {
-		t.Fatalf("MinIndex Get: %v", err)
+	_, err := c.Get(ctx, []byte("k"), kv.ReadOptions{MinIndex: 99})
+	var we *kv.WaitError
+	if !errors.As(err, &we) || we.MinIndex != 99 || we.AppliedIndex != 3 || !errors.Is(err, kv.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v (%+v), want a *kv.WaitError for index 99 at 3 and context.DeadlineExceeded", err, we)
 	}
-	got = s.seen()
-	if len(got) != 1 {
-		t.Fatalf("MinIndex read: %d attempts, want one that waits past AttemptTimeout", len(got))
+	servers := map[string]bool{}
+	for _, r := range s.seen() {
+		servers[r.server] = true
 	}
-	if _, w := cutWait(got[0].query); w < time.Second || w > 2*time.Second {
-		t.Errorf("MinIndex read sent %q: want the context's wait", got[0].query)
+	if !servers["A"] || !servers["B"] {
+		t.Errorf("requests %+v, want both endpoints asked", s.seen())
 	}
 }
