@@ -68,7 +68,7 @@ func (n *Node) join(ctx context.Context, req kv.JoinRequest) error {
 	if cur, ok := n.store.NodeAPIAddr(req.ID); ok && cur == req.APIAddr {
 		return nil
 	}
-	_, err := n.apply(ctx, &store.Command{Op: store.OpSetNode, Key: []byte(req.ID), Value: []byte(req.APIAddr)})
+	_, err := n.apply(ctx, &store.Command{Op: store.OpSetNode, Key: []byte(req.ID), Value: []byte(req.APIAddr)}, kv.WriteOptions{})
 	return err
 }
 
@@ -106,7 +106,7 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 	peers := n.survey(ctx)
 	for _, p := range peers {
 		if p.Bootstrapped && p.LeaderID != "" {
-			c, err := client.New(client.Config{Endpoints: []string{"http://" + p.APIAddr}, HTTPClient: n.fwd})
+			c, err := client.New(client.Config{Endpoints: []string{"http://" + p.APIAddr}, HTTPClient: n.peers})
 			if err != nil {
 				return false, err
 			}
@@ -155,7 +155,7 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 func (n *Node) survey(ctx context.Context) []kv.ClusterInfo {
 	var out []kv.ClusterInfo
 	for _, addr := range n.cfg.Join {
-		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.fwd})
+		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.peers})
 		if err != nil {
 			continue
 		}
@@ -213,24 +213,24 @@ func (b backend) IsLeader() bool        { return b.n.raft.IsLeader() }
 func (b backend) LeaderAPIAddr() string { return b.n.leaderAPIAddr() }
 func (b backend) AppliedIndex() uint64  { return b.n.store.AppliedIndex() }
 
-func (b backend) Put(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
-	return b.n.localPut(ctx, key, value, cond)
+func (b backend) Put(ctx context.Context, key, value []byte, opts kv.WriteOptions) (kv.PutResult, error) {
+	return b.n.put(ctx, key, value, opts)
 }
 
-func (b backend) Delete(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
-	return b.n.localDelete(ctx, key, cond)
+func (b backend) Delete(ctx context.Context, key []byte, opts kv.WriteOptions) (kv.DeleteResult, error) {
+	return b.n.delete(ctx, key, opts)
 }
 
-func (b backend) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
-	return b.n.localDeletePrefix(ctx, prefix)
+func (b backend) DeletePrefix(ctx context.Context, prefix []byte, opts kv.WriteOptions) (kv.DeleteResult, error) {
+	return b.n.deletePrefix(ctx, prefix, opts)
 }
 
 func (b backend) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error) {
-	return b.n.localGet(ctx, key, opts)
+	return b.n.get(ctx, key, opts)
 }
 
 func (b backend) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
-	return b.n.localList(ctx, opts)
+	return b.n.list(ctx, opts)
 }
 
 func (b backend) Cluster(ctx context.Context) (kv.ClusterInfo, error) { return b.n.Cluster(ctx) }
@@ -253,8 +253,8 @@ func (b backend) LastContact() time.Duration {
 	return 0
 }
 
-func (b backend) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
-	return b.n.localTxn(ctx, t)
+func (b backend) Txn(ctx context.Context, t kv.Txn, opts kv.WriteOptions) (kv.TxnResult, error) {
+	return b.n.txn(ctx, t, opts)
 }
 
 func (b backend) RemoveNode(ctx context.Context, id string) error {

@@ -284,8 +284,8 @@ func TestTxnAndIdempotencyGoAPI(t *testing.T) {
 	}
 	defer cl.Close()
 	for name, api := range map[string]interface {
-		Txn(context.Context, kv.Txn) (kv.TxnResult, error)
-		Put(context.Context, []byte, []byte) (kv.PutResult, error)
+		Txn(context.Context, kv.Txn, ...kv.WriteOption) (kv.TxnResult, error)
+		Put(context.Context, []byte, []byte, ...kv.WriteOption) (kv.PutResult, error)
 	}{"follower node": c.Node(c.Follower()), "client": cl} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		k := []byte("go/" + name)
@@ -296,7 +296,8 @@ func TestTxnAndIdempotencyGoAPI(t *testing.T) {
 		if err != nil || !res.Succeeded || res.Results[0].Put.Version != 1 || string(res.Results[1].Record.Value) != "v" {
 			t.Fatalf("%s txn: %+v %v", name, res, err)
 		}
-		ictx := kv.WithIdempotencyKey(ctx, "go-"+name)
+		// The deprecated context key still works.
+		ictx := kv.WithIdempotencyKey(ctx, "go-"+name) //nolint:staticcheck // testing the deprecated path on purpose
 		p1, err := api.Put(ictx, k, []byte("w"))
 		if err != nil {
 			t.Fatal(err)

@@ -8,8 +8,8 @@
 // raft state rejoins the cluster it belongs to. With no Join addresses and
 // BootstrapExpect 0 or 1, the node forms a single-node cluster on its own.
 //
-// The Node's methods (Put, PutIf, Get, Delete, DeleteIf, DeletePrefix,
-// List, Txn, Cluster) are the same as those of the remote client in package
+// The Node's methods (Put, Get, Delete, DeletePrefix, List, Txn,
+// Cluster) are the same as those of the remote client in package
 // client, so a program can switch between the two. Writes made on a
 // follower travel to the leader in batches (internal/forward), each still
 // answered with its own result. Reads are served by the node that receives

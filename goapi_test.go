@@ -14,12 +14,11 @@ import (
 
 // store is the method set the embedded Node and the remote client share.
 type kvAPI interface {
-	Put(ctx context.Context, key, value []byte) (kv.PutResult, error)
-	PutIf(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error)
+	Put(ctx context.Context, key, value []byte, opts ...kv.WriteOption) (kv.PutResult, error)
 	Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, error)
-	Delete(ctx context.Context, key []byte) (kv.DeleteResult, error)
-	DeleteIf(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error)
-	DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error)
+	Delete(ctx context.Context, key []byte, opts ...kv.WriteOption) (kv.DeleteResult, error)
+	DeletePrefix(ctx context.Context, prefix []byte, opts ...kv.WriteOption) (kv.DeleteResult, error)
+	Txn(ctx context.Context, t kv.Txn, opts ...kv.WriteOption) (kv.TxnResult, error)
 	List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error)
 	Cluster(ctx context.Context) (kv.ClusterInfo, error)
 }
@@ -53,15 +52,15 @@ func TestGoAPI(t *testing.T) {
 				t.Fatalf("put: %v", err)
 			}
 			// Compare-and-swap: the stale token loses, the current one wins.
-			r2, err := a.api.PutIf(ctx, k, []byte("v2"), kv.Condition{IfModIndex: r1.ModIndex})
+			r2, err := a.api.Put(ctx, k, []byte("v2"), kv.IfModIndex(r1.ModIndex))
 			if err != nil || r2.Version != 2 {
 				t.Fatalf("cas with current token: %+v %v", r2, err)
 			}
-			_, err = a.api.PutIf(ctx, k, []byte("v3"), kv.Condition{IfModIndex: r1.ModIndex})
+			_, err = a.api.Put(ctx, k, []byte("v3"), kv.IfModIndex(r1.ModIndex))
 			if !errors.Is(err, kv.ErrPreconditionFailed) {
 				t.Fatalf("cas with stale token: %v, want precondition failed", err)
 			}
-			if _, err := a.api.PutIf(ctx, k, []byte("v3"), kv.Condition{IfAbsent: true}); !errors.Is(err, kv.ErrPreconditionFailed) {
+			if _, err := a.api.Put(ctx, k, []byte("v3"), kv.IfAbsent()); !errors.Is(err, kv.ErrPreconditionFailed) {
 				t.Fatalf("create-only on existing key: %v", err)
 			}
 			rec, err := a.api.Get(ctx, k, kv.ReadOptions{})
@@ -85,7 +84,7 @@ func TestGoAPI(t *testing.T) {
 			if err != nil || d.Deleted != 5 {
 				t.Fatalf("delete prefix: %+v %v", d, err)
 			}
-			if _, err := a.api.DeleteIf(ctx, k, kv.Condition{IfModIndex: r1.ModIndex}); !errors.Is(err, kv.ErrPreconditionFailed) {
+			if _, err := a.api.Delete(ctx, k, kv.IfModIndex(r1.ModIndex)); !errors.Is(err, kv.ErrPreconditionFailed) {
 				t.Fatalf("conditional delete with stale token: %v", err)
 			}
 			d, err = a.api.Delete(ctx, k)
@@ -94,6 +93,25 @@ func TestGoAPI(t *testing.T) {
 			}
 			if _, err := a.api.Get(ctx, k, kv.ReadOptions{}); !errors.Is(err, kv.ErrNotFound) {
 				t.Fatalf("get after delete: %v, want not found", err)
+			}
+			// Write options: an idempotency key makes a retry answer the
+			// first result; a condition on a multi-key write is refused.
+			i1, err := a.api.Put(ctx, k, []byte("once"), kv.Idempotent(p+"idem"))
+			if err != nil {
+				t.Fatalf("idempotent put: %v", err)
+			}
+			i2, err := a.api.Put(ctx, k, []byte("once"), kv.Idempotent(p+"idem"))
+			if err != nil || i2.ModIndex != i1.ModIndex || i2.Version != 1 {
+				t.Fatalf("idempotent retry: %+v %v, first %+v", i2, err, i1)
+			}
+			if _, err := a.api.Put(ctx, k, []byte("other"), kv.Idempotent(p+"idem")); !errors.Is(err, kv.ErrIdempotencyKeyReused) {
+				t.Fatalf("reused idempotency key: %v", err)
+			}
+			if _, err := a.api.DeletePrefix(ctx, []byte(p), kv.IfAbsent()); !errors.Is(err, kv.ErrBadRequest) {
+				t.Fatalf("conditional prefix delete: %v, want bad request", err)
+			}
+			if _, err := a.api.Txn(ctx, kv.Txn{}, kv.IfModIndex(1)); !errors.Is(err, kv.ErrBadRequest) {
+				t.Fatalf("conditional txn: %v, want bad request", err)
 			}
 			info, err := a.api.Cluster(ctx)
 			if err != nil || len(info.Nodes) != 3 || info.LeaderID == "" {

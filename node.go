@@ -33,10 +33,12 @@ type Node struct {
 	handler *httpapi.Handler
 	unlock  func() error
 
-	// fwd is the pooled keep-alive client for forwarding to the leader.
-	fwd *http.Client
-	// batch sends a follower's writes to the leader in batches.
-	batch *forward.Batcher
+	// peers is the pooled keep-alive HTTP client for every request to
+	// another member: write batches, read indexes, leadership checks,
+	// joins, relayed membership calls.
+	peers *http.Client
+	// toLeader sends a follower's writes to the leader in batches.
+	toLeader *forward.Batcher
 	// readIndex shares read-index requests to the leader among the
 	// follower's concurrent linearizable reads.
 	readIndex coalesce.Group[uint64]
@@ -65,7 +67,7 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, fwd: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
+	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
 	n.readIndex.Round = n.askReadIndex
 	defer func() {
 		if err != nil {
@@ -106,9 +108,9 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
 	}
-	n.batch = forward.New(forward.Config{
+	n.toLeader = forward.New(forward.Config{
 		Leader:  n.leaderAPIAddr,
-		Client:  n.fwd,
+		Client:  n.peers,
 		Header:  http.Header{httpapi.HeaderForwardedBy: {cfg.ID}},
 		Observe: metrics.ObserveForwardBatch,
 	})
@@ -118,7 +120,7 @@ func Open(cfg Config) (n *Node, err error) {
 		Metrics:      metrics,
 		Gatherer:     cfg.Registry,
 		MaxValueSize: cfg.MaxValueSize,
-		Forward:      n.fwd,
+		Forward:      n.peers,
 		Pprof:        cfg.Pprof,
 	})
 	if err != nil {
@@ -208,9 +210,6 @@ func (n *Node) Digest() (kv.DigestInfo, error) {
 // Snapshot makes raft take a snapshot now and compact its log.
 func (n *Node) Snapshot() error { return n.raft.Snapshot() }
 
-// Raft returns the raft wiring, for tests and diagnostics.
-func (n *Node) Raft() *raftnode.Node { return n.raft }
-
 // WaitReady blocks until the node can serve linearizable reads (it is in a
 // cluster with a reachable leader whose API address is known) or ctx ends.
 func (n *Node) WaitReady(ctx context.Context) error {
@@ -248,8 +247,8 @@ func (n *Node) Close() error {
 			_ = n.httpLn.Close()
 		}
 		n.wg.Wait()
-		if n.batch != nil {
-			n.batch.Close()
+		if n.toLeader != nil {
+			n.toLeader.Close()
 		}
 		if n.raft != nil {
 			errs = append(errs, n.raft.Close())
@@ -257,7 +256,7 @@ func (n *Node) Close() error {
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
 		}
-		n.fwd.CloseIdleConnections()
+		n.peers.CloseIdleConnections()
 		if n.unlock != nil {
 			errs = append(errs, n.unlock())
 		}
@@ -306,7 +305,7 @@ func (n *Node) leaderClient() (*client.Client, error) {
 	}
 	return client.New(client.Config{
 		Endpoints:  []string{"http://" + addr},
-		HTTPClient: n.fwd,
+		HTTPClient: n.peers,
 		Header:     http.Header{httpapi.HeaderForwardedBy: {n.cfg.ID}},
 	})
 }
@@ -335,7 +334,7 @@ func (n *Node) askReadIndex() (uint64, error) {
 		return 0, err
 	}
 	req.Header.Set(httpapi.HeaderForwardedBy, n.cfg.ID)
-	resp, err := n.fwd.Do(req)
+	resp, err := n.peers.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("%w: leader at %s unreachable: %w", kv.ErrNoLeader, leader, err)
 	}
@@ -407,7 +406,7 @@ func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
 	if err != nil {
 		return err
 	}
-	resp, err := n.fwd.Do(req)
+	resp, err := n.peers.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", id, err)
 	}

@@ -11,44 +11,54 @@ import (
 	"github.com/raftkv/raftkv/store"
 )
 
-// Put writes value under key. On a follower the write is forwarded to the
-// leader. It returns once the write is applied on a quorum.
-func (n *Node) Put(ctx context.Context, key, value []byte) (kv.PutResult, error) {
-	return n.PutIf(ctx, key, value, kv.Condition{})
+// Put writes value under key and returns once the write is applied on a
+// quorum. On a follower the write is sent to the leader. opts may make it
+// conditional (kv.IfModIndex, kv.IfAbsent: a failed condition is a
+// *kv.PreconditionError, errors.Is kv.ErrPreconditionFailed) or idempotent
+// (kv.Idempotent).
+func (n *Node) Put(ctx context.Context, key, value []byte, opts ...kv.WriteOption) (kv.PutResult, error) {
+	return n.put(ctx, key, value, kv.NewWriteOptions(opts...))
 }
 
-// PutIf writes value under key if cond holds; otherwise it fails with a
-// *kv.PreconditionError (errors.Is kv.ErrPreconditionFailed).
+// PutIf writes value under key if cond holds.
+//
+// Deprecated: use Put with kv.WithCondition(cond) (or kv.IfModIndex,
+// kv.IfAbsent).
 func (n *Node) PutIf(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
-	return n.localPut(ctx, key, value, cond)
+	return n.Put(ctx, key, value, kv.WithCondition(cond))
 }
 
-// Delete removes key; deleting an absent key succeeds with Deleted 0.
-func (n *Node) Delete(ctx context.Context, key []byte) (kv.DeleteResult, error) {
-	return n.DeleteIf(ctx, key, kv.Condition{})
+// Delete removes key; deleting an absent key succeeds with Deleted 0. opts
+// may make it conditional or idempotent, as for Put.
+func (n *Node) Delete(ctx context.Context, key []byte, opts ...kv.WriteOption) (kv.DeleteResult, error) {
+	return n.delete(ctx, key, kv.NewWriteOptions(opts...))
 }
 
 // DeleteIf removes key if cond holds.
+//
+// Deprecated: use Delete with kv.WithCondition(cond).
 func (n *Node) DeleteIf(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
-	return n.localDelete(ctx, key, cond)
+	return n.Delete(ctx, key, kv.WithCondition(cond))
 }
 
-// DeletePrefix removes every key that starts with prefix, in one raft entry.
-func (n *Node) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
-	return n.localDeletePrefix(ctx, prefix)
+// DeletePrefix removes every key that starts with prefix, in one raft
+// entry. opts may make it idempotent; a condition is refused
+// (kv.ErrBadRequest: conditions guard one key).
+func (n *Node) DeletePrefix(ctx context.Context, prefix []byte, opts ...kv.WriteOption) (kv.DeleteResult, error) {
+	return n.deletePrefix(ctx, prefix, kv.NewWriteOptions(opts...))
 }
 
 // Get reads key from this node's state machine, after the consistency
 // check opts asks for (kv.Linearizable by default: on a follower that costs
 // one read-index round trip to the leader, shared with concurrent reads).
 func (n *Node) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, error) {
-	rec, _, err := n.localGet(ctx, key, opts)
+	rec, _, err := n.get(ctx, key, opts)
 	return rec, err
 }
 
 // List returns a page of the keys that start with opts.Prefix, read like Get.
 func (n *Node) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
-	return n.localList(ctx, opts)
+	return n.list(ctx, opts)
 }
 
 func (n *Node) validateWrite(key, value []byte) error {
@@ -63,10 +73,15 @@ func (n *Node) validateWrite(key, value []byte) error {
 
 // apply runs cmd through raft: here when this node leads, else in the
 // next batch of writes this follower sends the leader (kv.ErrNotLeader
-// means nothing was applied here, so sending it on is safe). The
-// idempotency key in ctx, if any, goes with it.
-func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
-	if key := kv.IdempotencyKey(ctx); key != "" {
+// means nothing was applied here, so sending it on is safe). The write's
+// idempotency key (opts, else the deprecated one in ctx), if any, goes
+// with it.
+func (n *Node) apply(ctx context.Context, cmd *store.Command, opts kv.WriteOptions) (*store.Result, error) {
+	key := opts.IdempotencyKey
+	if key == "" {
+		key = kv.IdempotencyKey(ctx)
+	}
+	if key != "" {
 		if err := kv.ValidateIdempotencyKey(key); err != nil {
 			return nil, err
 		}
@@ -74,7 +89,7 @@ func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 	}
 	res, err := n.raft.Apply(ctx, cmd)
 	if errors.Is(err, kv.ErrNotLeader) {
-		res, err = n.batch.Apply(ctx, cmd)
+		res, err = n.toLeader.Apply(ctx, cmd)
 	}
 	if err != nil {
 		return nil, err
@@ -90,49 +105,64 @@ func (n *Node) apply(ctx context.Context, cmd *store.Command) (*store.Result, er
 
 // Txn applies a transaction atomically, as one raft entry: if every
 // compare holds the success ops run, else the failure ops. On a follower it
-// is forwarded to the leader.
-func (n *Node) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
-	return n.localTxn(ctx, t)
+// is sent to the leader. opts may make it idempotent; a condition is
+// refused (the transaction's compares are its conditions).
+func (n *Node) Txn(ctx context.Context, t kv.Txn, opts ...kv.WriteOption) (kv.TxnResult, error) {
+	return n.txn(ctx, t, kv.NewWriteOptions(opts...))
 }
 
-func (n *Node) localTxn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
+// noCondition refuses a condition on a write that does not guard one key.
+func noCondition(opts kv.WriteOptions, what string) error {
+	if !opts.Condition.IsZero() {
+		return fmt.Errorf("%w: conditions guard one key; %s takes none", kv.ErrBadRequest, what)
+	}
+	return nil
+}
+
+func (n *Node) txn(ctx context.Context, t kv.Txn, opts kv.WriteOptions) (kv.TxnResult, error) {
+	if err := noCondition(opts, "a transaction"); err != nil {
+		return kv.TxnResult{}, err
+	}
 	if err := t.Validate(n.cfg.MaxValueSize); err != nil {
 		return kv.TxnResult{}, err
 	}
-	res, err := n.apply(ctx, &store.Command{Op: store.OpTxn, Txn: &t})
+	res, err := n.apply(ctx, &store.Command{Op: store.OpTxn, Txn: &t}, opts)
 	if err != nil {
 		return kv.TxnResult{}, err
 	}
 	return res.Txn, nil
 }
 
-func (n *Node) localPut(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
+func (n *Node) put(ctx context.Context, key, value []byte, opts kv.WriteOptions) (kv.PutResult, error) {
 	if err := n.validateWrite(key, value); err != nil {
 		return kv.PutResult{}, err
 	}
-	res, err := n.apply(ctx, &store.Command{Op: store.OpPut, Key: key, Value: value, Cond: cond})
+	res, err := n.apply(ctx, &store.Command{Op: store.OpPut, Key: key, Value: value, Cond: opts.Condition}, opts)
 	if err != nil {
 		return kv.PutResult{}, err
 	}
 	return res.Put, nil
 }
 
-func (n *Node) localDelete(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
+func (n *Node) delete(ctx context.Context, key []byte, opts kv.WriteOptions) (kv.DeleteResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.DeleteResult{}, err
 	}
-	res, err := n.apply(ctx, &store.Command{Op: store.OpDelete, Key: key, Cond: cond})
+	res, err := n.apply(ctx, &store.Command{Op: store.OpDelete, Key: key, Cond: opts.Condition}, opts)
 	if err != nil {
 		return kv.DeleteResult{}, err
 	}
 	return res.Delete, nil
 }
 
-func (n *Node) localDeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
+func (n *Node) deletePrefix(ctx context.Context, prefix []byte, opts kv.WriteOptions) (kv.DeleteResult, error) {
+	if err := noCondition(opts, "a prefix delete"); err != nil {
+		return kv.DeleteResult{}, err
+	}
 	if len(prefix) > kv.MaxKeySize {
 		return kv.DeleteResult{}, kv.ValidateKey(prefix)
 	}
-	res, err := n.apply(ctx, &store.Command{Op: store.OpDeletePrefix, Key: prefix})
+	res, err := n.apply(ctx, &store.Command{Op: store.OpDeletePrefix, Key: prefix}, opts)
 	if err != nil {
 		return kv.DeleteResult{}, err
 	}
@@ -184,7 +214,7 @@ func (n *Node) readBarrier(ctx context.Context, opts kv.ReadOptions) error {
 	return nil
 }
 
-func (n *Node) localGet(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error) {
+func (n *Node) get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.Record{}, 0, err
 	}
@@ -196,7 +226,7 @@ func (n *Node) localGet(ctx context.Context, key []byte, opts kv.ReadOptions) (k
 	return rec, index, err
 }
 
-func (n *Node) localList(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
+func (n *Node) list(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
 	if len(opts.Prefix) > kv.MaxKeySize {
 		return kv.ListResult{}, kv.ValidateKey(opts.Prefix)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv"
 	"github.com/raftkv/raftkv/internal/testkit"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -68,7 +69,7 @@ func TestFarBehindFollowerInstallsSnapshot(t *testing.T) {
 	c.Restart(f)
 	waitValue(t, c, f, fmt.Sprintf("bulk/%03d", keys-1), strconv.Itoa(keys-1))
 	// It got there through a snapshot: the log it needed was compacted away.
-	stats := c.Node(f).Raft().Raft().Stats()
+	stats := raftkv.RaftStats(c.Node(f))
 	if idx, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64); idx == 0 {
 		t.Fatalf("follower reports no installed snapshot: %v", stats)
 	}

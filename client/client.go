@@ -104,18 +104,15 @@ func (c *Client) Close() {
 	}
 }
 
-// Put writes value under key.
-func (c *Client) Put(ctx context.Context, key, value []byte) (kv.PutResult, error) {
-	return c.PutIf(ctx, key, value, kv.Condition{})
-}
-
-// PutIf writes value under key if cond holds; otherwise the error wraps
-// kv.ErrPreconditionFailed and nothing is written.
-func (c *Client) PutIf(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
+// Put writes value under key. opts may make it conditional (kv.IfModIndex,
+// kv.IfAbsent: a failed condition wraps kv.ErrPreconditionFailed and
+// nothing is written) or idempotent (kv.Idempotent).
+func (c *Client) Put(ctx context.Context, key, value []byte, opts ...kv.WriteOption) (kv.PutResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.PutResult{}, err
 	}
-	h := condHeader(cond)
+	o := kv.NewWriteOptions(opts...)
+	h := writeHeader(ctx, o)
 	h.Set("Content-Type", "application/octet-stream")
 	var resp kv.PutResponse
 	if err := c.call(ctx, request{method: http.MethodPut, path: kvPath(key), header: h, body: value}, &resp); err != nil {
@@ -126,6 +123,14 @@ func (c *Client) PutIf(ctx context.Context, key, value []byte, cond kv.Condition
 		return kv.PutResult{}, fmt.Errorf("put response: %w", err)
 	}
 	return kv.PutResult{Key: k, CreateIndex: resp.CreateIndex, ModIndex: resp.ModIndex, Version: resp.Version}, nil
+}
+
+// PutIf writes value under key if cond holds.
+//
+// Deprecated: use Put with kv.WithCondition(cond) (or kv.IfModIndex,
+// kv.IfAbsent).
+func (c *Client) PutIf(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error) {
+	return c.Put(ctx, key, value, kv.WithCondition(cond))
 }
 
 // Get reads the record under key; the error wraps kv.ErrNotFound when there
@@ -148,26 +153,33 @@ func (c *Client) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.R
 	return r, nil
 }
 
-// Delete removes key. Deleting a missing key is not an error: it deletes 0.
-func (c *Client) Delete(ctx context.Context, key []byte) (kv.DeleteResult, error) {
-	return c.DeleteIf(ctx, key, kv.Condition{})
-}
-
-// DeleteIf removes key if cond holds; otherwise the error wraps
-// kv.ErrPreconditionFailed and nothing is deleted.
-func (c *Client) DeleteIf(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
+// Delete removes key. Deleting a missing key is not an error: it deletes
+// 0. opts may make it conditional or idempotent, as for Put.
+func (c *Client) Delete(ctx context.Context, key []byte, opts ...kv.WriteOption) (kv.DeleteResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.DeleteResult{}, err
 	}
-	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(key), header: condHeader(cond)})
+	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(key), header: writeHeader(ctx, kv.NewWriteOptions(opts...))})
+}
+
+// DeleteIf removes key if cond holds.
+//
+// Deprecated: use Delete with kv.WithCondition(cond).
+func (c *Client) DeleteIf(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error) {
+	return c.Delete(ctx, key, kv.WithCondition(cond))
 }
 
 // DeletePrefix removes every key that starts with prefix, in one raft entry.
-// An empty prefix removes every key.
-func (c *Client) DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error) {
+// An empty prefix removes every key. opts may make it idempotent; a
+// condition is refused (kv.ErrBadRequest).
+func (c *Client) DeletePrefix(ctx context.Context, prefix []byte, opts ...kv.WriteOption) (kv.DeleteResult, error) {
+	o := kv.NewWriteOptions(opts...)
+	if !o.Condition.IsZero() {
+		return kv.DeleteResult{}, fmt.Errorf("%w: conditions guard one key; a prefix delete takes none", kv.ErrBadRequest)
+	}
 	var q query
 	q.flag("prefix")
-	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(prefix), query: q})
+	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(prefix), query: q, header: writeHeader(ctx, o)})
 }
 
 func (c *Client) delete(ctx context.Context, req request) (kv.DeleteResult, error) {
@@ -234,14 +246,20 @@ func (c *Client) Join(ctx context.Context, req kv.JoinRequest) error {
 }
 
 // Txn applies a transaction atomically (POST /v1/txn): if every compare
-// holds the success ops run, else the failure ops.
-func (c *Client) Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error) {
+// holds the success ops run, else the failure ops. opts may make it
+// idempotent; a condition is refused (the compares are its conditions).
+func (c *Client) Txn(ctx context.Context, t kv.Txn, opts ...kv.WriteOption) (kv.TxnResult, error) {
+	o := kv.NewWriteOptions(opts...)
+	if !o.Condition.IsZero() {
+		return kv.TxnResult{}, fmt.Errorf("%w: conditions guard one key; a transaction takes none", kv.ErrBadRequest)
+	}
 	body, err := json.Marshal(kv.EncodeTxn(t))
 	if err != nil {
 		return kv.TxnResult{}, fmt.Errorf("txn: %w", err)
 	}
 	var resp kv.TxnResponse
-	h := http.Header{"Content-Type": {"application/json"}}
+	h := writeHeader(ctx, o)
+	h.Set("Content-Type", "application/json")
 	if err := c.call(ctx, request{method: http.MethodPost, path: "/v1/txn", header: h, body: body}, &resp); err != nil {
 		return kv.TxnResult{}, err
 	}
@@ -368,13 +386,23 @@ func (q *query) read(ctx context.Context, opts kv.ReadOptions) {
 	}
 }
 
-func condHeader(cond kv.Condition) http.Header {
+// writeHeader carries a write's options: its condition (If-Match,
+// If-None-Match) and its idempotency key (the option's, else the
+// deprecated one in ctx).
+func writeHeader(ctx context.Context, o kv.WriteOptions) http.Header {
 	h := http.Header{}
-	if cond.IfModIndex != 0 {
-		h.Set("If-Match", `"`+strconv.FormatUint(cond.IfModIndex, 10)+`"`)
+	if o.Condition.IfModIndex != 0 {
+		h.Set("If-Match", `"`+strconv.FormatUint(o.Condition.IfModIndex, 10)+`"`)
 	}
-	if cond.IfAbsent {
+	if o.Condition.IfAbsent {
 		h.Set("If-None-Match", "*")
+	}
+	key := o.IdempotencyKey
+	if key == "" {
+		key = kv.IdempotencyKey(ctx)
+	}
+	if key != "" {
+		h.Set("Idempotency-Key", key)
 	}
 	return h
 }
@@ -465,9 +493,6 @@ func (c *Client) newHTTPRequest(ctx context.Context, base string, req request) (
 	}
 	for k, v := range req.header {
 		hr.Header[k] = v
-	}
-	if key := kv.IdempotencyKey(ctx); key != "" && req.method != http.MethodGet {
-		hr.Header.Set("Idempotency-Key", key)
 	}
 	return hr, nil
 }

@@ -151,14 +151,14 @@ func TestWireFormat(t *testing.T) {
 	defer c.Close()
 	ctx := context.Background()
 
-	res, err := c.PutIf(ctx, []byte("k"), []byte("val"), kv.Condition{IfModIndex: 5})
+	res, err := c.Put(ctx, []byte("k"), []byte("val"), kv.IfModIndex(5))
 	if err != nil || string(res.Key) != "k" || res.ModIndex != 9 || res.Version != 2 {
 		t.Errorf("PutIf = %+v, %v", res, err)
 	}
 	if gotPath != "/v1/kv/k" || gotIfMatch != `"5"` || gotBody != "val" || gotExtra != "1" {
 		t.Errorf("PutIf sent path %q If-Match %q body %q X-Extra %q", gotPath, gotIfMatch, gotBody, gotExtra)
 	}
-	if _, err := c.PutIf(ctx, []byte("k"), nil, kv.Condition{IfAbsent: true}); err != nil || gotIfNone != "*" {
+	if _, err := c.Put(ctx, []byte("k"), nil, kv.IfAbsent()); err != nil || gotIfNone != "*" {
 		t.Errorf("PutIf(IfAbsent): %v, If-None-Match %q", err, gotIfNone)
 	}
 

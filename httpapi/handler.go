@@ -39,9 +39,11 @@ type Backend interface {
 	// AppliedIndex is the state machine's applied index.
 	AppliedIndex() uint64
 
-	Put(ctx context.Context, key, value []byte, cond kv.Condition) (kv.PutResult, error)
-	Delete(ctx context.Context, key []byte, cond kv.Condition) (kv.DeleteResult, error)
-	DeletePrefix(ctx context.Context, prefix []byte) (kv.DeleteResult, error)
+	// Put, Delete, DeletePrefix and Txn apply a write with its options
+	// (condition, idempotency key) through raft, on any node.
+	Put(ctx context.Context, key, value []byte, opts kv.WriteOptions) (kv.PutResult, error)
+	Delete(ctx context.Context, key []byte, opts kv.WriteOptions) (kv.DeleteResult, error)
+	DeletePrefix(ctx context.Context, prefix []byte, opts kv.WriteOptions) (kv.DeleteResult, error)
 	// Get returns the record and the applied index the read reflects.
 	Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error)
 	List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error)
@@ -64,8 +66,7 @@ type Backend interface {
 	LastContact() time.Duration
 	// Term and LeaderID as this member sees them now (LeaderCheckPath).
 	LeaderCheck() (term uint64, leaderID string)
-	// Txn applies a transaction (leader only).
-	Txn(ctx context.Context, t kv.Txn) (kv.TxnResult, error)
+	Txn(ctx context.Context, t kv.Txn, opts kv.WriteOptions) (kv.TxnResult, error)
 	// Digest hashes the local state machine (GET /v1/debug/hash).
 	Digest(ctx context.Context) (kv.DigestInfo, error)
 	// ApplyForwarded is the leader's side of a follower's batch of writes
@@ -499,10 +500,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 
 // keyWrite is what the PUT and DELETE handlers parse before anything else.
 type keyWrite struct {
-	r        *http.Request // with the Idempotency-Key in its context
 	p        params
 	key      []byte
-	cond     kv.Condition
+	opts     kv.WriteOptions // condition and idempotency key
 	isPrefix bool
 }
 
@@ -520,13 +520,13 @@ func parseKeyWrite(r *http.Request, allowed ...string) (keyWrite, error) {
 	if kw.key, err = keyOf(r, kw.isPrefix); err != nil {
 		return kw, err
 	}
-	if kw.cond, err = condition(r); err != nil {
+	if kw.opts.Condition, err = condition(r); err != nil {
 		return kw, err
 	}
-	if kw.isPrefix && !kw.cond.IsZero() {
+	if kw.isPrefix && !kw.opts.Condition.IsZero() {
 		return kw, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest)
 	}
-	kw.r, err = idempotent(r)
+	kw.opts.IdempotencyKey, err = idempotencyKey(r)
 	return kw, err
 }
 
@@ -536,7 +536,6 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	r = kw.r
 	body, err := readBody(w, r, h.maxVal)
 	if err != nil {
 		writeError(w, err)
@@ -545,7 +544,7 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 	if h.redirect(w, r, kw.p) {
 		return
 	}
-	res, err := h.b.Put(r.Context(), kw.key, body, kw.cond)
+	res, err := h.b.Put(r.Context(), kw.key, body, kw.opts)
 	out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version}
 	out.Key, out.KeyBase64 = kv.EncodeBytes(res.Key)
 	if err == nil {
@@ -576,15 +575,14 @@ func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	r = kw.r
 	if h.redirect(w, r, kw.p) {
 		return
 	}
 	var res kv.DeleteResult
 	if kw.isPrefix {
-		res, err = h.b.DeletePrefix(r.Context(), kw.key)
+		res, err = h.b.DeletePrefix(r.Context(), kw.key, kw.opts)
 	} else {
-		res, err = h.b.Delete(r.Context(), kw.key, kw.cond)
+		res, err = h.b.Delete(r.Context(), kw.key, kw.opts)
 	}
 	h.answerWrite(w, r, nil, err, res.Index, kv.DeleteResponse(res))
 }
@@ -722,16 +720,14 @@ func (h *Handler) getLeaderCheck(*http.Request) (LeaderCheckResponse, error) {
 	return LeaderCheckResponse{Term: term, LeaderID: leader}, nil
 }
 
-// idempotent puts the request's Idempotency-Key, if any, into its context.
-func idempotent(r *http.Request) (*http.Request, error) {
+// idempotencyKey returns the request's Idempotency-Key ("" for none),
+// checked.
+func idempotencyKey(r *http.Request) (string, error) {
 	key := r.Header.Get(HeaderIdempotencyKey)
-	if key == "" {
-		return r, nil
-	}
 	if err := kv.ValidateIdempotencyKey(key); err != nil {
-		return nil, err
+		return "", err
 	}
-	return r.WithContext(kv.WithIdempotencyKey(r.Context(), key)), nil
+	return key, nil
 }
 
 // txnBodyLimit bounds a transaction's JSON: its keys and values may total
@@ -744,7 +740,8 @@ func (h *Handler) postTxn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if r, err = idempotent(r); err != nil {
+	idem, err := idempotencyKey(r)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -776,6 +773,6 @@ func (h *Handler) postTxn(w http.ResponseWriter, r *http.Request) {
 	if h.redirect(w, r, p) {
 		return
 	}
-	res, err := h.b.Txn(r.Context(), txn)
+	res, err := h.b.Txn(r.Context(), txn, kv.WriteOptions{IdempotencyKey: idem})
 	h.answerWrite(w, r, body, err, res.Index, kv.EncodeTxnResult(res))
 }

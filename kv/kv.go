@@ -116,7 +116,11 @@ type idemKey struct{}
 // to idempotent: the store remembers key with the write's result, and a
 // retry with the same key (after an ErrOutcomeUnknown, say) returns that
 // result instead of applying twice. Keys are at most 256 bytes; use one
-// key per logical write, such as a random UUID.
+// key per logical write, such as a random UUID. A key given as a write
+// option (Idempotent) takes precedence.
+//
+// Deprecated: pass Idempotent(key) to the write instead; the context is no
+// place for a write's own options.
 func WithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, idemKey{}, key)
 }

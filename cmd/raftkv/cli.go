@@ -227,7 +227,7 @@ func runPut(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fmt.Errorf("reading the value from stdin: %w", err)
 	}
 	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
-		res, err := cl.PutIf(ctx, []byte(pos[0]), value, kv.Condition{IfModIndex: *ifMatch, IfAbsent: *ifAbsent})
+		res, err := cl.Put(ctx, []byte(pos[0]), value, kv.WithCondition(kv.Condition{IfModIndex: *ifMatch, IfAbsent: *ifAbsent}))
 		if err != nil {
 			return err
 		}
@@ -259,7 +259,7 @@ func runDel(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if *prefix {
 			res, err = cl.DeletePrefix(ctx, []byte(pos[0]))
 		} else {
-			res, err = cl.DeleteIf(ctx, []byte(pos[0]), kv.Condition{IfModIndex: *ifMatch})
+			res, err = cl.Delete(ctx, []byte(pos[0]), kv.IfModIndex(*ifMatch))
 		}
 		if err != nil {
 			return err

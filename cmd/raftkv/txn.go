@@ -54,10 +54,7 @@ func runTxn(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return usagef("%v", err)
 	}
 	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
-		if *idem != "" {
-			ctx = kv.WithIdempotencyKey(ctx, *idem)
-		}
-		res, err := cl.Txn(ctx, txn)
+		res, err := cl.Txn(ctx, txn, kv.Idempotent(*idem))
 		if err != nil {
 			return err
 		}
