@@ -42,6 +42,15 @@
 // sign with no file name before it fails: a reader cannot tell which
 // document it means.
 //
+// # The package table
+//
+// CheckPackageTable compares the table under "### Packages" in
+// docs/architecture.md with the code: one row per package of the module
+// (first cell: the package's path inside the module in backticks, or
+// "root"), and a last cell listing exactly the module packages its
+// non-test code imports, or "none". A new package, or a new import between
+// packages, needs its row updated in the same change.
+//
 // # What is not checked
 //
 // Fenced code blocks (``` or ~~~) in Markdown are skipped entirely: they

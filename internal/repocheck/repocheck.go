@@ -372,7 +372,7 @@ var (
 	sectionRE = regexp.MustCompile(`§\s*([0-9]+(?:\.[0-9]+)*)?`)
 	// fileBeforeRE matches a file name just before a section sign, with an
 	// optional closing backtick and comma between them.
-	fileBeforeRE = regexp.MustCompile("([A-Za-z0-9_./-]+\\.(?:md|go))\\x60?\\s*,?\\s*$")
+	fileBeforeRE = regexp.MustCompile(`([A-Za-z0-9_./-]+\.(?:md|go))\x60?\s*,?\s*$`)
 )
 
 // MarkdownRefs returns the links, file names and section references of a
