@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -69,9 +70,10 @@ func Open(cfg Config) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
 	n.readIndex.Round = n.askReadIndex
+	node := n // the error returns below set n to nil
 	defer func() {
 		if err != nil {
-			_ = n.Close()
+			_ = node.Close()
 		}
 	}()
 
@@ -87,11 +89,15 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
 	}
+	raftAddr, remembered, err := raftBindAddr(cfg.DataDir, cfg.RaftAddr)
+	if err != nil {
+		return nil, err
+	}
 	t := cfg.Tuning
 	n.raft, err = raftnode.Open(raftnode.Config{
 		ID:                 cfg.ID,
 		DataDir:            cfg.DataDir,
-		RaftAddr:           cfg.RaftAddr,
+		RaftAddr:           raftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
 		PeerAddrs:          cfg.RaftPeerAddrs,
 		Logger:             cfg.Logger.With("component", "raft"),
@@ -105,8 +111,16 @@ func Open(cfg Config) (n *Node, err error) {
 		ConfirmLeadership:  n.confirmLeadership,
 		MaxBatch:           t.MaxBatch,
 	}, n.store)
+	if err != nil && remembered != "" && errors.Is(err, syscall.EADDRINUSE) {
+		// Another port would make a node its cluster cannot reach.
+		return nil, fmt.Errorf("raftkv: this node's raft address was %s (remembered in %s, and the cluster knows the node by it); it cannot be bound again: free the port or set Config.RaftAddr: %w",
+			remembered, filepath.Join(cfg.DataDir, raftAddrFile), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	if err := rememberRaftAddr(cfg.DataDir, cfg.RaftAddr, n.raft.RaftAddr()); err != nil {
+		return nil, err
 	}
 	n.toLeader = forward.New(forward.Config{
 		Leader:  n.leaderAPIAddr,
