@@ -68,6 +68,11 @@ type Config struct {
 
 	// Tuning adjusts raft; the zero value is the production default.
 	Tuning Tuning
+
+	// applyDelay, set only by tests (export_test.go), stalls the state
+	// machine after every applied batch, to widen windows such as a
+	// rebuild's log replay.
+	applyDelay time.Duration
 }
 
 // Tuning holds raft timing and log-compaction settings. Zero fields take

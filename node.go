@@ -43,6 +43,8 @@ type Node struct {
 	// readIndex shares read-index requests to the leader among the
 	// follower's concurrent linearizable reads.
 	readIndex coalesce.Group[uint64]
+	// rebuild holds reads while a discarded kv.db is rebuilt (rebuild.go).
+	rebuild rebuildHold
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -84,7 +86,7 @@ func Open(cfg Config) (n *Node, err error) {
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
 		Logger:       cfg.Logger.With("component", "store"),
 		NoSync:       !cfg.Tuning.FSMSync,
-		ObserveBatch: metrics.ObserveApplyBatch,
+		ObserveBatch: n.observeApply(metrics.ObserveApplyBatch),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
@@ -121,6 +123,11 @@ func Open(cfg Config) (n *Node, err error) {
 	}
 	if err := rememberRaftAddr(cfg.DataDir, cfg.RaftAddr, n.raft.RaftAddr()); err != nil {
 		return nil, err
+	}
+	if n.store.Discarded() {
+		floor := n.raft.Status().LastIndex
+		n.rebuild.hold(floor)
+		n.log.Warn("state file rebuilt from the snapshot: reads wait until the log is applied again", "up_to_index", floor, "applied_index", n.store.AppliedIndex())
 	}
 	n.toLeader = forward.New(forward.Config{
 		Leader:  n.leaderAPIAddr,
@@ -279,6 +286,19 @@ func (n *Node) Close() error {
 		}
 	})
 	return n.closeErr
+}
+
+// observeApply wraps the state machine's per-batch observer with the
+// test-only apply delay.
+func (n *Node) observeApply(observe func(entries int, took time.Duration)) func(int, time.Duration) {
+	d := n.cfg.applyDelay
+	if d == 0 {
+		return observe
+	}
+	return func(entries int, took time.Duration) {
+		observe(entries, took)
+		time.Sleep(d) // a test widening a window, never a wait for state
+	}
 }
 
 // stats feeds the metrics at scrape time.
