@@ -20,9 +20,12 @@ type Config struct {
 	// DataDir holds raft.db, snapshots/ and kv.db. One process at a time.
 	DataDir string
 
-	// RaftAddr is where the raft transport listens (default 127.0.0.1:0, a
-	// free loopback port); RaftAdvertise is where peers dial it (default the
-	// bound address).
+	// RaftAddr is where the raft transport listens (default 127.0.0.1:0).
+	// With port 0 the system picks a free port the first time, and the node
+	// remembers it in the data directory (file raft-addr) and binds it again
+	// on every later Open, because its cluster knows the node by that
+	// address; Open fails if the port has been taken meanwhile.
+	// RaftAdvertise is where peers dial it (default the bound address).
 	RaftAddr      string
 	RaftAdvertise string
 	// RaftPeerAddrs overrides, by server id, the address this node dials
@@ -65,6 +68,11 @@ type Config struct {
 
 	// Tuning adjusts raft; the zero value is the production default.
 	Tuning Tuning
+
+	// applyDelay, set only by tests (export_test.go), stalls the state
+	// machine after every applied batch, to widen windows such as a
+	// rebuild's log replay.
+	applyDelay time.Duration
 }
 
 // Tuning holds raft timing and log-compaction settings. Zero fields take

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -42,6 +43,8 @@ type Node struct {
 	// readIndex shares read-index requests to the leader among the
 	// follower's concurrent linearizable reads.
 	readIndex coalesce.Group[uint64]
+	// rebuild holds reads while a discarded kv.db is rebuilt (rebuild.go).
+	rebuild rebuildHold
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -69,9 +72,10 @@ func Open(cfg Config) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
 	n.readIndex.Round = n.askReadIndex
+	node := n // the error returns below set n to nil
 	defer func() {
 		if err != nil {
-			_ = n.Close()
+			_ = node.Close()
 		}
 	}()
 
@@ -82,16 +86,20 @@ func Open(cfg Config) (n *Node, err error) {
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
 		Logger:       cfg.Logger.With("component", "store"),
 		NoSync:       !cfg.Tuning.FSMSync,
-		ObserveBatch: metrics.ObserveApplyBatch,
+		ObserveBatch: n.observeApply(metrics.ObserveApplyBatch),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	raftAddr, remembered, err := raftBindAddr(cfg.DataDir, cfg.RaftAddr)
+	if err != nil {
+		return nil, err
 	}
 	t := cfg.Tuning
 	n.raft, err = raftnode.Open(raftnode.Config{
 		ID:                 cfg.ID,
 		DataDir:            cfg.DataDir,
-		RaftAddr:           cfg.RaftAddr,
+		RaftAddr:           raftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
 		PeerAddrs:          cfg.RaftPeerAddrs,
 		Logger:             cfg.Logger.With("component", "raft"),
@@ -105,8 +113,21 @@ func Open(cfg Config) (n *Node, err error) {
 		ConfirmLeadership:  n.confirmLeadership,
 		MaxBatch:           t.MaxBatch,
 	}, n.store)
+	if err != nil && remembered != "" && errors.Is(err, syscall.EADDRINUSE) {
+		// Another port would make a node its cluster cannot reach.
+		return nil, fmt.Errorf("raftkv: this node's raft address was %s (remembered in %s, and the cluster knows the node by it); it cannot be bound again: free the port or set Config.RaftAddr: %w",
+			remembered, filepath.Join(cfg.DataDir, raftAddrFile), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	if err := rememberRaftAddr(cfg.DataDir, cfg.RaftAddr, n.raft.RaftAddr()); err != nil {
+		return nil, err
+	}
+	if n.store.Discarded() {
+		floor := n.raft.Status().LastIndex
+		n.rebuild.hold(floor)
+		n.log.Warn("state file rebuilt from the snapshot: reads wait until the log is applied again", "up_to_index", floor, "applied_index", n.store.AppliedIndex())
 	}
 	n.toLeader = forward.New(forward.Config{
 		Leader:  n.leaderAPIAddr,
@@ -265,6 +286,19 @@ func (n *Node) Close() error {
 		}
 	})
 	return n.closeErr
+}
+
+// observeApply wraps the state machine's per-batch observer with the
+// test-only apply delay.
+func (n *Node) observeApply(observe func(entries int, took time.Duration)) func(int, time.Duration) {
+	d := n.cfg.applyDelay
+	if d == 0 {
+		return observe
+	}
+	return func(entries int, took time.Duration) {
+		observe(entries, took)
+		time.Sleep(d) // a test widening a window, never a wait for state
+	}
 }
 
 // stats feeds the metrics at scrape time.

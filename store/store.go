@@ -86,6 +86,8 @@ type Store struct {
 	failed error // sticky: a failed commit or reopen stops applying
 
 	wg sync.WaitGroup // background closes of databases replaced by Restore
+
+	discarded bool // Open discarded an untrusted kv.db
 }
 
 // Open opens (creating if needed) the state machine file at path,
@@ -119,6 +121,7 @@ func Open(path string, opts Options) (*Store, error) {
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("discard %s: %w", path, err)
 		}
+		s.discarded = true
 	}
 	db, err := openDB(path, s.opts)
 	if err != nil {
@@ -324,6 +327,13 @@ func (s *Store) List(opts kv.ListOptions) (kv.ListResult, error) {
 	}
 	return res, nil
 }
+
+// Discarded reports whether Open discarded kv.db because it could not be
+// trusted (see sync.go). The store then starts empty, or from the newest
+// snapshot, below the index it had applied before: raft's replay of the
+// log brings it back, and until then its state is older than what it may
+// have served before the stop.
+func (s *Store) Discarded() bool { return s.discarded }
 
 // AppliedIndex returns the raft index of the last entry applied.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
