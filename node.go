@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,7 +68,7 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
+	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewPeerClient(), httpLn: cfg.HTTPListener}
 	n.readIndex.Round = n.askReadIndex
 	defer func() {
 		if err != nil {
@@ -75,14 +76,18 @@ func Open(cfg Config) (n *Node, err error) {
 		}
 	}()
 
-	metrics, err := httpapi.NewMetrics(cfg.Registry, n.stats)
+	httpMetrics, err := httpapi.NewMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := newNodeMetrics(cfg.Registry, httpMetrics, n.stats)
 	if err != nil {
 		return nil, err
 	}
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
 		Logger:       cfg.Logger.With("component", "store"),
 		NoSync:       !cfg.Tuning.FSMSync,
-		ObserveBatch: metrics.ObserveApplyBatch,
+		ObserveBatch: metrics.observeApplyBatch,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
@@ -112,15 +117,15 @@ func Open(cfg Config) (n *Node, err error) {
 		Leader:  n.leaderAPIAddr,
 		Client:  n.peers,
 		Header:  http.Header{httpapi.HeaderForwardedBy: {cfg.ID}},
-		Observe: metrics.ObserveForwardBatch,
+		Observe: metrics.observeForwardBatch,
 	})
 	n.handler, err = httpapi.New(httpapi.Config{
 		Backend:      backend{n},
 		Logger:       cfg.Logger.With("component", "http"),
-		Metrics:      metrics,
+		Metrics:      httpMetrics,
 		Gatherer:     cfg.Registry,
 		MaxValueSize: cfg.MaxValueSize,
-		Forward:      n.peers,
+		Peers:        n.peers,
 		Pprof:        cfg.Pprof,
 	})
 	if err != nil {
@@ -267,22 +272,6 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// stats feeds the metrics at scrape time.
-func (n *Node) stats() httpapi.Stats {
-	if n.raft == nil {
-		return httpapi.Stats{State: "Shutdown"}
-	}
-	s := n.raft.Status()
-	return httpapi.Stats{
-		State:        s.State,
-		Term:         s.Term,
-		CommitIndex:  s.CommitIndex,
-		AppliedIndex: s.AppliedIndex,
-		LastContact:  s.LastContact,
-		DBSizeBytes:  n.store.FileSize(),
-	}
-}
-
 // leaderAPIAddr is the leader's registered HTTP address, "" when unknown.
 func (n *Node) leaderAPIAddr() string {
 	id, _ := n.raft.Leader()
@@ -354,6 +343,8 @@ func (n *Node) askReadIndex() (uint64, error) {
 // "this node, in term". The requests leave after the caller's reads began,
 // so the answers vouch for leadership after that moment (see
 // raftnode.Config.ConfirmLeadership for why raft's VerifyLeader does not).
+// Each answer counts for the voter asked only (checkFollows), so no
+// process is counted twice, whatever addresses the nodes table holds.
 func (n *Node) confirmLeadership(term uint64) error {
 	servers, err := n.raft.Servers()
 	if err != nil {
@@ -396,13 +387,19 @@ func (n *Node) confirmLeadership(term uint64) error {
 	return fmt.Errorf("%w: no quorum confirms leadership in term %d: %w", kv.ErrNotLeader, term, errors.Join(errs...))
 }
 
-// checkFollows asks member id whether it follows this node in term.
+// checkFollows asks voter id, at the API address the nodes table holds for
+// it, whether it follows this node in term. The address may have come to
+// belong to another process (id restarted elsewhere, another member took
+// its old port), so the request names id and the answer must come from
+// id: a member that is not id refuses (kv.ErrWrongNode), and an answer
+// from any other id is not counted.
 func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
 	addr, ok := n.store.NodeAPIAddr(id)
 	if !ok {
 		return fmt.Errorf("%s has no registered API address", id)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+httpapi.LeaderCheckPath, nil)
+	u := "http://" + addr + httpapi.LeaderCheckPath + "?" + url.Values{httpapi.LeaderCheckIDParam: {id}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -413,10 +410,13 @@ func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
 	defer resp.Body.Close()
 	var lc httpapi.LeaderCheckResponse
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %w", id, client.DecodeError(resp))
+		return fmt.Errorf("%s at %s: %w", id, addr, client.DecodeError(resp))
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&lc); err != nil {
-		return fmt.Errorf("%s: %w", id, err)
+		return fmt.Errorf("%s at %s: %w", id, addr, err)
+	}
+	if lc.ID != id {
+		return fmt.Errorf("%w: leader check for %s at %s answered by %q", kv.ErrWrongNode, id, addr, lc.ID)
 	}
 	if lc.Term != term || lc.LeaderID != n.cfg.ID {
 		return fmt.Errorf("%s follows %q in term %d", id, lc.LeaderID, lc.Term)

@@ -24,6 +24,8 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case "method_not_allowed":
 		return http.StatusMethodNotAllowed
+	case "wrong_node":
+		return http.StatusMisdirectedRequest
 	case "no_leader", "not_leader", "shutting_down", "too_stale":
 		return http.StatusServiceUnavailable
 	case "outcome_unknown", "timeout":

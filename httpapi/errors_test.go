@@ -23,6 +23,7 @@ func TestStatusOf(t *testing.T) {
 		{kv.ErrPreconditionFailed, 412},
 		{&kv.PreconditionError{CurrentModIndex: 3}, 412},
 		{kv.ErrMethodNotAllowed, 405},
+		{kv.ErrWrongNode, 421},
 		{kv.ErrNoLeader, 503},
 		{kv.ErrNotLeader, 503},
 		{kv.ErrClosed, 503},
