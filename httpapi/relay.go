@@ -45,12 +45,20 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeError(w, fmt.Errorf("%w: no leader known", kv.ErrNoLeader))
 		return
 	}
+	if err := r.Context().Err(); err != nil {
+		// Ended before anything was sent: certainly not applied.
+		writeError(w, fmt.Errorf("%w: before relaying to the leader at %s: %w", kv.ErrTimeout, leader, err))
+		return
+	}
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+leader+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		writeError(w, fmt.Errorf("relay: %w", err))
 		return
 	}
-	for _, name := range []string{"Content-Type", "If-Match", "If-None-Match", "Accept", HeaderIdempotencyKey} {
+	// Only the headers a membership call uses. Never Idempotency-Key:
+	// net/http's transport would take the request for idempotent and
+	// resend it by itself after a lost connection.
+	for _, name := range []string{"Content-Type", "Accept"} {
 		if v := r.Header.Values(name); len(v) > 0 {
 			out.Header[name] = v
 		}
