@@ -47,8 +47,8 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	code := kv.Code(err)
 	if code == "not_leader" {
-		// A forwarded request that found no leader here: to the client it is
-		// the same as no leader.
+		// Not the leader, nothing applied (a batch or read index sent to a
+		// member that no longer leads): to the asker the same as no leader.
 		code = "no_leader"
 	}
 	body := kv.ErrorBody{Code: code, Message: err.Error()}

@@ -43,9 +43,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// AddForwarded counts n writes this node's clients sent it that it sent on
-// to the leader (in a batch, outside the handler), in
-// raftkv_forwarded_requests_total with the membership calls it relays.
+// AddForwarded adds n to raftkv_forwarded_requests_total: writes this
+// node's clients sent it that it sent on to the leader outside the handler
+// (in a batch). The handler counts the membership calls it relays itself.
 func (m *Metrics) AddForwarded(n int) { m.forwarded.Add(float64(n)) }
 
 // statusWriter records the status and stamps the contract headers.
@@ -62,7 +62,7 @@ func (w *statusWriter) WriteHeader(code int) {
 		if hd.Get(HeaderIndex) == "" {
 			hd.Set(HeaderIndex, strconv.FormatUint(w.h.b.AppliedIndex(), 10))
 		}
-		if hd.Get(HeaderNode) == "" { // a forwarded answer names the leader
+		if hd.Get(HeaderNode) == "" { // a relayed answer names the leader
 			hd.Set(HeaderNode, w.h.b.ID())
 		}
 	}
