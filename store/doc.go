@@ -59,7 +59,13 @@
 // Apply is deterministic: it reads no clock, no randomness and depends on
 // no map iteration order, so every node that applies the same entries holds the
 // same bytes. A command that fails (bad encoding, failed condition) fails
-// the same way everywhere and still advances the applied index.
+// the same way everywhere and still advances the applied index. Nor does
+// anything depend on where a batch ends: raft cuts the same log into
+// different batches on the leader, on a follower catching up and on a node
+// replaying its log. The state and results after entry i depend only on
+// entries up to i. In particular an idempotency record answers a command
+// at index r only if it was used at u with r-u <= IdempotencyWindow,
+// whether or not the end-of-batch expiry has deleted it yet.
 //
 // Apply never panics on a bad command: an entry that does not decode (an
 // unknown op from a newer version, corruption) gets a Result whose Err

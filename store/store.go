@@ -70,6 +70,10 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
+	// idemWindow is IdempotencyWindow; tests of package store shrink it
+	// to reach expiry in a few entries, through the same code.
+	idemWindow uint64
+
 	// mu guards the db pointer: reads, applies and snapshots take RLock
 	// around their bbolt transaction, Restore and Close take Lock to swap it.
 	mu     sync.RWMutex
@@ -96,11 +100,12 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.InitialMmapSize = 1 << 30
 	}
 	s := &Store{
-		path:   path,
-		opts:   opts,
-		log:    opts.Logger,
-		waitCh: make(chan struct{}),
-		done:   make(chan struct{}),
+		path:       path,
+		opts:       opts,
+		log:        opts.Logger,
+		idemWindow: IdempotencyWindow,
+		waitCh:     make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
