@@ -81,6 +81,17 @@
 // entries; a caller waiting for a commit index must make sure an FSM entry
 // is at or above it (the leader applies OpNoop after each election).
 //
+// Without fsync (Options.NoSync), kv.db's commits reach the disk when the
+// kernel writes them back; a marker file beside it, kv.db.sync, lets Open
+// tell whether they did (see sync.go). Open trusts kv.db when the marker
+// says clean, or open in the current boot and an fsync of kv.db at Open
+// succeeds (a failed writeback no one saw yet fails that fsync). It
+// discards kv.db, for raft to rebuild from the newest snapshot and the
+// log, when it was open in another boot, when the marker says dirty (an
+// fsync failed in Close) or is unreadable, and when that fsync at Open
+// fails. Close writes clean only after a successful fsync, dirty after a
+// failed one (and removes kv.db if it cannot write dirty).
+//
 // A snapshot pins a read transaction until Release. While it is open bbolt
 // cannot grow its memory map, so writes that need a larger map would wait:
 // Options.InitialMmapSize (default 1 GiB) should exceed the file's growth.
