@@ -210,6 +210,8 @@ func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
 		}
 	case OpTxn:
 		res.Txn, res.Err = applyTxn(b.kv, cmd.Txn, index)
+	default: // an op in opTable without an effect here; DecodeEntry refuses it
+		res.Err = fmt.Errorf("%w: %v has no apply", ErrBadCommand, cmd.Op)
 	}
 	if res.Err != nil {
 		res.Err = fmt.Errorf("%v %q at index %d: %w", cmd.Op, cmd.Key, index, res.Err)

@@ -265,10 +265,6 @@ func (g *logGen) usedAt(index uint64) (idemUse, bool) {
 	return idemUse{}, false
 }
 
-// touchesMany reports whether c may change keys other than its Key: such
-// a command travels alone in its entry.
-func touchesMany(c *Command) bool { return c.Op == OpTxn || c.Op == OpDeletePrefix }
-
 // entry returns the next entry: one command, several (group commit: no two
 // touch the same key, and none touches many), a configuration entry, or
 // a bad one.
@@ -291,7 +287,7 @@ func (g *logGen) entry() *raft.Log {
 		var keys [][]byte
 		for range 2 + g.r.IntN(7) {
 			c := pick(true)
-			if touchesMany(&c) || touches(keys, c.Key) {
+			if c.Op.TouchesMany() || touches(keys, c.Key) {
 				continue
 			}
 			keys = append(keys, c.Key)

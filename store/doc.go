@@ -16,7 +16,11 @@
 //     IdempotencyWindow entries.
 //
 // Writes arrive as raft log entries whose data is a Command (see
-// Command.Encode for the versioned binary encoding). ApplyBatch applies a
+// Command.Encode for the versioned binary encoding). Each Op has one row
+// in a table (command.go) that gives its name and what the layers above
+// branch on: Op.TouchesMany (the command may change keys other than its
+// Key, so it must travel alone in its entry) and Op.Forwardable (a write of
+// the public API, which a follower may forward to the leader). ApplyBatch applies a
 // whole batch in ONE bbolt read-write transaction, which also records the
 // applied index and term: the data and the index it reflects are always
 // durable together (fsync on), and entries at or below the recorded applied
