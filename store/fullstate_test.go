@@ -49,7 +49,12 @@ func fullState(t testing.TB, s *Store) string {
 // or returns "" when they are equal.
 func stateDiff(t testing.TB, a, b *Store) string {
 	t.Helper()
-	la, lb := stateLines(t, a), stateLines(t, b)
+	return linesDiff(stateLines(t, a), stateLines(t, b))
+}
+
+// linesDiff describes the first line where la and lb differ, or returns
+// "" when they are equal.
+func linesDiff(la, lb []string) string {
 	for i := range max(len(la), len(lb)) {
 		var x, y string
 		if i < len(la) {
