@@ -299,6 +299,11 @@ func (n *Node) validateForwarded(cmd *store.Command) error {
 			return err
 		}
 	}
+	if !cmd.Op.Forwardable() {
+		return fmt.Errorf("%w: a %s command cannot be forwarded", kv.ErrBadRequest, cmd.Op)
+	}
+	// Each forwardable op is checked as the API checks it; a new one
+	// without a case here is refused rather than let through unchecked.
 	switch cmd.Op {
 	case store.OpPut:
 		return n.validateWrite(cmd.Key, cmd.Value)
@@ -312,6 +317,6 @@ func (n *Node) validateForwarded(cmd *store.Command) error {
 	case store.OpTxn:
 		return cmd.Txn.Validate(n.cfg.MaxValueSize)
 	default:
-		return fmt.Errorf("%w: a %s command cannot be forwarded", kv.ErrBadRequest, cmd.Op)
+		return fmt.Errorf("%w: a %s command has no forwarding check", kv.ErrBadRequest, cmd.Op)
 	}
 }
