@@ -31,6 +31,11 @@ type Config struct {
 	// RaftPeerAddrs overrides, by server id, the address this node dials
 	// to reach a peer's raft transport (for example through a proxy).
 	RaftPeerAddrs map[string]string
+	// APIPeerAddrs overrides, by server id, the HTTP address this node uses
+	// for its requests to a peer's API (write batches, read indexes,
+	// leadership checks, joins, relayed calls) instead of the address the
+	// peer registered (for example through a proxy that a test cuts).
+	APIPeerAddrs map[string]string
 
 	// HTTPAddr, if set, makes Open serve the HTTP API there (port 0 picks a
 	// free port; see Node.HTTPAddr). HTTPAdvertise is the host:port other

@@ -349,8 +349,17 @@ func (n *Node) leaderAPIAddr() string {
 	if id == n.cfg.ID && n.apiAddr != "" {
 		return n.apiAddr
 	}
-	addr, _ := n.store.NodeAPIAddr(id)
+	addr, _ := n.peerAPIAddr(id)
 	return addr
+}
+
+// peerAPIAddr is the HTTP address this node uses to reach member id's API:
+// Config.APIPeerAddrs' override, else the address id registered.
+func (n *Node) peerAPIAddr(id string) (string, bool) {
+	if a, ok := n.cfg.APIPeerAddrs[id]; ok {
+		return a, true
+	}
+	return n.store.NodeAPIAddr(id)
 }
 
 // leaderClient returns a client bound to the leader's API, marked as
@@ -462,7 +471,7 @@ func (n *Node) confirmLeadership(term uint64) error {
 // id: a member that is not id refuses (kv.ErrWrongNode), and an answer
 // from any other id is not counted.
 func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
-	addr, ok := n.store.NodeAPIAddr(id)
+	addr, ok := n.peerAPIAddr(id)
 	if !ok {
 		return fmt.Errorf("%s has no registered API address", id)
 	}
