@@ -53,11 +53,19 @@ bench: build
 ## chaos: the fault harness (internal/chaos, docs/chaos.md) at length: every
 ## fault for CHAOS_DURATION, CHAOS_ROUNDS rounds on fresh clusters. A failure
 ## prints its seed: CHAOS_SEED=<seed> replays the same choices.
+## First, the state machine's determinism property (store.TestDeterminism)
+## on DETERMINISM_SEEDS random logs of DETERMINISM_ENTRIES entries each; a
+## failure prints the go test line that replays its seed. It runs one
+## goroutine, so without -race.
 CHAOS_DURATION ?= 30s
 CHAOS_ROUNDS   ?= 3
 CHAOS_SEED     ?= 0
+DETERMINISM_SEEDS   ?= 60
+DETERMINISM_ENTRIES ?= 50000
 .PHONY: chaos
 chaos:
+	$(GO) test -count=1 -timeout 60m -v -run 'TestDeterminism$$' ./store \
+		-determinism.long -determinism.seeds=$(DETERMINISM_SEEDS) -determinism.entries=$(DETERMINISM_ENTRIES)
 	$(GO) test -race -count=1 -timeout 150m -v -run . ./internal/chaos \
 		-chaos.duration=$(CHAOS_DURATION) -chaos.rounds=$(CHAOS_ROUNDS) -chaos.seed=$(CHAOS_SEED)
 

@@ -73,7 +73,7 @@ func (n *Node) join(ctx context.Context, req kv.JoinRequest) error {
 }
 
 // formCluster brings a new node into a cluster and makes sure its API
-// address is registered, then returns (design.md §4):
+// address is registered, then returns (docs/architecture.md, "Cluster formation"):
 //   - a node with raft state just registers;
 //   - otherwise it asks each Join address who it is; if one of them is in a
 //     cluster with a leader it asks to be added;

@@ -20,14 +20,22 @@ type Config struct {
 	// DataDir holds raft.db, snapshots/ and kv.db. One process at a time.
 	DataDir string
 
-	// RaftAddr is where the raft transport listens (default 127.0.0.1:0, a
-	// free loopback port); RaftAdvertise is where peers dial it (default the
-	// bound address).
+	// RaftAddr is where the raft transport listens (default 127.0.0.1:0).
+	// With port 0 the system picks a free port the first time, and the node
+	// remembers it in the data directory (file raft-addr) and binds it again
+	// on every later Open, because its cluster knows the node by that
+	// address; Open fails if the port has been taken meanwhile.
+	// RaftAdvertise is where peers dial it (default the bound address).
 	RaftAddr      string
 	RaftAdvertise string
 	// RaftPeerAddrs overrides, by server id, the address this node dials
 	// to reach a peer's raft transport (for example through a proxy).
 	RaftPeerAddrs map[string]string
+	// APIPeerAddrs overrides, by server id, the HTTP address this node uses
+	// for its requests to a peer's API (write batches, read indexes,
+	// leadership checks, joins, relayed calls) instead of the address the
+	// peer registered (for example through a proxy that a test cuts).
+	APIPeerAddrs map[string]string
 
 	// HTTPAddr, if set, makes Open serve the HTTP API there (port 0 picks a
 	// free port; see Node.HTTPAddr). HTTPAdvertise is the host:port other
@@ -65,6 +73,11 @@ type Config struct {
 
 	// Tuning adjusts raft; the zero value is the production default.
 	Tuning Tuning
+
+	// applyDelay, set only by tests (export_test.go), stalls the state
+	// machine after every applied batch, to widen windows such as a
+	// rebuild's log replay.
+	applyDelay time.Duration
 }
 
 // Tuning holds raft timing and log-compaction settings. Zero fields take

@@ -11,13 +11,18 @@
 // The Node's methods (Put, Get, Delete, DeletePrefix, List, Txn,
 // Cluster) are the same as those of the remote client in package
 // client, so a program can switch between the two. Writes made on a
-// follower are forwarded to the leader over HTTP, and so are linearizable
-// reads, which a follower cannot yet serve itself.
+// follower travel to the leader in batches (internal/forward), each still
+// answered with its own result. Reads are served by the node that receives
+// them: a follower serves a linearizable read from its own state once it
+// has applied a read index it got from the leader.
+// docs/architecture.md describes the layers, the design decisions and the
+// invariants.
 //
 // Handler returns the HTTP API, for a program that serves it on its own
-// server; Config.HTTPAddr makes the node serve it itself. Other members
-// reach the leader's API at the address each node registers in the
-// replicated state (Config.HTTPAdvertise), so a multi-node cluster needs it.
+// server; Config.HTTPAddr makes the node serve it itself. Members reach
+// each other's API at the address each node registers in the replicated
+// state, so every member of a multi-node cluster needs one: Config.HTTPAddr,
+// or Config.HTTPAdvertise when the program serves Handler itself.
 //
 // # Caveats
 //

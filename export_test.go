@@ -1,5 +1,11 @@
 package raftkv
 
+import "time"
+
 // RaftStats returns raft's own statistics of n (last_snapshot_index, ...),
 // for tests in package raftkv_test.
 func RaftStats(n *Node) map[string]string { return n.raft.Raft().Stats() }
+
+// SetApplyDelay makes the node's state machine stall for d after every
+// applied batch (a test widening a window, such as a rebuild's replay).
+func SetApplyDelay(cfg *Config, d time.Duration) { cfg.applyDelay = d }

@@ -125,4 +125,38 @@ func TestInternalApplyEndpoint(t *testing.T) {
 	if r, b := get(t, c, l, "internal", ""); r.StatusCode != http.StatusOK || b != "v" {
 		t.Fatalf("applied put: %d %q", r.StatusCode, b)
 	}
+
+	// Every op in the store's table: the leader applies a forwarded one
+	// exactly when the table says a follower may forward it.
+	for op := store.OpNoop; op.Valid(); op++ {
+		var cmd *store.Command
+		switch op {
+		case store.OpNoop:
+			cmd = &store.Command{Op: op}
+		case store.OpPut:
+			cmd = &store.Command{Op: op, Key: []byte("op/put"), Value: []byte("v")}
+		case store.OpDelete:
+			cmd = &store.Command{Op: op, Key: []byte("op/put")}
+		case store.OpDeletePrefix:
+			cmd = &store.Command{Op: op, Key: []byte("op/none/")}
+		case store.OpSetNode:
+			cmd = &store.Command{Op: op, Key: []byte("n9"), Value: []byte("127.0.0.1:1")}
+		case store.OpTxn:
+			cmd = &store.Command{Op: op, Txn: &kv.Txn{Success: []kv.TxnOp{{Type: kv.TxnGet, Key: []byte("op/put")}}}}
+		default:
+			t.Fatalf("op %s has no forwarding example here: add one", op)
+		}
+		resp, body := c.Do(http.MethodPost, c.URL(l)+httpapi.ApplyPath, batch(cmd), hdr)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", op, resp.StatusCode, body)
+		}
+		outs, err := forward.DecodeResponse(body, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied := outs[0].Err == nil && outs[0].Res != nil && outs[0].Res.Err == nil
+		if applied != op.Forwardable() || !applied && kv.Code(outs[0].Err) != "bad_request" {
+			t.Errorf("%s forwarded: %+v, forwardable %v", op, outs[0], op.Forwardable())
+		}
+	}
 }

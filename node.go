@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -42,6 +44,8 @@ type Node struct {
 	// readIndex shares read-index requests to the leader among the
 	// follower's concurrent linearizable reads.
 	readIndex coalesce.Group[uint64]
+	// rebuild holds reads while a discarded kv.db is rebuilt (rebuild.go).
+	rebuild rebuildHold
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -67,31 +71,40 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewForwardClient(), httpLn: cfg.HTTPListener}
+	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewPeerClient(), httpLn: cfg.HTTPListener}
 	n.readIndex.Round = n.askReadIndex
+	node := n // the error returns below set n to nil
 	defer func() {
 		if err != nil {
-			_ = n.Close()
+			_ = node.Close()
 		}
 	}()
 
-	metrics, err := httpapi.NewMetrics(cfg.Registry, n.stats)
+	httpMetrics, err := httpapi.NewMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := newNodeMetrics(cfg.Registry, httpMetrics, n.stats)
 	if err != nil {
 		return nil, err
 	}
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
 		Logger:       cfg.Logger.With("component", "store"),
 		NoSync:       !cfg.Tuning.FSMSync,
-		ObserveBatch: metrics.ObserveApplyBatch,
+		ObserveBatch: n.observeApply(metrics.observeApplyBatch),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	raftAddr, remembered, err := raftBindAddr(cfg.DataDir, cfg.RaftAddr)
+	if err != nil {
+		return nil, err
 	}
 	t := cfg.Tuning
 	n.raft, err = raftnode.Open(raftnode.Config{
 		ID:                 cfg.ID,
 		DataDir:            cfg.DataDir,
-		RaftAddr:           cfg.RaftAddr,
+		RaftAddr:           raftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
 		PeerAddrs:          cfg.RaftPeerAddrs,
 		Logger:             cfg.Logger.With("component", "raft"),
@@ -105,22 +118,35 @@ func Open(cfg Config) (n *Node, err error) {
 		ConfirmLeadership:  n.confirmLeadership,
 		MaxBatch:           t.MaxBatch,
 	}, n.store)
+	if err != nil && remembered != "" && errors.Is(err, syscall.EADDRINUSE) {
+		// Another port would make a node its cluster cannot reach.
+		return nil, fmt.Errorf("raftkv: this node's raft address was %s (remembered in %s, and the cluster knows the node by it); it cannot be bound again: free the port or set Config.RaftAddr: %w",
+			remembered, filepath.Join(cfg.DataDir, raftAddrFile), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	if err := rememberRaftAddr(cfg.DataDir, cfg.RaftAddr, n.raft.RaftAddr()); err != nil {
+		return nil, err
+	}
+	if n.store.Discarded() {
+		floor := n.raft.Status().LastIndex
+		n.rebuild.hold(floor)
+		n.log.Warn("state file rebuilt from the snapshot: reads wait until the log is applied again", "up_to_index", floor, "applied_index", n.store.AppliedIndex())
 	}
 	n.toLeader = forward.New(forward.Config{
 		Leader:  n.leaderAPIAddr,
 		Client:  n.peers,
 		Header:  http.Header{httpapi.HeaderForwardedBy: {cfg.ID}},
-		Observe: metrics.ObserveForwardBatch,
+		Observe: metrics.observeForwardBatch,
 	})
 	n.handler, err = httpapi.New(httpapi.Config{
 		Backend:      backend{n},
 		Logger:       cfg.Logger.With("component", "http"),
-		Metrics:      metrics,
+		Metrics:      httpMetrics,
 		Gatherer:     cfg.Registry,
 		MaxValueSize: cfg.MaxValueSize,
-		Forward:      n.peers,
+		Peers:        n.peers,
 		Pprof:        cfg.Pprof,
 	})
 	if err != nil {
@@ -161,12 +187,15 @@ func (n *Node) serveHTTP() error {
 		}
 		n.apiAddr = addr.String()
 	}
+	conns := &newConns{m: map[net.Conn]struct{}{}}
 	n.httpSrv = &http.Server{
 		Handler:           n.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		ConnState:         conns.track,
 	}
+	n.httpSrv.RegisterOnShutdown(conns.closeAll)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -176,6 +205,37 @@ func (n *Node) serveHTTP() error {
 	}()
 	n.log.Info("serving HTTP API", "addr", n.apiAddr)
 	return nil
+}
+
+// newConns tracks the HTTP connections that have not yet sent a whole
+// request header. http.Server.Shutdown waits up to five seconds for such a
+// connection before it counts it as idle, and peers' pooled clients leave
+// them behind (a request cancelled while its connection was being dialed
+// parks the new connection in the pool). Once Shutdown has closed the
+// listener, closeAll closes them: a request that had not arrived yet is
+// refused, as one arriving a moment later would be.
+type newConns struct {
+	mu sync.Mutex
+	m  map[net.Conn]struct{}
+}
+
+func (c *newConns) track(conn net.Conn, state http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if state == http.StateNew {
+		c.m[conn] = struct{}{}
+	} else {
+		delete(c.m, conn)
+	}
+}
+
+func (c *newConns) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for conn := range c.m {
+		_ = conn.Close()
+		delete(c.m, conn)
+	}
 }
 
 // ID returns the node's raft server id.
@@ -267,19 +327,16 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// stats feeds the metrics at scrape time.
-func (n *Node) stats() httpapi.Stats {
-	if n.raft == nil {
-		return httpapi.Stats{State: "Shutdown"}
+// observeApply wraps the state machine's per-batch observer with the
+// test-only apply delay.
+func (n *Node) observeApply(observe func(entries int, took time.Duration)) func(int, time.Duration) {
+	d := n.cfg.applyDelay
+	if d == 0 {
+		return observe
 	}
-	s := n.raft.Status()
-	return httpapi.Stats{
-		State:        s.State,
-		Term:         s.Term,
-		CommitIndex:  s.CommitIndex,
-		AppliedIndex: s.AppliedIndex,
-		LastContact:  s.LastContact,
-		DBSizeBytes:  n.store.FileSize(),
+	return func(entries int, took time.Duration) {
+		observe(entries, took)
+		time.Sleep(d) // a test widening a window, never a wait for state
 	}
 }
 
@@ -292,8 +349,17 @@ func (n *Node) leaderAPIAddr() string {
 	if id == n.cfg.ID && n.apiAddr != "" {
 		return n.apiAddr
 	}
-	addr, _ := n.store.NodeAPIAddr(id)
+	addr, _ := n.peerAPIAddr(id)
 	return addr
+}
+
+// peerAPIAddr is the HTTP address this node uses to reach member id's API:
+// Config.APIPeerAddrs' override, else the address id registered.
+func (n *Node) peerAPIAddr(id string) (string, bool) {
+	if a, ok := n.cfg.APIPeerAddrs[id]; ok {
+		return a, true
+	}
+	return n.store.NodeAPIAddr(id)
 }
 
 // leaderClient returns a client bound to the leader's API, marked as
@@ -358,6 +424,8 @@ func (n *Node) askReadIndex() (uint64, error) {
 // "this node, in term". The requests leave after the caller's reads began,
 // so the answers vouch for leadership after that moment (see
 // raftnode.Config.ConfirmLeadership for why raft's VerifyLeader does not).
+// Each answer counts for the voter asked only (checkFollows), so no
+// process is counted twice, whatever addresses the nodes table holds.
 func (n *Node) confirmLeadership(term uint64) error {
 	servers, err := n.raft.Servers()
 	if err != nil {
@@ -400,13 +468,19 @@ func (n *Node) confirmLeadership(term uint64) error {
 	return fmt.Errorf("%w: no quorum confirms leadership in term %d: %w", kv.ErrNotLeader, term, errors.Join(errs...))
 }
 
-// checkFollows asks member id whether it follows this node in term.
+// checkFollows asks voter id, at the API address the nodes table holds for
+// it, whether it follows this node in term. The address may have come to
+// belong to another process (id restarted elsewhere, another member took
+// its old port), so the request names id and the answer must come from
+// id: a member that is not id refuses (kv.ErrWrongNode), and an answer
+// from any other id is not counted.
 func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
-	addr, ok := n.store.NodeAPIAddr(id)
+	addr, ok := n.peerAPIAddr(id)
 	if !ok {
 		return fmt.Errorf("%s has no registered API address", id)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+httpapi.LeaderCheckPath, nil)
+	u := "http://" + addr + httpapi.LeaderCheckPath + "?" + url.Values{httpapi.LeaderCheckIDParam: {id}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -417,10 +491,13 @@ func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
 	defer resp.Body.Close()
 	var lc httpapi.LeaderCheckResponse
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %w", id, client.DecodeError(resp))
+		return fmt.Errorf("%s at %s: %w", id, addr, client.DecodeError(resp))
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&lc); err != nil {
-		return fmt.Errorf("%s: %w", id, err)
+		return fmt.Errorf("%s at %s: %w", id, addr, err)
+	}
+	if lc.ID != id {
+		return fmt.Errorf("%w: leader check for %s at %s answered by %q", kv.ErrWrongNode, id, addr, lc.ID)
 	}
 	if lc.Term != term || lc.LeaderID != n.cfg.ID {
 		return fmt.Errorf("%s follows %q in term %d", id, lc.LeaderID, lc.Term)

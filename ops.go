@@ -172,34 +172,35 @@ func (n *Node) deletePrefix(ctx context.Context, prefix []byte, opts kv.WriteOpt
 // readBarrier makes a local read meet opts. A linearizable read waits
 // until this node has applied a read index: its own on the leader, the
 // leader's on a follower (ReadIndex: followers serve linearizable reads
-// from their own state). A stale read checks MaxStale. Any read waits for
-// MinIndex.
+// from their own state). A stale read checks MaxStale, and, while the node
+// rebuilds a discarded kv.db (rebuildHold), waits until its state is no
+// older than what it served before the stop. Any read waits for MinIndex.
 func (n *Node) readBarrier(ctx context.Context, opts kv.ReadOptions) error {
 	c, err := kv.ParseConsistency(string(opts.Consistency))
 	if err != nil {
 		return err
 	}
 	wait := opts.MinIndex
-	switch {
-	case c == kv.Linearizable && n.raft.IsLeader():
-		index, err := n.raft.ReadIndex(ctx)
-		if errors.Is(err, kv.ErrNotLeader) {
-			index, err = n.leaderReadIndex(ctx) // lost leadership meanwhile
-		}
+	readIndex := false // wait includes a read index obtained now
+	if c == kv.Linearizable {
+		index, err := n.linearizableIndex(ctx)
 		if err != nil {
 			return err
 		}
-		wait = max(wait, index)
-	case c == kv.Linearizable:
-		index, err := n.leaderReadIndex(ctx)
-		if err != nil {
-			return err
+		wait, readIndex = max(wait, index), true
+	} else {
+		if opts.MaxStale > 0 && !n.raft.IsLeader() {
+			last := n.raft.Status().LastContact
+			if age := time.Since(last); last.IsZero() || age > opts.MaxStale {
+				return fmt.Errorf("%w: leader last heard from %s ago, max_stale is %s", kv.ErrTooStale, age.Round(time.Millisecond), opts.MaxStale)
+			}
 		}
-		wait = max(wait, index)
-	case opts.MaxStale > 0 && !n.raft.IsLeader():
-		last := n.raft.Status().LastContact
-		if age := time.Since(last); last.IsZero() || age > opts.MaxStale {
-			return fmt.Errorf("%w: leader last heard from %s ago, max_stale is %s", kv.ErrTooStale, age.Round(time.Millisecond), opts.MaxStale)
+		if floor := n.rebuild.until(n.store.AppliedIndex()); floor > 0 {
+			hold := floor
+			if index, err := n.linearizableIndex(ctx); err == nil && index < floor {
+				hold, readIndex = index, true
+			}
+			wait = max(wait, hold)
 		}
 	}
 	if wait == 0 {
@@ -211,7 +212,22 @@ func (n *Node) readBarrier(ctx context.Context, opts kv.ReadOptions) error {
 		}
 		return &kv.WaitError{MinIndex: wait, AppliedIndex: n.store.AppliedIndex()}
 	}
+	if readIndex {
+		n.rebuild.release()
+	}
 	return nil
+}
+
+// linearizableIndex returns a read index: this node's own when it leads,
+// else the leader's (also when this node lost the leadership meanwhile).
+func (n *Node) linearizableIndex(ctx context.Context) (uint64, error) {
+	if n.raft.IsLeader() {
+		index, err := n.raft.ReadIndex(ctx)
+		if !errors.Is(err, kv.ErrNotLeader) {
+			return index, err
+		}
+	}
+	return n.leaderReadIndex(ctx)
 }
 
 func (n *Node) get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error) {
@@ -283,6 +299,11 @@ func (n *Node) validateForwarded(cmd *store.Command) error {
 			return err
 		}
 	}
+	if !cmd.Op.Forwardable() {
+		return fmt.Errorf("%w: a %s command cannot be forwarded", kv.ErrBadRequest, cmd.Op)
+	}
+	// Each forwardable op is checked as the API checks it; a new one
+	// without a case here is refused rather than let through unchecked.
 	switch cmd.Op {
 	case store.OpPut:
 		return n.validateWrite(cmd.Key, cmd.Value)
@@ -296,6 +317,6 @@ func (n *Node) validateForwarded(cmd *store.Command) error {
 	case store.OpTxn:
 		return cmd.Txn.Validate(n.cfg.MaxValueSize)
 	default:
-		return fmt.Errorf("%w: a %s command cannot be forwarded", kv.ErrBadRequest, cmd.Op)
+		return fmt.Errorf("%w: a %s command has no forwarding check", kv.ErrBadRequest, cmd.Op)
 	}
 }

@@ -122,7 +122,7 @@ func New(cfg Config) (*Client, error) {
 	c.maxBackoff = max(c.maxBackoff, c.minBackoff)
 	var seeds []string
 	for _, e := range cfg.Endpoints {
-		base, err := parseEndpoint(e)
+		base, err := ParseEndpoint(e)
 		if err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
@@ -143,8 +143,12 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// parseEndpoint returns the base URL of an endpoint, without a trailing slash.
-func parseEndpoint(s string) (string, error) {
+// ParseEndpoint returns the base URL of an endpoint, without a trailing
+// slash: s is a base URL (http or https, a host, optionally a path; no
+// query or fragment), or a bare host:port that gets "http://" prepended.
+// Surrounding spaces are ignored. New parses every Config.Endpoints entry
+// with it.
+func ParseEndpoint(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if !strings.Contains(s, "://") {
 		s = "http://" + s

@@ -144,7 +144,7 @@ func (e *endpoints) setMembers(scheme string, addrs []string) {
 		add(s)
 	}
 	for _, a := range addrs {
-		if u, err := parseEndpoint(scheme + "://" + a); err == nil {
+		if u, err := ParseEndpoint(scheme + "://" + a); err == nil {
 			add(u)
 		}
 	}
@@ -199,7 +199,7 @@ func (c *Client) maybeRefresh(failed bool) {
 				return
 			}
 			if err == nil && len(addrs) > 0 {
-				u, _ := url.Parse(base) // parsed by parseEndpoint before
+				u, _ := url.Parse(base) // parsed by ParseEndpoint before
 				c.eps.setMembers(u.Scheme, addrs)
 				return
 			}

@@ -3,27 +3,42 @@
 //
 // # Basics
 //
-// Handler owns its routing: /v1/kv/ keys are taken from the escaped request
-// path as they are (ServeMux would clean "a//b" or "../x" and redirect), and
-// every other route dispatches on the method itself, so that a wrong method
-// gets a JSON 405 with Allow like every other error. Every response carries
-// X-Raft-Index (the applied index it reflects, or this node's applied index)
-// and X-Raft-Node (the node that answered). Errors are JSON
-// {"error":{"code","message"}}; statusOf is the one place that maps an error
-// to a status code.
+// Handler owns its routing, from one route table (routes.go; a test holds
+// it and docs/http-api.md together): /v1/kv/ keys are taken from the
+// escaped request path as they are (ServeMux would clean "a//b" or "../x"
+// and redirect), and every other route dispatches on the method itself, so
+// that a wrong method gets a JSON 405 with Allow like every other error.
+// Every response of an API route (not /debug/pprof/, not Go's own
+// plain-text 400s) carries X-Raft-Index (the applied index it reflects, or
+// this node's applied index) and X-Raft-Node (the node that answered).
+// Errors are JSON {"error":{"code","message"}}; statusOf is the one place
+// that maps an error to a status code. Bad input is a 4xx: the parsers
+// (params.go) wrap kv.ErrBadRequest, kv.ErrInvalidKey or kv.ErrTooLarge.
 //
-// Writes are served by the leader. A follower forwards a write to the leader
-// over one pooled keep-alive client, exactly as received, and returns the
-// leader's answer; with ?redirect it answers 307 with the leader's URL
-// instead. A forwarded request is never forwarded again. Whether a failed
-// forward reached the leader decides the answer: not sent is 503 no_leader
-// (certainly not applied), sent and lost is 504 outcome_unknown. Reads are
-// never forwarded: a follower serves linearizable reads itself once it has
-// applied the leader's read index (GET /v1/internal/read-index).
+// Writes are answered by the node that receives them. The handler parses
+// and checks a write and calls the Backend, which applies it through raft
+// on the leader; a follower's Backend sends it to the leader in a binary
+// batch (ApplyPath) and returns the leader's outcome. With ?redirect a
+// follower answers 307 with the leader's URL instead. Writes are never
+// relayed as HTTP requests. Only the membership calls (join, remove,
+// transfer leadership) are relayed: a follower sends them to the leader
+// over the member-to-member client (NewPeerClient) and copies the answer
+// back; a relayed request is never relayed again. Whether a failed relay
+// reached the leader decides the answer: not sent is 503 no_leader (or 504
+// timeout when the request ended first: certainly not applied), possibly
+// sent and lost is 504 outcome_unknown. Reads are never forwarded: a
+// follower serves linearizable reads itself once it has applied the
+// leader's read index (GET ReadIndexPath). The internal routes
+// (internal.go) are never relayed.
+//
+// Metrics holds the HTTP request metrics only; the node registers its own
+// (raft, the state machine, write batches) on the same registry.
 //
 // # Caveats
 //
 // Bodies are limited before they are read: a Content-Length over the limit
 // is refused at once with 413, and a body that turns out longer is cut off
-// at the limit and refused too. The handler never retries a write.
+// at the limit and refused too. The handler never retries a request, and
+// relays no header that would let net/http resend one on its own
+// (Idempotency-Key).
 package httpapi

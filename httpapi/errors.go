@@ -24,6 +24,8 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case "method_not_allowed":
 		return http.StatusMethodNotAllowed
+	case "wrong_node":
+		return http.StatusMisdirectedRequest
 	case "no_leader", "not_leader", "shutting_down", "too_stale":
 		return http.StatusServiceUnavailable
 	case "outcome_unknown", "timeout":
@@ -45,8 +47,8 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	code := kv.Code(err)
 	if code == "not_leader" {
-		// A forwarded request that found no leader here: to the client it is
-		// the same as no leader.
+		// Not the leader, nothing applied (a batch or read index sent to a
+		// member that no longer leads): to the asker the same as no leader.
 		code = "no_leader"
 	}
 	body := kv.ErrorBody{Code: code, Message: err.Error()}

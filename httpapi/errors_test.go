@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -23,6 +22,7 @@ func TestStatusOf(t *testing.T) {
 		{kv.ErrPreconditionFailed, 412},
 		{&kv.PreconditionError{CurrentModIndex: 3}, 412},
 		{kv.ErrMethodNotAllowed, 405},
+		{kv.ErrWrongNode, 421},
 		{kv.ErrNoLeader, 503},
 		{kv.ErrNotLeader, 503},
 		{kv.ErrClosed, 503},
@@ -54,44 +54,5 @@ func TestWriteErrorHeaders(t *testing.T) {
 	writeError(w, kv.ErrNotLeader)
 	if w.Code != 503 || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"code":"no_leader"`) {
 		t.Fatalf("not leader: %d %v %s", w.Code, w.Header(), w.Body)
-	}
-}
-
-func TestCondition(t *testing.T) {
-	tests := []struct {
-		ifMatch, ifNoneMatch string
-		want                 kv.Condition
-		bad                  bool
-	}{
-		{"", "", kv.Condition{}, false},
-		{`"42"`, "", kv.Condition{IfModIndex: 42}, false},
-		{`W/"42"`, "", kv.Condition{IfModIndex: 42}, false},
-		{"", "*", kv.Condition{IfAbsent: true}, false},
-		{"42", "", kv.Condition{}, true},
-		{`"0"`, "", kv.Condition{}, true},
-		{`"-1"`, "", kv.Condition{}, true},
-		{`""`, "", kv.Condition{}, true},
-		{`"x"`, "", kv.Condition{}, true},
-		{"", `"3"`, kv.Condition{}, true},
-		{`"3"`, "*", kv.Condition{}, true},
-	}
-	for _, tt := range tests {
-		r, _ := http.NewRequest(http.MethodPut, "/v1/kv/k", nil)
-		if tt.ifMatch != "" {
-			r.Header.Set("If-Match", tt.ifMatch)
-		}
-		if tt.ifNoneMatch != "" {
-			r.Header.Set("If-None-Match", tt.ifNoneMatch)
-		}
-		got, err := condition(r)
-		if tt.bad {
-			if !errors.Is(err, kv.ErrBadRequest) {
-				t.Errorf("If-Match %q If-None-Match %q: err %v, want bad request", tt.ifMatch, tt.ifNoneMatch, err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("If-Match %q If-None-Match %q: %+v %v, want %+v", tt.ifMatch, tt.ifNoneMatch, got, err, tt.want)
-		}
 	}
 }

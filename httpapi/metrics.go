@@ -9,31 +9,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Stats is the node state the metrics report, read at scrape time.
-type Stats struct {
-	State        string // Leader, Follower, Candidate, Shutdown
-	Term         uint64
-	CommitIndex  uint64
-	AppliedIndex uint64
-	// LastContact is when the leader was last heard from (zero on the leader).
-	LastContact time.Time
-	DBSizeBytes int64
-}
-
-// Metrics are one node's Prometheus collectors, registered on the registry
-// given to NewMetrics (never the global one: two nodes in one process must
-// not collide). Names start with raftkv_.
+// Metrics are the HTTP API's Prometheus collectors, registered on the
+// registry given to NewMetrics (never the global one: two nodes in one
+// process must not collide). Names start with raftkv_. The node's own
+// metrics (raft, the state machine, write batches) are the embedding
+// node's.
 type Metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	forwarded prometheus.Counter
-	batchSize prometheus.Histogram
-	batchTime prometheus.Histogram
-	fwdBatch  prometheus.Histogram
 }
 
-// NewMetrics registers the collectors on reg; stats is called at scrape time.
-func NewMetrics(reg prometheus.Registerer, stats func() Stats) (*Metrics, error) {
+// NewMetrics registers the collectors on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "raftkv_http_requests_total", Help: "HTTP requests by route, method and status code.",
@@ -43,47 +31,11 @@ func NewMetrics(reg prometheus.Registerer, stats func() Stats) (*Metrics, error)
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"route", "method"}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "raftkv_forwarded_requests_total", Help: "Requests (writes, or other requests for the leader) this node forwarded to the leader.",
-		}),
-		fwdBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "raftkv_forward_batch_writes", Help: "Writes per batch this follower sent to the leader.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
-		}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "raftkv_apply_batch_entries", Help: "Raft log entries applied per state machine batch.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
-		}),
-		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "raftkv_apply_batch_duration_seconds", Help: "Time to apply one batch (one bbolt transaction).",
-			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
+			Name: "raftkv_forwarded_requests_total",
+			Help: "Requests this node sent on to the leader: membership calls relayed, and writes forwarded in batches.",
 		}),
 	}
-	collectors := []prometheus.Collector{m.requests, m.latency, m.forwarded, m.batchSize, m.batchTime, m.fwdBatch}
-	gauge := func(name, help string, f func(Stats) float64) {
-		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
-			func() float64 { return f(stats()) }))
-	}
-	gauge("raftkv_raft_term", "Current raft term.", func(s Stats) float64 { return float64(s.Term) })
-	gauge("raftkv_raft_commit_index", "Raft commit index.", func(s Stats) float64 { return float64(s.CommitIndex) })
-	gauge("raftkv_raft_applied_index", "Index the state machine has applied.", func(s Stats) float64 { return float64(s.AppliedIndex) })
-	gauge("raftkv_raft_last_contact_seconds", "Seconds since the leader was last heard from (0 on the leader).", func(s Stats) float64 {
-		if s.LastContact.IsZero() {
-			return 0
-		}
-		return time.Since(s.LastContact).Seconds()
-	})
-	gauge("raftkv_db_size_bytes", "Size of the state machine's bbolt file.", func(s Stats) float64 { return float64(s.DBSizeBytes) })
-	for _, state := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
-		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "raftkv_raft_state", Help: "1 for the raft state this node is in.", ConstLabels: prometheus.Labels{"state": state},
-		}, func() float64 {
-			if stats().State == state {
-				return 1
-			}
-			return 0
-		}))
-	}
-	for _, c := range collectors {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.forwarded} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}
@@ -91,17 +43,10 @@ func NewMetrics(reg prometheus.Registerer, stats func() Stats) (*Metrics, error)
 	return m, nil
 }
 
-// ObserveApplyBatch records one state machine batch; wire it to the store.
-func (m *Metrics) ObserveApplyBatch(entries int, took time.Duration) {
-	m.batchSize.Observe(float64(entries))
-	m.batchTime.Observe(took.Seconds())
-}
-
-// ObserveForwardBatch records a batch of writes sent to the leader.
-func (m *Metrics) ObserveForwardBatch(writes int) {
-	m.forwarded.Add(float64(writes))
-	m.fwdBatch.Observe(float64(writes))
-}
+// AddForwarded adds n to raftkv_forwarded_requests_total: writes this
+// node's clients sent it that it sent on to the leader outside the handler
+// (in a batch). The handler counts the membership calls it relays itself.
+func (m *Metrics) AddForwarded(n int) { m.forwarded.Add(float64(n)) }
 
 // statusWriter records the status and stamps the contract headers.
 type statusWriter struct {
@@ -117,7 +62,7 @@ func (w *statusWriter) WriteHeader(code int) {
 		if hd.Get(HeaderIndex) == "" {
 			hd.Set(HeaderIndex, strconv.FormatUint(w.h.b.AppliedIndex(), 10))
 		}
-		if hd.Get(HeaderNode) == "" { // a forwarded answer names the leader
+		if hd.Get(HeaderNode) == "" { // a relayed answer names the leader
 			hd.Set(HeaderNode, w.h.b.ID())
 		}
 	}

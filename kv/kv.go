@@ -211,6 +211,9 @@ var (
 	ErrClosed = errors.New("node closed")
 	// ErrMethodNotAllowed: the HTTP method is not served on this path.
 	ErrMethodNotAllowed = errors.New("method not allowed")
+	// ErrWrongNode: a request meant for one member, by server id, reached
+	// another (the address it was sent to now belongs to someone else).
+	ErrWrongNode = errors.New("wrong node")
 )
 
 var codes = []struct {
@@ -230,6 +233,7 @@ var codes = []struct {
 	{ErrTimeout, "timeout"},
 	{ErrClosed, "shutting_down"},
 	{ErrMethodNotAllowed, "method_not_allowed"},
+	{ErrWrongNode, "wrong_node"},
 }
 
 // CodeInternal is the wire code of an error that matches no sentinel.

@@ -88,7 +88,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if n == 0 {
 			return nil
 		}
-		if err := expireIdem(b, index); err != nil {
+		if err := expireIdem(b, index, s.idemWindow); err != nil {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -146,22 +146,34 @@ func (s *Store) applyEntry(b buckets, l *raft.Log) []*Result {
 }
 
 // applyIdempotent applies cmd, or replays the result of an earlier command
-// with the same idempotency key.
+// with the same idempotency key used at most s.idemWindow indexes before.
+// A record older than that is expired whether or not expireIdem has
+// deleted it yet: the command applies anew and replaces it.
 func (s *Store) applyIdempotent(b buckets, index uint64, cmd *Command) *Result {
 	if len(cmd.IdemKey) == 0 {
 		return s.applyCommand(b, index, cmd)
 	}
 	fp := fingerprint(cmd)
 	if stored := b.idem.Get(cmd.IdemKey); stored != nil {
-		res, storedFP, err := decodeIdem(stored)
-		switch {
-		case err != nil:
-			return &Result{Index: index, Err: fmt.Errorf("idempotency record %q: %w", cmd.IdemKey, err)}
-		case !bytes.Equal(storedFP, fp[:]):
-			return &Result{Index: index, Err: fmt.Errorf("%w: key %q was used at index %d by another request", kv.ErrIdempotencyKeyReused, cmd.IdemKey, res.Index)}
+		used, ok := idemUsedAt(stored)
+		if ok && idemExpired(used, index, s.idemWindow) {
+			// Forget it now, as expiry after every entry would have: its
+			// idem_exp entry must not outlive it, or it would delete the
+			// record written below once its own index expires.
+			if err := forgetIdem(b, used, cmd.IdemKey); err != nil {
+				return &Result{Index: index, Err: err}
+			}
+		} else {
+			res, storedFP, err := decodeIdem(stored)
+			switch {
+			case err != nil:
+				return &Result{Index: index, Err: fmt.Errorf("idempotency record %q: %w", cmd.IdemKey, err)}
+			case !bytes.Equal(storedFP, fp[:]):
+				return &Result{Index: index, Err: fmt.Errorf("%w: key %q was used at index %d by another request", kv.ErrIdempotencyKeyReused, cmd.IdemKey, res.Index)}
+			}
+			res.Replayed = true
+			return res
 		}
-		res.Replayed = true
-		return res
 	}
 	res := s.applyCommand(b, index, cmd)
 	if res.Err != nil && !errors.Is(res.Err, kv.ErrPreconditionFailed) {
@@ -198,6 +210,8 @@ func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
 		}
 	case OpTxn:
 		res.Txn, res.Err = applyTxn(b.kv, cmd.Txn, index)
+	default: // an op in opTable without an effect here; DecodeEntry refuses it
+		res.Err = fmt.Errorf("%w: %v has no apply", ErrBadCommand, cmd.Op)
 	}
 	if res.Err != nil {
 		res.Err = fmt.Errorf("%v %q at index %d: %w", cmd.Op, cmd.Key, index, res.Err)

@@ -20,7 +20,8 @@ var (
 	ErrBadSnapshot = errors.New("bad snapshot")
 )
 
-// Op is the operation a Command performs.
+// Op is the operation a Command performs. What each op is (its name, and
+// the properties the layers above branch on) is its row in opTable.
 type Op uint8
 
 // The operations. Their numbers are part of the log format: never reuse one.
@@ -37,31 +38,70 @@ const (
 	// OpSetNode records Value as the API address of the raft server whose
 	// id is Key, in the nodes bucket; an empty Value removes the entry.
 	OpSetNode Op = 5
+	// OpTxn runs Txn: compares, then the success or the failure ops.
+	OpTxn Op = 6
 )
 
+// opInfo is what the layers above need to know of an op.
+type opInfo struct {
+	// name is what Op.String returns; empty for a number that is not an
+	// op (never assigned, or retired: numbers are never reused).
+	name string
+	// touchesMany: the op may change keys other than its Key. Commands of
+	// one entry share its index, so group commit puts such a command in
+	// an entry of its own (two changes of one key must never share a
+	// mod_index).
+	touchesMany bool
+	// forwardable: a write of the public API, which a follower may
+	// forward to the leader. Internal ops (noop, set_node) are not.
+	forwardable bool
+}
+
+// opTable has one row per op, indexed by its number. A new op needs:
+//
+//   - a constant above, with the next unused number (never a retired one),
+//     and a row here (its name and flags; when unsure, touchesMany);
+//   - its body in Command.appendBody and decoder.command, and its shape
+//     in Command.check (EncodeEntry's comment and docs/architecture.md
+//     describe the encoding);
+//   - its effect in Store.applyCommand (and its Result fields);
+//   - an example in opExamples (command_test.go): TestEveryOp walks every
+//     row through encode, decode and apply, and checks the flags against
+//     what apply changes; it fails for an op without one.
+//
+// opEnd follows from the table's length: nothing else to update.
+var opTable = [...]opInfo{
+	OpNoop:         {name: "noop"},
+	OpPut:          {name: "put", forwardable: true},
+	OpDelete:       {name: "delete", forwardable: true},
+	OpDeletePrefix: {name: "delete_prefix", touchesMany: true, forwardable: true},
+	OpSetNode:      {name: "set_node"},
+	OpTxn:          {name: "txn", touchesMany: true, forwardable: true},
+}
+
+// opEnd is one past the last op: every op is in [OpNoop, opEnd).
+const opEnd = Op(len(opTable))
+
+// Valid reports whether op is an op of this version (a decoded entry
+// holds only valid ops).
+func (op Op) Valid() bool { return op >= OpNoop && op < opEnd && opTable[op].name != "" }
+
 func (op Op) String() string {
-	switch op {
-	case OpNoop:
-		return "noop"
-	case OpPut:
-		return "put"
-	case OpDelete:
-		return "delete"
-	case OpDeletePrefix:
-		return "delete_prefix"
-	case OpSetNode:
-		return "set_node"
-	case OpTxn:
-		return "txn"
+	if op.Valid() {
+		return opTable[op].name
 	}
 	return fmt.Sprintf("op(%d)", uint8(op))
 }
 
-// OpTxn is defined with the others; see Command.Txn.
-const (
-	// OpTxn runs Txn: compares, then the success or the failure ops.
-	OpTxn Op = 6
-)
+// TouchesMany reports whether a command of op may change keys other than
+// its Key: it must then travel alone in its log entry (group commit). It is
+// true for an invalid op, which is never grouped with others.
+func (op Op) TouchesMany() bool { return !op.Valid() || opTable[op].touchesMany }
+
+// Forwardable reports whether op is a write of the public API (put, delete,
+// delete_prefix, txn), which a follower may forward to the leader; internal
+// ops (noop, set_node) and invalid ones are not.
+func (op Op) Forwardable() bool { return op.Valid() && opTable[op].forwardable }
 
 // Command is one write request. A raft LogCommand entry carries one or more
 // (EncodeEntry), each applied in turn with its own Result.
@@ -169,6 +209,7 @@ func (c *Command) appendTo(dst []byte) []byte {
 // the bytes its fingerprint is taken of.
 func (c *Command) appendBody(dst []byte) []byte {
 	switch c.Op {
+	case OpNoop:
 	case OpPut:
 		dst = appendBytes(dst, c.Key)
 		dst = appendBytes(dst, c.Value)
@@ -284,7 +325,7 @@ func (d *decoder) command() (Command, error) {
 	if d.err != nil {
 		return c, d.err
 	}
-	if c.Op < OpNoop || c.Op > OpTxn {
+	if !c.Op.Valid() {
 		return c, fmt.Errorf("unknown op %d", c.Op)
 	}
 	if flags&^flagsKnown != 0 {
@@ -298,6 +339,7 @@ func (d *decoder) command() (Command, error) {
 		}
 	}
 	switch c.Op {
+	case OpNoop:
 	case OpPut:
 		c.Key = d.bytes("key")
 		c.Value = d.bytes("value")
@@ -312,6 +354,8 @@ func (d *decoder) command() (Command, error) {
 		c.Value = d.bytes("value")
 	case OpTxn:
 		c.Txn = d.txn()
+	default: // an op in opTable without a body here
+		return c, fmt.Errorf("%v: no decoder", c.Op)
 	}
 	if d.err != nil {
 		return c, fmt.Errorf("%v: %v", c.Op, d.err)
@@ -374,6 +418,9 @@ func (d *decoder) count(field string, limit int) int {
 
 // check enforces the per-op shape, so Apply can rely on it.
 func (c *Command) check() error {
+	if c.Op != OpTxn && c.Txn != nil {
+		return errors.New("takes no transaction")
+	}
 	switch c.Op {
 	case OpNoop:
 		if len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero() {
@@ -404,9 +451,8 @@ func (c *Command) check() error {
 		}
 		// The size limit was enforced by the leader; here only the shape.
 		return c.Txn.Validate(math.MaxInt64)
-	}
-	if c.Op != OpTxn && c.Txn != nil {
-		return errors.New("takes no transaction")
+	default: // an op in opTable without a shape here
+		return errors.New("no shape check")
 	}
 	return nil
 }

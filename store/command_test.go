@@ -66,7 +66,8 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"too many commands", []byte{2, 0xff, 0xff, 0x7f}},
 		{"fewer commands than counted", withByte(valid, 1, 2)},
 		{"op zero", []byte{2, 1, 0, 0}},
-		{"unknown op", []byte{2, 1, 7, 0}},
+		{"unknown op", []byte{2, 1, byte(opEnd), 0}},
+		{"op 255", []byte{2, 1, 255, 0}},
 		{"truncated", valid[:len(valid)-1]},
 		{"trailing bytes", append(bytes.Clone(valid), 0)},
 		{"absurd key length", []byte{2, 1, 2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 'k'}},
@@ -103,6 +104,13 @@ func FuzzDecodeCommand(f *testing.F) {
 		all[i] = &seedCommands[i]
 	}
 	f.Add(EncodeEntry(nil, all))
+	for op := OpNoop; op < opEnd; op++ {
+		if c, ok := opExamples[op]; ok {
+			f.Add(c.Encode(nil))
+			c.IdemKey = []byte("idem-" + op.String())
+			f.Add(c.Encode(nil))
+		}
+	}
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 2, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -16,7 +16,11 @@
 //     IdempotencyWindow entries.
 //
 // Writes arrive as raft log entries whose data is a Command (see
-// Command.Encode for the versioned binary encoding). ApplyBatch applies a
+// Command.Encode for the versioned binary encoding). Each Op has one row
+// in a table (command.go) that gives its name and what the layers above
+// branch on: Op.TouchesMany (the command may change keys other than its
+// Key, so it must travel alone in its entry) and Op.Forwardable (a write of
+// the public API, which a follower may forward to the leader). ApplyBatch applies a
 // whole batch in ONE bbolt read-write transaction, which also records the
 // applied index and term: the data and the index it reflects are always
 // durable together (fsync on), and entries at or below the recorded applied
@@ -59,7 +63,13 @@
 // Apply is deterministic: it reads no clock, no randomness and depends on
 // no map iteration order, so every node that applies the same entries holds the
 // same bytes. A command that fails (bad encoding, failed condition) fails
-// the same way everywhere and still advances the applied index.
+// the same way everywhere and still advances the applied index. Nor does
+// anything depend on where a batch ends: raft cuts the same log into
+// different batches on the leader, on a follower catching up and on a node
+// replaying its log. The state and results after entry i depend only on
+// entries up to i. In particular an idempotency record answers a command
+// at index r only if it was used at u with r-u <= IdempotencyWindow,
+// whether or not the end-of-batch expiry has deleted it yet.
 //
 // Apply never panics on a bad command: an entry that does not decode (an
 // unknown op from a newer version, corruption) gets a Result whose Err
@@ -74,6 +84,17 @@
 // (LogCommand and LogConfiguration), not raft's internal no-op and barrier
 // entries; a caller waiting for a commit index must make sure an FSM entry
 // is at or above it (the leader applies OpNoop after each election).
+//
+// Without fsync (Options.NoSync), kv.db's commits reach the disk when the
+// kernel writes them back; a marker file beside it, kv.db.sync, lets Open
+// tell whether they did (see sync.go). Open trusts kv.db when the marker
+// says clean, or open in the current boot and an fsync of kv.db at Open
+// succeeds (a failed writeback no one saw yet fails that fsync). It
+// discards kv.db, for raft to rebuild from the newest snapshot and the
+// log, when it was open in another boot, when the marker says dirty (an
+// fsync failed in Close) or is unreadable, and when that fsync at Open
+// fails. Close writes clean only after a successful fsync, dirty after a
+// failed one (and removes kv.db if it cannot write dirty).
 //
 // A snapshot pins a read transaction until Release. While it is open bbolt
 // cannot grow its memory map, so writes that need a larger map would wait:

@@ -9,9 +9,12 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// IdempotencyWindow is how many log entries an idempotency key is
-// remembered for. It is counted in log indexes, not time, so every node
-// expires the same keys at the same entry.
+// IdempotencyWindow is how many log indexes an idempotency key is
+// remembered for: a command at index r whose key was used by the entry at
+// index u is answered from the record when r-u <= IdempotencyWindow, and
+// applies anew (replacing the record) when r-u > IdempotencyWindow. It is
+// counted in log indexes, not time, so every node expires the same keys at
+// the same entry.
 const IdempotencyWindow = 100_000
 
 // fingerprint identifies what a command does, without its idempotency key.
@@ -19,29 +22,65 @@ func fingerprint(c *Command) [sha256.Size]byte {
 	return sha256.Sum256(c.appendBody([]byte{byte(c.Op), boolByte(c.Cond.IfAbsent)}))
 }
 
-// expireIdem forgets the idempotency keys used at or before
-// index-IdempotencyWindow.
-func expireIdem(b buckets, index uint64) error {
-	if index <= IdempotencyWindow {
+// idemUsedAt returns the log index of the entry that used the key of the
+// stored idempotency record v (the Index of its result, the first field
+// after the fingerprint).
+func idemUsedAt(v []byte) (uint64, bool) {
+	if len(v) < sha256.Size {
+		return 0, false
+	}
+	u, n := binary.Uvarint(v[sha256.Size:])
+	return u, n > 0
+}
+
+// idemExpired reports whether a record used at index used is past the
+// window for a command at index: the one rule deciding whether a record
+// still answers. It does not depend on whether expireIdem has deleted the
+// record yet, so the answer never depends on where batches end.
+func idemExpired(used, index, window uint64) bool {
+	return index > used && index-used > window
+}
+
+// expireIdem deletes the idempotency records that are expired for every
+// entry after index: those used at or before index-window, in idem_exp
+// order. It only reclaims space (applyIdempotent ignores expired records
+// on its own), so running it once per batch, with the batch's last index,
+// leaves the same records as running it after every entry.
+//
+// An idem_exp entry deletes its key's record only if that record is the
+// one it was written for (used at or before the limit): a record replaced
+// after its expiry is never deleted by the old record's entry (which
+// applyIdempotent removes anyway when it replaces the record).
+func expireIdem(b buckets, index, window uint64) error {
+	if index <= window {
 		return nil
 	}
-	limit := u64(index - IdempotencyWindow + 1)
+	last := index - window // expire records used at or before last
+	limit := u64(last + 1)
 	c := b.idemExp.Cursor()
 	for k, _ := c.First(); k != nil && (len(k) < 8 || string(k[:8]) < string(limit)); k, _ = c.First() {
-		if len(k) < 8 { // not ours; never written, but never loop on it
-			if err := c.Delete(); err != nil {
-				return err
+		if len(k) >= 8 {
+			key := k[8:]
+			if used, ok := idemUsedAt(b.idem.Get(key)); !ok || used <= last {
+				if err := b.idem.Delete(key); err != nil {
+					return err
+				}
 			}
-			continue
-		}
-		if err := b.idem.Delete(k[8:]); err != nil {
-			return err
-		}
+		} // else: not ours; never written, but never loop on it
 		if err := c.Delete(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// forgetIdem deletes the record of key, used at index used, and its
+// idem_exp entry.
+func forgetIdem(b buckets, used uint64, key []byte) error {
+	if err := b.idem.Delete(key); err != nil {
+		return err
+	}
+	return b.idemExp.Delete(append(u64(used), key...))
 }
 
 // encodeIdem stores a command's fingerprint with its result:

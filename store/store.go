@@ -28,9 +28,10 @@ type Options struct {
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
 	// NoSync skips fsync on kv.db's commits (bbolt's NoSync): the raft log
-	// is the durable record. A marker file beside kv.db (kv.db.sync) lets
-	// Open tell a process that died (its writes are safe in the kernel)
-	// from a machine that stopped while kv.db had unsynced writes; then
+	// is the durable record. A marker file beside kv.db (kv.db.sync), and
+	// an fsync at Open, let Open tell a process that died (its writes are
+	// safe in the kernel) from a machine that stopped while kv.db had
+	// unsynced writes, or a kernel that failed to write them back; then
 	// Open discards kv.db, and raft rebuilds it from the newest snapshot
 	// and the log. See sync.go.
 	NoSync bool
@@ -41,6 +42,11 @@ type Options struct {
 	// number of raft log entries it applied and the time the bbolt
 	// transaction took. It runs on the apply path and must be cheap.
 	ObserveBatch func(entries int, took time.Duration)
+
+	// syncDB, when set, replaces (*bbolt.DB).Sync wherever the store
+	// syncs kv.db: tests of package store make it fail, as fsync does
+	// after the kernel failed to write pages back.
+	syncDB func(*bbolt.DB) error
 }
 
 // Bucket and meta key names: part of the kv.db format.
@@ -70,6 +76,10 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
+	// idemWindow is IdempotencyWindow; tests of package store shrink it
+	// to reach expiry in a few entries, through the same code.
+	idemWindow uint64
+
 	// mu guards the db pointer: reads, applies and snapshots take RLock
 	// around their bbolt transaction, Restore and Close take Lock to swap it.
 	mu     sync.RWMutex
@@ -86,6 +96,8 @@ type Store struct {
 	failed error // sticky: a failed commit or reopen stops applying
 
 	wg sync.WaitGroup // background closes of databases replaced by Restore
+
+	discarded bool // Open discarded an untrusted kv.db
 }
 
 // Open opens (creating if needed) the state machine file at path,
@@ -96,11 +108,12 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.InitialMmapSize = 1 << 30
 	}
 	s := &Store{
-		path:   path,
-		opts:   opts,
-		log:    opts.Logger,
-		waitCh: make(chan struct{}),
-		done:   make(chan struct{}),
+		path:       path,
+		opts:       opts,
+		log:        opts.Logger,
+		idemWindow: IdempotencyWindow,
+		waitCh:     make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -109,33 +122,42 @@ func Open(path string, opts Options) (*Store, error) {
 		s.opts.BootID = ReadBootID
 	}
 	bootID := s.opts.BootID()
-	trusted, reason, err := trustState(path, bootID)
+	verdict, reason, err := trustState(path, bootID)
 	if err != nil {
 		return nil, err
 	}
-	if !trusted {
-		// No process of an earlier boot can be holding the file.
-		s.log.Warn("discarding the state file: the newest snapshot and the raft log rebuild it", "path", path, "reason", reason)
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("discard %s: %w", path, err)
+	if verdict == trustNo {
+		// Not open yet: a process of this boot holding it would be a second
+		// node on one data directory, which the node's LOCK file refuses.
+		if err := s.discard(reason); err != nil {
+			return nil, err
 		}
+		s.discarded = true
 	}
 	db, err := openDB(path, s.opts)
 	if err != nil {
 		return nil, err
 	}
-	// From here on the marker must describe kv.db. Synced mode first makes
-	// durable what an earlier run without fsync may have left unsynced.
+	if verdict == trustIfSynced {
+		// kv.db ran without fsync in this boot: what the kernel failed to
+		// write back since (an error no one saw yet) this fsync reports.
+		if serr := s.sync(db); serr != nil {
+			_ = db.Close()
+			if err := s.discard(fmt.Sprintf("it ran without fsync, and an fsync of it failed: %v", serr)); err != nil {
+				return nil, err
+			}
+			if db, err = openDB(path, s.opts); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// From here on the marker must describe kv.db: what the fsync above
+	// covered, or a new file, is durable.
 	marker := "clean"
 	if opts.NoSync {
 		marker = "open " + orNone(bootID)
-	} else {
-		err = db.Sync()
 	}
-	if err == nil {
-		err = writeMarker(path, marker)
-	}
-	if err != nil {
+	if err := writeMarker(path, marker); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -206,12 +228,14 @@ func (s *Store) Close() error {
 	if db != nil {
 		if s.opts.NoSync {
 			// Once synced, kv.db needs no rebuild: say so only then.
-			err = db.Sync()
+			err = s.sync(db)
 			if cerr := db.Close(); err == nil {
 				err = cerr
 			}
 			if err == nil {
 				err = writeMarker(s.path, "clean")
+			} else {
+				err = s.markDirty(err)
 			}
 		} else {
 			err = db.Close()
@@ -222,6 +246,39 @@ func (s *Store) Close() error {
 		return fmt.Errorf("close %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// discard removes kv.db, for the reason given; Open then creates an empty
+// one, and raft rebuilds it from the newest snapshot and the log.
+func (s *Store) discard(reason string) error {
+	s.log.Warn("discarding the state file: the newest snapshot and the raft log rebuild it", "path", s.path, "reason", reason)
+	if err := os.Remove(s.path); err != nil {
+		return fmt.Errorf("discard %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// markDirty records that syncing or closing kv.db failed with err, so
+// the next start rebuilds it: the kernel may have dropped pages it could
+// not write back, and it reports that to one fsync only, the one that just
+// failed. If the marker cannot be written, kv.db is removed instead.
+func (s *Store) markDirty(err error) error {
+	s.log.Error("kv.db may not be on disk: the next start rebuilds it", "path", s.path, "err", err)
+	if merr := writeMarker(s.path, "dirty"); merr != nil {
+		err = errors.Join(err, merr)
+		if rerr := os.Remove(s.path); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove %s: %w", s.path, rerr))
+		}
+	}
+	return err
+}
+
+// sync flushes db's writes to disk (fdatasync), or runs Options.syncDB.
+func (s *Store) sync(db *bbolt.DB) error {
+	if s.opts.syncDB != nil {
+		return s.opts.syncDB(db)
+	}
+	return db.Sync()
 }
 
 // view runs fn in a bbolt read transaction, holding the read lock that
@@ -324,6 +381,13 @@ func (s *Store) List(opts kv.ListOptions) (kv.ListResult, error) {
 	}
 	return res, nil
 }
+
+// Discarded reports whether Open discarded kv.db because it could not be
+// trusted (see sync.go). The store then starts empty, or from the newest
+// snapshot, below the index it had applied before: raft's replay of the
+// log brings it back, and until then its state is older than what it may
+// have served before the stop.
+func (s *Store) Discarded() bool { return s.discarded }
 
 // AppliedIndex returns the raft index of the last entry applied.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }

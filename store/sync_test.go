@@ -6,8 +6,16 @@ import (
 	"path/filepath"
 	"testing"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/raftkv/raftkv/kv"
 )
+
+var errSyncFailed = errors.New("injected fsync failure")
+
+// failSync is an Options.syncDB whose fsync always fails, as fsync does
+// after the kernel failed to write kv.db's pages back.
+func failSync(*bbolt.DB) error { return errSyncFailed }
 
 // How the previous run left kv.db, and whether Open may trust it with the
 // boot id the machine has now. Losing the process keeps the kernel's page
@@ -16,14 +24,17 @@ import (
 // rebuilds it from the newest snapshot and the log.
 func TestOpenTrustsStateFileOnlyWhenItCan(t *testing.T) {
 	tests := []struct {
-		name    string
-		noSync  bool   // how the previous run opened kv.db
-		stop    string // "close", "die" (process killed), or "tear" (die, then garbage in kv.db)
-		marker  string // replaces the marker afterwards when set ("-": remove it)
-		boot    string // boot id at the next open
-		reopen  bool   // the next open's NoSync
-		keeps   bool
-		discard bool
+		name   string
+		noSync bool // how the previous run opened kv.db
+		// "close", "close, sync fails" (fsync fails in Close), "die"
+		// (process killed), or "tear" (die, then garbage in kv.db)
+		stop     string
+		marker   string // replaces the marker afterwards when set ("-": remove it)
+		boot     string // boot id at the next open
+		reopen   bool   // the next open's NoSync
+		syncFail bool   // every fsync of kv.db fails at the next open (a writeback failed unseen)
+		keeps    bool
+		discard  bool
 	}{
 		{name: "nosync closed cleanly, other boot", noSync: true, stop: "close", boot: "B", reopen: true, keeps: true},
 		{name: "nosync process died, same boot", noSync: true, stop: "die", boot: "A", reopen: true, keeps: true},
@@ -35,11 +46,23 @@ func TestOpenTrustsStateFileOnlyWhenItCan(t *testing.T) {
 		{name: "no marker (older version, always synced)", noSync: false, stop: "die", marker: "-", boot: "B", reopen: true, keeps: true},
 		{name: "unreadable marker", noSync: true, stop: "close", marker: "what", boot: "A", reopen: true, discard: true},
 		{name: "no boot id on this system", noSync: true, stop: "die", boot: "", reopen: true, discard: true},
+		{name: "dirty marker", noSync: true, stop: "close", marker: "dirty", boot: "A", reopen: true, discard: true},
+		// A failed fsync means the kernel could not write pages back: what
+		// kv.db holds on disk is unknown, even in the same boot.
+		{name: "nosync, fsync failed in Close, same boot", noSync: true, stop: "close, sync fails", boot: "A", reopen: true, discard: true},
+		{name: "nosync, fsync failed in Close, reopened synced", noSync: true, stop: "close, sync fails", boot: "A", reopen: false, discard: true},
+		{name: "nosync died, writeback failed unseen, same boot", noSync: true, stop: "die", boot: "A", reopen: true, syncFail: true, discard: true},
+		{name: "nosync died, writeback failed unseen, reopened synced", noSync: true, stop: "die", boot: "A", reopen: false, syncFail: true, discard: true},
+		{name: "nosync closed cleanly, fsync fails at the next open", noSync: true, stop: "close", boot: "A", reopen: true, syncFail: true, keeps: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "kv.db")
-			s, err := Open(path, Options{NoSync: tc.noSync, BootID: func() string { return "A" }})
+			opts := Options{NoSync: tc.noSync, BootID: func() string { return "A" }}
+			if tc.stop == "close, sync fails" {
+				opts.syncDB = failSync
+			}
+			s, err := Open(path, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,6 +71,10 @@ func TestOpenTrustsStateFileOnlyWhenItCan(t *testing.T) {
 			case "close":
 				if err := s.Close(); err != nil {
 					t.Fatal(err)
+				}
+			case "close, sync fails":
+				if err := s.Close(); !errors.Is(err, errSyncFailed) {
+					t.Fatalf("Close = %v, want the fsync error", err)
 				}
 			case "die", "tear":
 				// What a SIGKILL leaves: the file and the marker as they were,
@@ -73,7 +100,11 @@ func TestOpenTrustsStateFileOnlyWhenItCan(t *testing.T) {
 				}
 			}
 
-			s2, err := Open(path, Options{NoSync: tc.reopen, BootID: func() string { return tc.boot }})
+			opts = Options{NoSync: tc.reopen, BootID: func() string { return tc.boot }}
+			if tc.syncFail {
+				opts.syncDB = failSync
+			}
+			s2, err := Open(path, opts)
 			if err != nil {
 				t.Fatalf("reopen: %v", err)
 			}
@@ -87,12 +118,14 @@ func TestOpenTrustsStateFileOnlyWhenItCan(t *testing.T) {
 			}
 			// The reopened store is usable either way.
 			applyOne(t, s2, 2, putCmd("k2", "v2", kv.Condition{}))
+			_ = s2.Close() // fails when syncDB does; the marker then says dirty
 		})
 	}
 }
 
 // The marker follows the store through its life: open without fsync names
-// the boot, a clean Close says clean, a synced store says clean at once.
+// the boot, a clean Close says clean, a synced store says clean at once, a
+// Close whose fsync failed says dirty.
 func TestSyncMarkerLifecycle(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kv.db")
 	marker := func() string {
@@ -119,8 +152,60 @@ func TestSyncMarkerLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	if got := marker(); got != "clean\n" {
 		t.Fatalf("marker of a synced store: %q", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A Close whose fsync fails says dirty: the next start rebuilds.
+	s, err = Open(path, Options{NoSync: true, BootID: func() string { return "boot-2" }, syncDB: failSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); !errors.Is(err, errSyncFailed) {
+		t.Fatalf("Close = %v, want the fsync error", err)
+	}
+	if got := marker(); got != "dirty\n" {
+		t.Fatalf("marker after a failed fsync in Close: %q", got)
+	}
+}
+
+// When Close's fsync fails and the dirty marker cannot be written either,
+// Close removes kv.db: the fsync error has been reported once, to Close,
+// so the next start's fsync would not see it, and the marker still says
+// open in this boot.
+func TestFailedCloseWithoutMarkerRemovesStateFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s, err := Open(path, Options{NoSync: true, BootID: func() string { return "A" }, syncDB: failSync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyOne(t, s, 1, putCmd("k", "v", kv.Condition{}))
+	// A non-empty directory where the marker is: renaming over it fails.
+	marker := syncMarkerPath(path)
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(marker, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); !errors.Is(err, errSyncFailed) {
+		t.Fatalf("Close = %v, want the fsync error", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("kv.db after a failed Close that could not mark it dirty: %v, want it removed", err)
+	}
+	// The next start begins empty, and raft rebuilds it.
+	if err := os.RemoveAll(marker); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{NoSync: true, BootID: func() string { return "A" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.AppliedIndex() != 0 {
+		t.Fatalf("applied index %d after the rebuild, want 0", s.AppliedIndex())
 	}
 }

@@ -31,6 +31,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	raftAddr := fs.String("raft-addr", "127.0.0.1:9001", "address the raft transport listens on")
 	raftAdv := fs.String("raft-advertise", "", "raft host:port peers dial (default: --raft-addr)")
 	peerAddrs := fs.String("raft-peer-addrs", "", "dial overrides for peers' raft transports, as id=host:port,... (for proxies in tests)")
+	apiPeerAddrs := fs.String("api-peer-addrs", "", "dial overrides for peers' HTTP APIs, as id=host:port,... (for proxies in tests)")
 	expect := fs.Int("bootstrap-expect", 0, "number of voters that form a new cluster together (0: join only; alone with no --join: single node)")
 	join := fs.String("join", "", "comma-separated HTTP addresses of other nodes")
 	maxValue := fs.Int64("max-value-size", 1<<20, "largest value in bytes")
@@ -64,16 +65,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			joinAddrs = append(joinAddrs, a)
 		}
 	}
-	peers := map[string]string{}
-	for kvp := range strings.SplitSeq(*peerAddrs, ",") {
-		if kvp = strings.TrimSpace(kvp); kvp == "" {
-			continue
-		}
-		id, addr, ok := strings.Cut(kvp, "=")
-		if !ok || id == "" || addr == "" {
-			return usagef("--raft-peer-addrs: %q is not id=host:port", kvp)
-		}
-		peers[id] = addr
+	peers, err := parsePeerAddrs("raft-peer-addrs", *peerAddrs)
+	if err != nil {
+		return err
+	}
+	apiPeers, err := parsePeerAddrs("api-peer-addrs", *apiPeerAddrs)
+	if err != nil {
+		return err
 	}
 	node, err := raftkv.Open(raftkv.Config{
 		ID:              *id,
@@ -83,6 +81,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RaftAddr:        *raftAddr,
 		RaftAdvertise:   *raftAdv,
 		RaftPeerAddrs:   peers,
+		APIPeerAddrs:    apiPeers,
 		Join:            joinAddrs,
 		BootstrapExpect: *expect,
 		MaxValueSize:    *maxValue,
@@ -143,4 +142,20 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format must be text or json, not %q", format)
+}
+
+// parsePeerAddrs reads a --*-peer-addrs flag: id=host:port,...
+func parsePeerAddrs(flag, v string) (map[string]string, error) {
+	peers := map[string]string{}
+	for kvp := range strings.SplitSeq(v, ",") {
+		if kvp = strings.TrimSpace(kvp); kvp == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(kvp, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, usagef("--%s: %q is not id=host:port", flag, kvp)
+		}
+		peers[id] = addr
+	}
+	return peers, nil
 }

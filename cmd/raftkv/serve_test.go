@@ -39,6 +39,7 @@ func TestServeUsageErrors(t *testing.T) {
 		{"serve"},               // no --id / --data-dir
 		{"serve", "--id", "n1"}, // no --data-dir
 		{"serve", "--id", "n1", "--data-dir", t.TempDir(), "--raft-peer-addrs", "n2"},
+		{"serve", "--id", "n1", "--data-dir", t.TempDir(), "--api-peer-addrs", "=127.0.0.1:1"},
 		{"serve", "--id", "n1", "--data-dir", t.TempDir(), "--log-format", "xml"},
 		{"serve", "--no-such-flag"},
 	} {

@@ -23,6 +23,9 @@ type Options struct {
 	Tuning raftkv.Tuning
 	// MaxValueSize is passed to every node.
 	MaxValueSize int64
+	// Configure, if set, adjusts node i's Config (0-based) before every
+	// Open: the first start and each Restart.
+	Configure func(i int, cfg *raftkv.Config)
 }
 
 // Cluster is a set of nodes started by NewCluster.
@@ -90,7 +93,7 @@ func (c *Cluster) start(i int, ln net.Listener, expect int) {
 			join = append(join, o.httpAddr)
 		}
 	}
-	n, err := raftkv.Open(raftkv.Config{
+	cfg := raftkv.Config{
 		ID:              s.id,
 		DataDir:         s.dir,
 		RaftAddr:        s.raftAddr,
@@ -101,7 +104,11 @@ func (c *Cluster) start(i int, ln net.Listener, expect int) {
 		Logger:          testLogger(c.t, s.id),
 		RaftLogLevel:    "warn",
 		Tuning:          c.opts.Tuning,
-	})
+	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(i, &cfg)
+	}
+	n, err := raftkv.Open(cfg)
 	if err != nil {
 		c.t.Fatalf("open %s: %v", s.id, err)
 	}

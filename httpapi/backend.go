@@ -1,0 +1,74 @@
+package httpapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Backend is the node the API fronts: the handler parses and checks a
+// request, calls the Backend, and turns its answer into HTTP.
+//
+// Writes (Put, Delete, DeletePrefix, Txn) reach the leader on their own:
+// a follower's Backend sends them to the leader in binary batches
+// (ApplyPath) and returns the leader's outcome, so the handler answers
+// every write itself and never relays one. A write that fails with
+// kv.ErrNotLeader applied nothing; it is answered 503 no_leader like any
+// other "not applied" failure. Reads are always served locally (a
+// follower's linearizable read waits for the leader's read index). Only
+// the membership calls are leader-only at the handler: on a follower it
+// relays them to the leader (Join, RemoveNode, TransferLeadership).
+type Backend interface {
+	// ID is the node's raft server id.
+	ID() string
+	// IsLeader reports whether the node believes it leads.
+	IsLeader() bool
+	// LeaderAPIAddr is the leader's HTTP host:port, or "" when unknown.
+	LeaderAPIAddr() string
+	// AppliedIndex is the state machine's applied index.
+	AppliedIndex() uint64
+
+	// Put, Delete and DeletePrefix apply a write with its options
+	// (condition, idempotency key) through raft, on any node; they return
+	// once it is applied, with the index of the entry that holds it.
+	Put(ctx context.Context, key, value []byte, opts kv.WriteOptions) (kv.PutResult, error)
+	Delete(ctx context.Context, key []byte, opts kv.WriteOptions) (kv.DeleteResult, error)
+	DeletePrefix(ctx context.Context, prefix []byte, opts kv.WriteOptions) (kv.DeleteResult, error)
+	// Txn applies a transaction like Put; opts carries its idempotency key.
+	Txn(ctx context.Context, t kv.Txn, opts kv.WriteOptions) (kv.TxnResult, error)
+	// Get returns the record and the applied index the read reflects (on
+	// an error, this node's applied index).
+	Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error)
+	// List returns a page of keys, read like Get.
+	List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error)
+
+	// Cluster describes the cluster as this node sees it.
+	Cluster(ctx context.Context) (kv.ClusterInfo, error)
+	// Join adds or re-addresses a voter and records its API address
+	// (leader only).
+	Join(ctx context.Context, req kv.JoinRequest) error
+	// RemoveNode removes a member from the raft configuration (leader only).
+	RemoveNode(ctx context.Context, id string) error
+	// TransferLeadership hands leadership to id, or to the most caught-up
+	// voter when id is empty (leader only).
+	TransferLeadership(ctx context.Context, id string) error
+	// Ready returns nil when the node can serve linearizable reads.
+	Ready(ctx context.Context) error
+	// ReadIndex is the leader's side of a follower's linearizable read: an
+	// index whose application makes a read linearizable (leader only).
+	ReadIndex(ctx context.Context) (uint64, error)
+	// LastContact is how long ago the leader was last heard from; zero on
+	// the leader and on a node that never heard from one.
+	LastContact() time.Duration
+	// LeaderCheck is this member's term and the leader it follows, as it
+	// sees them now (LeaderCheckPath).
+	LeaderCheck() (term uint64, leaderID string)
+	// Digest hashes the local state machine (GET /v1/debug/hash).
+	Digest(ctx context.Context) (kv.DigestInfo, error)
+	// ApplyForwarded is the leader's side of a follower's batch of writes
+	// (ApplyPath): it applies the batch body and returns the response body.
+	// It fails as a whole, having applied nothing, with kv.ErrNotLeader on
+	// a follower or kv.ErrBadRequest for a malformed batch.
+	ApplyForwarded(ctx context.Context, body []byte) ([]byte, error)
+}

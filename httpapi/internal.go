@@ -1,0 +1,103 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/raftkv/raftkv/internal/forward"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// The internal routes, one member's requests to another; clients have no
+// use for them. None is ever relayed: the asker targets the member it
+// means, and a wrong belief must fail, not be passed on.
+
+// ReadIndexPath is the leader's endpoint for followers' linearizable reads.
+const ReadIndexPath = "/v1/internal/read-index"
+
+// LeaderCheckPath is every member's endpoint for a leader confirming,
+// before it serves reads, that it still leads: the answer is the member's
+// id, its term and the leader it follows, as of the moment it answers.
+// The asker names the member it means (LeaderCheckIDParam); another member
+// refuses with kv.ErrWrongNode (421 wrong_node).
+const LeaderCheckPath = "/v1/internal/leader-check"
+
+// LeaderCheckIDParam is the query parameter of LeaderCheckPath naming the
+// server id the asker means to reach.
+const LeaderCheckIDParam = "id"
+
+// ApplyPath is the leader's endpoint for a follower's batches of writes;
+// its body is binary (internal/forward), ApplyContentType.
+const ApplyPath = forward.Path
+
+// ApplyContentType is the media type of ApplyPath's bodies.
+const ApplyContentType = forward.ContentType
+
+// LeaderCheckResponse is the body of GET LeaderCheckPath.
+type LeaderCheckResponse struct {
+	// ID is the server id of the member that answered: an answer counts
+	// for that member only.
+	ID       string `json:"id"`
+	Term     uint64 `json:"term"`
+	LeaderID string `json:"leader_id"`
+}
+
+// ReadIndexResponse is the body of GET ReadIndexPath.
+type ReadIndexResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// getReadIndex is the leader's side of a follower's linearizable read.
+func (h *Handler) getReadIndex(r *http.Request) (ReadIndexResponse, error) {
+	index, err := h.b.ReadIndex(r.Context())
+	return ReadIndexResponse{Index: index}, err
+}
+
+// getLeaderCheck answers whom this member follows in which term, and who
+// it is; asked for another id, it refuses.
+func (h *Handler) getLeaderCheck(w http.ResponseWriter, r *http.Request) {
+	p, err := queryOf(r, LeaderCheckIDParam)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if p.Has(LeaderCheckIDParam) {
+		switch id := p.Get(LeaderCheckIDParam); {
+		case id == "":
+			writeError(w, fmt.Errorf("%w: parameter %q is empty", kv.ErrBadRequest, LeaderCheckIDParam))
+			return
+		case id != h.b.ID():
+			writeError(w, fmt.Errorf("%w: leader check for %s reached %s", kv.ErrWrongNode, id, h.b.ID()))
+			return
+		}
+	}
+	term, leader := h.b.LeaderCheck()
+	writeJSON(w, http.StatusOK, LeaderCheckResponse{ID: h.b.ID(), Term: term, LeaderID: leader})
+}
+
+// applyBodyLimit bounds a forwarded batch: the batcher's 4 MiB, or one
+// command as large as the largest transaction a client may send.
+func (h *Handler) applyBodyLimit() int64 { return 8<<20 + h.txnBodyLimit() }
+
+// postApply is the leader's side of a follower's batch of writes.
+func (h *Handler) postApply(w http.ResponseWriter, r *http.Request) {
+	if _, err := queryOf(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r, h.applyBodyLimit())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := h.b.ApplyForwarded(r.Context(), body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", ApplyContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}

@@ -1,0 +1,258 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// The request parsers. Each turns one part of a request (query, path,
+// headers, body) into what the Backend takes, or fails with an error
+// wrapping kv.ErrBadRequest (kv.ErrInvalidKey for a key, kv.ErrTooLarge for
+// a body over its limit), so that bad input is a 4xx with a stable code.
+
+// DefaultReadWait bounds a read (?wait=) when the request does not say.
+const DefaultReadWait = 5 * time.Second
+
+// maxReadWait is the longest ?wait= accepted.
+const maxReadWait = 5 * time.Minute
+
+// params checks a request's query against the parameters a route takes.
+type params struct{ url.Values }
+
+// queryOf parses r's query and refuses a parameter not in allowed, or one
+// given more than once.
+func queryOf(r *http.Request, allowed ...string) (params, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return params{}, fmt.Errorf("%w: malformed query: %w", kv.ErrBadRequest, err)
+	}
+	for name, vs := range q {
+		if !slices.Contains(allowed, name) {
+			return params{}, fmt.Errorf("%w: unknown parameter %q", kv.ErrBadRequest, name)
+		}
+		if len(vs) > 1 {
+			return params{}, fmt.Errorf("%w: parameter %q given %d times", kv.ErrBadRequest, name, len(vs))
+		}
+	}
+	return params{q}, nil
+}
+
+// flag reads a parameter that is present or absent ("?prefix", "?prefix=true").
+func (p params) flag(name string) (bool, error) {
+	if !p.Has(name) {
+		return false, nil
+	}
+	v := p.Get(name)
+	if v == "" {
+		return true, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: parameter %q must be true or false, not %q", kv.ErrBadRequest, name, v)
+	}
+	return b, nil
+}
+
+// duration reads a Go duration of at least 0; absent is 0.
+func (p params) duration(name string) (time.Duration, error) {
+	if !p.Has(name) {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(p.Get(name))
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%w: parameter %q must be a duration like 2s, not %q", kv.ErrBadRequest, name, p.Get(name))
+	}
+	return d, nil
+}
+
+// readOptions reads consistency, max_stale, min_index and wait; wait
+// bounds the whole read (DefaultReadWait when absent).
+func (p params) readOptions() (kv.ReadOptions, time.Duration, error) {
+	c, err := kv.ParseConsistency(p.Get("consistency"))
+	if err != nil {
+		return kv.ReadOptions{}, 0, err
+	}
+	ro := kv.ReadOptions{Consistency: c}
+	if ro.MaxStale, err = p.duration("max_stale"); err != nil {
+		return kv.ReadOptions{}, 0, err
+	}
+	if ro.MaxStale > 0 && c != kv.Stale {
+		return kv.ReadOptions{}, 0, fmt.Errorf("%w: max_stale applies to consistency=stale", kv.ErrBadRequest)
+	}
+	if p.Has("min_index") {
+		if ro.MinIndex, err = strconv.ParseUint(p.Get("min_index"), 10, 64); err != nil {
+			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"min_index\" must be a whole number, not %q", kv.ErrBadRequest, p.Get("min_index"))
+		}
+	}
+	wait := DefaultReadWait
+	if p.Has("wait") {
+		if wait, err = p.duration("wait"); err != nil || wait < time.Millisecond || wait > maxReadWait {
+			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"wait\" must be a duration from 1ms to %s, not %q", kv.ErrBadRequest, maxReadWait, p.Get("wait"))
+		}
+	}
+	return ro, wait, nil
+}
+
+// readParams are the parameters GET /v1/kv/ takes, for one key and lists.
+var readParams = []string{"prefix", "format", "consistency", "max_stale", "min_index", "wait", "limit", "after", "keys_only"}
+
+// oneKeyRead reads the key and format of a GET of one key (p has no
+// ?prefix): "raw" or "json".
+func oneKeyRead(r *http.Request, p params) (key []byte, format string, err error) {
+	for _, name := range []string{"limit", "after", "keys_only"} {
+		if p.Has(name) {
+			return nil, "", fmt.Errorf("%w: parameter %q needs ?prefix", kv.ErrBadRequest, name)
+		}
+	}
+	format = p.Get("format")
+	switch format {
+	case "":
+		format = "raw"
+	case "json", "raw":
+	default:
+		return nil, "", fmt.Errorf("%w: parameter \"format\" must be json or raw, not %q", kv.ErrBadRequest, format)
+	}
+	if key, err = keyOf(r, false); err != nil {
+		return nil, "", err
+	}
+	return key, format, nil
+}
+
+// listOptions reads a listing's prefix (the key path, may be empty),
+// limit, after and keys_only; ro are its read options.
+func listOptions(r *http.Request, p params, ro kv.ReadOptions) (kv.ListOptions, error) {
+	if p.Has("format") && p.Get("format") != "json" {
+		return kv.ListOptions{}, fmt.Errorf("%w: a listing is always JSON; drop \"format\"", kv.ErrBadRequest)
+	}
+	prefix, err := keyOf(r, true)
+	if err != nil {
+		return kv.ListOptions{}, err
+	}
+	opts := kv.ListOptions{ReadOptions: ro, Prefix: prefix, Limit: kv.DefaultListLimit}
+	if p.Has("limit") {
+		n, err := strconv.Atoi(p.Get("limit"))
+		if err != nil || n < 1 || n > kv.MaxListLimit {
+			return kv.ListOptions{}, fmt.Errorf("%w: parameter \"limit\" must be a whole number from 1 to %d, not %q", kv.ErrBadRequest, kv.MaxListLimit, p.Get("limit"))
+		}
+		opts.Limit = n
+	}
+	if p.Has("after") {
+		opts.After = []byte(p.Get("after"))
+	}
+	if opts.KeysOnly, err = p.flag("keys_only"); err != nil {
+		return kv.ListOptions{}, err
+	}
+	return opts, nil
+}
+
+// keyOf extracts and validates the key of a /v1/kv/ request; prefix
+// requests may name the empty prefix.
+func keyOf(r *http.Request, allowEmpty bool) ([]byte, error) {
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), kvPrefix)
+	s, err := url.PathUnescape(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key is not valid percent-encoding: %w", kv.ErrInvalidKey, err)
+	}
+	key := []byte(s)
+	if allowEmpty && len(key) == 0 {
+		return key, nil
+	}
+	if err := kv.ValidateKey(key); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// condition reads If-Match: "<mod_index>" and If-None-Match: *.
+func condition(r *http.Request) (kv.Condition, error) {
+	var c kv.Condition
+	if v := r.Header.Get("If-Match"); v != "" {
+		s := strings.TrimPrefix(strings.TrimSpace(v), "W/")
+		if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
+			return c, fmt.Errorf("%w: If-Match must be a quoted mod_index like \"42\", not %s", kv.ErrBadRequest, v)
+		}
+		n, err := strconv.ParseUint(s[1:len(s)-1], 10, 64)
+		if err != nil || n == 0 {
+			return c, fmt.Errorf("%w: If-Match must be a quoted mod_index like \"42\", not %s", kv.ErrBadRequest, v)
+		}
+		c.IfModIndex = n
+	}
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		if strings.TrimSpace(v) != "*" {
+			return c, fmt.Errorf("%w: If-None-Match supports only *, not %s", kv.ErrBadRequest, v)
+		}
+		c.IfAbsent = true
+	}
+	if c.IfModIndex != 0 && c.IfAbsent {
+		return c, fmt.Errorf("%w: If-Match and If-None-Match together can never hold", kv.ErrBadRequest)
+	}
+	return c, nil
+}
+
+// idempotencyKey returns the request's Idempotency-Key ("" for none),
+// checked.
+func idempotencyKey(r *http.Request) (string, error) {
+	key := r.Header.Get(HeaderIdempotencyKey)
+	if err := kv.ValidateIdempotencyKey(key); err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+// keyWrite is what the PUT and DELETE handlers parse before anything else.
+type keyWrite struct {
+	p        params
+	key      []byte
+	opts     kv.WriteOptions // condition and idempotency key
+	isPrefix bool
+}
+
+// parseKeyWrite reads a write's query (allowed names), key, conditions and
+// idempotency key.
+func parseKeyWrite(r *http.Request, allowed ...string) (keyWrite, error) {
+	var kw keyWrite
+	var err error
+	if kw.p, err = queryOf(r, allowed...); err != nil {
+		return kw, err
+	}
+	if kw.isPrefix, err = kw.p.flag("prefix"); err != nil {
+		return kw, err
+	}
+	if kw.key, err = keyOf(r, kw.isPrefix); err != nil {
+		return kw, err
+	}
+	if kw.opts.Condition, err = condition(r); err != nil {
+		return kw, err
+	}
+	if kw.isPrefix && !kw.opts.Condition.IsZero() {
+		return kw, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest)
+	}
+	kw.opts.IdempotencyKey, err = idempotencyKey(r)
+	return kw, err
+}
+
+// readBody reads a body of at most limit bytes, refusing a larger
+// Content-Length before reading anything.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, fmt.Errorf("%w: body is %d bytes, the limit is %d", kv.ErrTooLarge, r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, fmt.Errorf("%w: body is over the limit of %d bytes", kv.ErrTooLarge, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading body: %w", kv.ErrBadRequest, err)
+	}
+	return body, nil
+}

@@ -1,0 +1,112 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+// Workload is the request mix of a run.
+type Workload string
+
+// The workloads.
+const (
+	// Put is a PUT of a random key.
+	Put Workload = "put"
+	// Get is a linearizable GET of a random key.
+	Get Workload = "get"
+	// GetStale is a GET ?consistency=stale of a random key.
+	GetStale Workload = "get-stale"
+	// Mixed is 90% Get and 10% Put, drawn per request.
+	Mixed Workload = "mixed"
+	// Txn is a POST /v1/txn: compare the key's version, put it on success,
+	// get it on failure.
+	Txn Workload = "txn"
+)
+
+// Workloads returns every workload, in the order raftkv bench lists them.
+func Workloads() []Workload { return []Workload{Put, Get, GetStale, Mixed, Txn} }
+
+// ReadsKeys reports whether the workload reads keys, which should then be
+// written first (see Generator.Preload).
+func (w Workload) ReadsKeys() bool { return w != Put }
+
+// ErrUnsupported marks a workload the server does not implement.
+var ErrUnsupported = errors.New("workload not supported by the server")
+
+// Options configure a Generator. The comments name each option's raftkv
+// bench flag.
+type Options struct {
+	// Endpoints are the base URLs requests go to, round-robin (--addr);
+	// each is parsed as client.ParseEndpoint does.
+	Endpoints []string
+	// Workload is the request mix (--workload).
+	Workload Workload
+	// Connections is the number of workers, each with one request in
+	// flight (--connections); at least 1.
+	Connections int
+	// ValueSize is the size of every value written, in bytes
+	// (--value-size); not negative.
+	ValueSize int
+	// Keys is the size of the key space (--keys); at least 1.
+	Keys int
+	// KeyPrefix starts every key (--key-prefix).
+	KeyPrefix string
+	// Duration is how long Run measures (--duration); Run needs it
+	// positive, Preload and Probe do not look at it.
+	Duration time.Duration
+	// Warmup is how long Run sends load before it measures (--warmup);
+	// not negative.
+	Warmup time.Duration
+	// Timeout is the deadline of one request (--timeout); positive.
+	Timeout time.Duration
+}
+
+// Validate checks every option but Endpoints (see New) and Duration (see
+// Run), in the order of raftkv bench's flags; the error names the flag.
+func (o Options) Validate() error {
+	switch {
+	case !slices.Contains(Workloads(), o.Workload):
+		names := make([]string, 0, len(Workloads()))
+		for _, w := range Workloads() {
+			names = append(names, string(w))
+		}
+		return fmt.Errorf("--workload must be one of %s, not %q", strings.Join(names, ", "), o.Workload)
+	case o.Connections < 1:
+		return errors.New("--connections must be at least 1")
+	case o.ValueSize < 0:
+		return errors.New("--value-size must not be negative")
+	case o.Keys < 1:
+		return errors.New("--keys must be at least 1")
+	case o.Warmup < 0:
+		return errors.New("--warmup must not be negative")
+	case o.Timeout <= 0:
+		return errors.New("--timeout must be positive")
+	}
+	return nil
+}
+
+// ParseEndpoints parses a comma-separated list of endpoints, like
+// "127.0.0.1:8001,http://h:8002", into base URLs: each entry as
+// client.ParseEndpoint does, empty entries skipped; at least one is needed.
+func ParseEndpoints(s string) ([]string, error) {
+	var out []string
+	for e := range strings.SplitSeq(s, ",") {
+		if strings.TrimSpace(e) == "" {
+			continue
+		}
+		base, err := client.ParseEndpoint(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, base)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no endpoint given")
+	}
+	return out, nil
+}

@@ -1,0 +1,143 @@
+package loadgen
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// valid returns options that Validate accepts.
+func valid() Options {
+	return Options{
+		Endpoints:   []string{"http://127.0.0.1:1"},
+		Workload:    Put,
+		Connections: 1,
+		ValueSize:   0,
+		Keys:        1,
+		KeyPrefix:   "bench/",
+		Duration:    time.Second,
+		Warmup:      0,
+		Timeout:     time.Second,
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(*Options)
+		wantErr string // "" when valid
+	}{
+		{"valid", func(*Options) {}, ""},
+		{"unknown workload", func(o *Options) { o.Workload = "scan" }, `--workload must be one of put, get, get-stale, mixed, txn, not "scan"`},
+		{"empty workload", func(o *Options) { o.Workload = "" }, "--workload must be one of"},
+		{"workload is case-sensitive", func(o *Options) { o.Workload = "PUT" }, "--workload must be one of"},
+		{"no connections", func(o *Options) { o.Connections = 0 }, "--connections must be at least 1"},
+		{"negative value size", func(o *Options) { o.ValueSize = -1 }, "--value-size must not be negative"},
+		{"no keys", func(o *Options) { o.Keys = 0 }, "--keys must be at least 1"},
+		{"negative warm-up", func(o *Options) { o.Warmup = -time.Second }, "--warmup must not be negative"},
+		{"no timeout", func(o *Options) { o.Timeout = 0 }, "--timeout must be positive"},
+		{"negative timeout", func(o *Options) { o.Timeout = -time.Second }, "--timeout must be positive"},
+		// Validate leaves these to New and Run.
+		{"no endpoints", func(o *Options) { o.Endpoints = nil }, ""},
+		{"no duration", func(o *Options) { o.Duration = 0 }, ""},
+		{"negative duration", func(o *Options) { o.Duration = -time.Second }, ""},
+		{"empty key prefix", func(o *Options) { o.KeyPrefix = "" }, ""},
+	}
+	for _, w := range Workloads() {
+		tests = append(tests, struct {
+			name    string
+			change  func(*Options)
+			wantErr string
+		}{"workload " + string(w), func(o *Options) { o.Workload = w }, ""})
+	}
+	for _, tc := range tests {
+		o := valid()
+		tc.change(&o)
+		err := o.Validate()
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: Validate = %v, want nil", tc.name, err)
+		case tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)):
+			t.Errorf("%s: Validate = %v, want %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
+func TestReadsKeys(t *testing.T) {
+	for _, w := range Workloads() {
+		if got, want := w.ReadsKeys(), w != Put; got != want {
+			t.Errorf("%s.ReadsKeys() = %v, want %v", w, got, want)
+		}
+	}
+}
+
+func TestParseEndpoints(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string // the endpoints joined by spaces
+		wantErr string
+	}{
+		{in: "127.0.0.1:8001", want: "http://127.0.0.1:8001"},
+		{in: "127.0.0.1:1, https://h:2/ ,", want: "http://127.0.0.1:1 https://h:2"},
+		{in: "a:1,b:2,c:3", want: "http://a:1 http://b:2 http://c:3"},
+		{in: "http://127.0.0.1:1,,http://127.0.0.1:1", want: "http://127.0.0.1:1 http://127.0.0.1:1"},
+		{in: "HTTP://h:1", want: "http://h:1"},
+		{in: "[::1]:8001", want: "http://[::1]:8001"},
+		// A path is kept, as the Go client keeps it: requests go below it.
+		{in: "http://h:1/raftkv/", want: "http://h:1/raftkv"},
+		{in: "", wantErr: "no endpoint given"},
+		{in: " , ,", wantErr: "no endpoint given"},
+		{in: "ftp://127.0.0.1:1", wantErr: "want http(s)://host:port"},
+		{in: "127.0.0.1:1,ftp://h:2", wantErr: "want http(s)://host:port"},
+		{in: "http://", wantErr: "want http(s)://host:port"},
+		{in: "http://h:1?x=1", wantErr: "want http(s)://host:port"},
+		{in: "http://h:1#top", wantErr: "want http(s)://host:port"},
+		{in: "http://h:1:2:3", wantErr: "endpoint"},
+	}
+	for _, tc := range tests {
+		got, err := ParseEndpoints(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("ParseEndpoints(%q) = %q, %v; want an error with %q", tc.in, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, " ") != tc.want {
+			t.Errorf("ParseEndpoints(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestNewChecksOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(*Options)
+		wantErr string
+	}{
+		{"invalid option", func(o *Options) { o.Keys = 0 }, "--keys must be at least 1"},
+		{"no endpoints", func(o *Options) { o.Endpoints = nil }, "no endpoint given"},
+		{"bad endpoint", func(o *Options) { o.Endpoints = []string{"ftp://h:1"} }, "want http(s)://host:port"},
+	}
+	for _, tc := range tests {
+		o := valid()
+		tc.change(&o)
+		g, err := New(o)
+		if err == nil {
+			g.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s: New = %v, want %q", tc.name, err, tc.wantErr)
+		}
+	}
+	o := valid()
+	o.Endpoints = []string{"127.0.0.1:1", " https://h:2/ "}
+	o.KeyPrefix = "my bench/"
+	g, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if got, want := strings.Join(g.keyURLs, " "), "http://127.0.0.1:1/v1/kv/my%20bench/ https://h:2/v1/kv/my%20bench/"; got != want {
+		t.Errorf("key URLs = %q, want %q", got, want)
+	}
+}
