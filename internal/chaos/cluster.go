@@ -35,6 +35,14 @@ type Config struct {
 	Seed uint64
 	// ExtraArgs are added to every `raftkv serve` command line.
 	ExtraArgs []string
+	// ProxyHTTP routes the members' HTTP to each other (write batches,
+	// read indexes, leadership checks) through proxies as well, so that
+	// CutPair, Isolate and DropOneWay cut it too. Off, it goes direct: a
+	// proxy accepts a connection before it can know its target is down, so
+	// a request to a killed node fails after it was sent (outcome unknown)
+	// rather than at the dial (not applied), and kill faults would drown
+	// the history in unknown outcomes.
+	ProxyHTTP bool
 	// Logf receives the harness's own log lines (nil discards them).
 	Logf func(format string, args ...any)
 }
@@ -42,13 +50,16 @@ type Config struct {
 // Cluster runs raftkv nodes as separate processes on loopback. The raft
 // traffic of every ordered pair of nodes (A dials B) passes through a Proxy
 // the cluster owns: node A is started with --raft-peer-addrs B=<proxy A→B>.
-// HTTP traffic goes to the nodes directly. Close kills every process and
-// stops every proxy.
+// With Config.ProxyHTTP so does the members' HTTP to each other (write
+// batches, read indexes, leadership checks): --api-peer-addrs B=<HTTP
+// proxy A→B>. Clients' HTTP goes to the nodes directly. Close kills every process and stops every
+// proxy.
 type Cluster struct {
-	cfg   Config
-	nodes []*Node
-	links map[[2]string]*Proxy
-	HTTP  *http.Client
+	cfg       Config
+	nodes     []*Node
+	links     map[[2]string]*Proxy
+	httpLinks map[[2]string]*Proxy
+	HTTP      *http.Client
 
 	mu sync.Mutex // guards every Node's proc and paused
 }
@@ -75,8 +86,9 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		cfg.Logf = func(string, ...any) {}
 	}
 	c := &Cluster{
-		cfg:   cfg,
-		links: map[[2]string]*Proxy{},
+		cfg:       cfg,
+		links:     map[[2]string]*Proxy{},
+		httpLinks: map[[2]string]*Proxy{},
 		HTTP: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
 			MaxIdleConnsPerHost: 64,
@@ -112,6 +124,15 @@ func NewCluster(cfg Config) (*Cluster, error) {
 				return nil, err
 			}
 			c.links[[2]string{a.ID, b.ID}] = p
+			if !cfg.ProxyHTTP {
+				continue
+			}
+			hp, err := NewProxy(a.ID, b.ID, b.HTTPAddr, cfg.Seed+uint64(cfg.Size*cfg.Size+i*cfg.Size+j)+1)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			c.httpLinks[[2]string{a.ID, b.ID}] = hp
 		}
 	}
 	return c, nil
@@ -172,7 +193,11 @@ func (c *Cluster) Node(id string) *Node {
 // Link is the proxy that carries from's raft connections to to.
 func (c *Cluster) Link(from, to string) *Proxy { return c.links[[2]string{from, to}] }
 
-// Links lists every proxy.
+// HTTPLink is the proxy that carries from's HTTP requests to to's API;
+// nil without Config.ProxyHTTP.
+func (c *Cluster) HTTPLink(from, to string) *Proxy { return c.httpLinks[[2]string{from, to}] }
+
+// Links lists every raft proxy.
 func (c *Cluster) Links() []*Proxy {
 	var out []*Proxy
 	for _, a := range c.nodes {
@@ -189,7 +214,7 @@ func (c *Cluster) Links() []*Proxy {
 func (c *Cluster) URL(id string) string { return "http://" + c.Node(id).HTTPAddr }
 
 func (c *Cluster) args(n *Node) []string {
-	var peers, join []string
+	var peers, apiPeers, join []string
 	for _, o := range c.nodes {
 		if o == n {
 			// The node's own entry keeps raft from warning on every RPC
@@ -198,6 +223,9 @@ func (c *Cluster) args(n *Node) []string {
 			continue
 		}
 		peers = append(peers, o.ID+"="+c.Link(n.ID, o.ID).Addr())
+		if hl := c.HTTPLink(n.ID, o.ID); hl != nil {
+			apiPeers = append(apiPeers, o.ID+"="+hl.Addr())
+		}
 		join = append(join, o.HTTPAddr)
 	}
 	args := []string{"serve",
@@ -211,6 +239,9 @@ func (c *Cluster) args(n *Node) []string {
 		"--join", strings.Join(join, ","),
 		"--log-level", "info",
 		"--raft-log-level", "info",
+	}
+	if len(apiPeers) > 0 {
+		args = append(args, "--api-peer-addrs", strings.Join(apiPeers, ","))
 	}
 	return append(args, c.cfg.ExtraArgs...)
 }
@@ -378,6 +409,9 @@ func (c *Cluster) Close() {
 	for _, p := range c.links {
 		p.Close()
 	}
+	for _, p := range c.httpLinks {
+		p.Close()
+	}
 	c.HTTP.CloseIdleConnections()
 }
 
@@ -388,13 +422,25 @@ func (c *Cluster) Heal() {
 	for _, p := range c.links {
 		p.Heal()
 	}
+	for _, p := range c.httpLinks {
+		p.Heal()
+	}
 	c.cfg.Logf("network healed")
 }
 
-// CutPair cuts a and b off from each other, both ways.
+// CutPair cuts a and b off from each other, both ways: their raft links
+// are cut (connections closed, new ones held), and their HTTP to each
+// other stalls in both directions, connections open, as when a route
+// drops every packet (requests already sent wait for answers that never
+// come).
 func (c *Cluster) CutPair(a, b string) {
 	c.Link(a, b).Update(func(f *LinkFault) { f.Cut = true })
 	c.Link(b, a).Update(func(f *LinkFault) { f.Cut = true })
+	for _, p := range []*Proxy{c.HTTPLink(a, b), c.HTTPLink(b, a)} {
+		if p != nil {
+			p.Update(func(f *LinkFault) { f.Hold[Up], f.Hold[Down] = true, true })
+		}
+	}
 	c.cfg.Logf("cut %s <-> %s", a, b)
 }
 
@@ -413,6 +459,10 @@ func (c *Cluster) Isolate(id string) {
 func (c *Cluster) DropOneWay(from, to string) {
 	c.Link(to, from).Update(func(f *LinkFault) { f.Hold[Down] = true })
 	c.Link(from, to).Update(func(f *LinkFault) { f.Hold[Up] = true })
+	if c.cfg.ProxyHTTP {
+		c.HTTPLink(to, from).Update(func(f *LinkFault) { f.Hold[Down] = true })
+		c.HTTPLink(from, to).Update(func(f *LinkFault) { f.Hold[Up] = true })
+	}
 	c.cfg.Logf("drop packets %s -> %s", from, to)
 }
 

@@ -15,25 +15,28 @@ type faultCase struct {
 	name string
 	// args are extra `raftkv serve` flags for the round's cluster.
 	args func() ([]string, error)
+	// proxyHTTP puts the members' HTTP to each other behind proxies, so
+	// that the fault's partitions cut it as they cut raft.
+	proxyHTTP bool
 	// run injects the fault, cycle after cycle, until the round's
 	// duration is up; the round then heals everything and checks.
 	run func(r *round)
 }
 
 var faultMatrix = []faultCase{
-	{name: "F1_isolate_leader", run: func(r *round) {
+	{name: "F1_isolate_leader", proxyHTTP: true, run: func(r *round) {
 		r.cycles(func(int) {
 			l := r.leader()
 			r.fault("isolate leader "+l, func() { r.c.Isolate(l) }, r.hold(), r.c.Heal)
 		})
 	}},
-	{name: "F2_isolate_follower", run: func(r *round) {
+	{name: "F2_isolate_follower", proxyHTTP: true, run: func(r *round) {
 		r.cycles(func(int) {
 			f := pick(r, r.followers(r.leader()))
 			r.fault("isolate follower "+f, func() { r.c.Isolate(f) }, r.hold(), r.c.Heal)
 		})
 	}},
-	{name: "F3_one_way_and_bridge", run: func(r *round) {
+	{name: "F3_one_way_and_bridge", proxyHTTP: true, run: func(r *round) {
 		r.cycles(func(int) {
 			l := r.leader()
 			f := pick(r, r.followers(l))
@@ -61,7 +64,7 @@ var faultMatrix = []faultCase{
 				func() { r.c.CutPair(ends[0], ends[1]) }, r.hold(), r.c.Heal)
 		})
 	}},
-	{name: "F4_flapping_partitions", run: func(r *round) {
+	{name: "F4_flapping_partitions", proxyHTTP: true, run: func(r *round) {
 		r.cycles(func(int) {
 			flap := 4 * time.Second
 			if r.long {
@@ -95,6 +98,9 @@ var faultMatrix = []faultCase{
 						r.c.Isolate(a)
 						r.c.DropOneWay(b, a)
 						r.c.Link(a, b).Update(func(f *LinkFault) { f.Cut = false })
+						if hl := r.c.HTTPLink(a, b); hl != nil {
+							hl.Update(func(f *LinkFault) { f.Hold[Up] = false })
+						}
 						desc = fmt.Sprintf("isolate %s but it reaches %s", a, b)
 					default:
 						desc = "healthy"
@@ -197,7 +203,7 @@ func TestFaults(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-					r := newRound(t, roundSeed(fi+1, rd), args...)
+					r := newRoundConfig(t, roundSeed(fi+1, rd), roundConfig{args: args, proxyHTTP: fc.proxyHTTP})
 					r.startClients(WorkloadConfig{})
 					r.warmUp()
 					fc.run(r)

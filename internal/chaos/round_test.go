@@ -44,6 +44,21 @@ type round struct {
 // directory is removed when the test passes (unless -chaos.keep).
 func newRound(t *testing.T, seed uint64, extra ...string) *round {
 	t.Helper()
+	return newRoundConfig(t, seed, roundConfig{args: extra})
+}
+
+// roundConfig adjusts a round's cluster.
+type roundConfig struct {
+	// args are extra `raftkv serve` flags.
+	args []string
+	// proxyHTTP routes the members' HTTP to each other through proxies too
+	// (Config.ProxyHTTP), so that partitions cut it.
+	proxyHTTP bool
+}
+
+// newRoundConfig is newRound with more settings.
+func newRoundConfig(t *testing.T, seed uint64, rc roundConfig) *round {
+	t.Helper()
 	base := *flagDir
 	if base == "" {
 		base = os.TempDir()
@@ -75,7 +90,7 @@ func newRound(t *testing.T, seed uint64, extra ...string) *round {
 		}
 		_ = os.RemoveAll(dir)
 	})
-	r.c, err = NewCluster(Config{Binary: raftkvBin, Dir: dir, Seed: seed, ExtraArgs: extra, Logf: r.logf})
+	r.c, err = NewCluster(Config{Binary: raftkvBin, Dir: dir, Seed: seed, ExtraArgs: rc.args, ProxyHTTP: rc.proxyHTTP, Logf: r.logf})
 	if err != nil {
 		r.fatalf("cluster: %v", err)
 	}
