@@ -435,7 +435,7 @@ func (n *Node) ApplyMany(ctxs []context.Context, cmds []*store.Command) ([]*stor
 	var r []*store.Result
 	var e []error
 	if n.commit != nil {
-		r, e = n.commit.apply(todoCtx, todo)
+		r, e = n.commit.ApplyMany(todoCtx, todo)
 	} else {
 		r, e = n.applyEach(todoCtx, todo)
 	}
@@ -516,7 +516,7 @@ func (n *Node) Close() error {
 		close(n.shutdownCh)
 		err := n.raft.Shutdown().Error()
 		if n.commit != nil {
-			n.commit.close()
+			n.commit.Close()
 		}
 		n.wg.Wait()
 		err = errors.Join(err, n.trans.Close(), n.logs.Close())
