@@ -531,8 +531,10 @@ func TestAttemptTimeout(t *testing.T) {
 // until its context ends, and reports how far the last one got.
 func TestMinIndexUntilDeadline(t *testing.T) {
 	s := newScript(t, fail(http.StatusGatewayTimeout, "timeout")) // with applied_index 3
-	c := newClient(t, Config{Endpoints: []string{s.server("A").URL, s.server("B").URL}, AttemptTimeout: 50 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Generous bounds: the servers answer at once, but a loaded machine
+	// under -race can take a while to schedule them.
+	c := newClient(t, Config{Endpoints: []string{s.server("A").URL, s.server("B").URL}, AttemptTimeout: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := c.Get(ctx, []byte("k"), kv.ReadOptions{MinIndex: 99})
 	var we *kv.WaitError

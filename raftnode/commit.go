@@ -5,221 +5,82 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/hashicorp/raft"
 
-	"github.com/raftkv/raftkv/internal/handoff"
+	"github.com/raftkv/raftkv/internal/writeq"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
 )
 
 // Group commit: concurrent writes are gathered into one raft entry (one
 // future, one log record, one replication slot), and each caller still
-// gets its own result and index. A committer owns two goroutines: the
-// gatherer, which turns the queue into entries and hands them to raft, and
-// the completer, which waits for their futures in order and answers the
-// callers. At most maxInflight entries are in raft at once; while they
-// are, new writes queue up and form the next, larger, entry.
-type committer struct {
-	n           *Node
-	maxBatch    int
-	maxBytes    int
-	maxInflight int
-
-	mu    sync.Mutex
-	queue []*pending
-
-	wake     chan struct{} // a write was queued
-	slots    chan struct{} // one token per entry raft may hold
-	inflight chan flight   // gatherer -> completer, in log order
-	stop     chan struct{}
-	wg       sync.WaitGroup
-}
-
-// pending is one caller's write; state decides whether it was handed to
-// raft or abandoned by its caller (handoff).
-type pending struct {
-	ctx   context.Context
-	cmd   *store.Command
-	size  int
-	state handoff.State
-	done  chan outcome
-}
-
-type outcome struct {
-	res *store.Result
-	err error
-}
-
-type flight struct {
-	f     raft.ApplyFuture
-	batch []*pending
-}
+// gets its own result and index. The queue (internal/writeq) owns the
+// gathering, the in-flight bound and closing; the committer supplies where
+// an entry must end (splitEntry) and how an entry is handed to raft
+// (sendEntry). The queue's gatherer calls raft.Apply for one entry at a
+// time, so entries reach the log in the order their writes arrived; each
+// entry's future is then waited for on a goroutine of its own. At most
+// maxInflight entries are in raft at once; while they are, new writes
+// queue up and form the next, larger, entry.
+type committer = writeq.Queue[*store.Command, *store.Result]
 
 func newCommitter(n *Node, maxBatch, maxBytes, maxInflight int) *committer {
-	c := &committer{
-		n: n, maxBatch: maxBatch, maxBytes: maxBytes, maxInflight: maxInflight,
-		wake:     make(chan struct{}, 1),
-		slots:    make(chan struct{}, maxInflight),
-		inflight: make(chan flight, maxInflight),
-		stop:     make(chan struct{}),
-	}
-	c.wg.Add(2)
-	go c.gather()
-	go c.complete()
-	return c
+	return writeq.New(writeq.Config[*store.Command, *store.Result]{
+		Where:       "raft",
+		MaxBatch:    maxBatch,
+		MaxBytes:    maxBytes,
+		MaxInflight: maxInflight,
+		Size:        (*store.Command).Size,
+		Split:       splitEntry,
+		Send:        n.sendEntry,
+	})
 }
 
-// close stops the goroutines; writes still queued fail with kv.ErrClosed
-// (never handed to raft), those in flight get what raft says on shutdown.
-func (c *committer) close() {
-	close(c.stop)
-	c.wg.Wait()
-	c.mu.Lock()
-	q := c.queue
-	c.queue = nil
-	c.mu.Unlock()
-	for _, p := range q {
-		if p.state.Abandon() {
-			p.done <- outcome{err: fmt.Errorf("apply: %w", kv.ErrClosed)}
+// splitEntry stops an entry before a write that touches a key an earlier
+// write of the entry touches (writes of one entry share its index, and two
+// changes of one key must not share a mod_index). Ops that touch many keys
+// (the op table's TouchesMany: transactions, prefix deletes) go in an
+// entry of their own.
+func splitEntry(entry []*store.Command, next *store.Command) writeq.Fit {
+	if next.Op.TouchesMany() {
+		return writeq.Alone
+	}
+	for _, c := range entry {
+		if bytes.Equal(c.Key, next.Key) {
+			return writeq.Next
 		}
 	}
+	return writeq.Join
 }
 
-// apply queues cmds for the next entries and waits for their results,
-// each bounded by its own context.
-func (c *committer) apply(ctxs []context.Context, cmds []*store.Command) ([]*store.Result, []error) {
-	ps := make([]*pending, len(cmds))
-	for i, cmd := range cmds {
-		ps[i] = &pending{ctx: ctxs[i], cmd: cmd, size: cmd.Size(), done: make(chan outcome, 1)}
-	}
-	c.mu.Lock()
-	c.queue = append(c.queue, ps...)
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	res := make([]*store.Result, len(ps))
-	errs := make([]error, len(ps))
-	for i, p := range ps {
-		res[i], errs[i] = p.wait()
-	}
-	return res, errs
-}
-
-// wait returns p's outcome, or what its caller giving up means.
-func (p *pending) wait() (*store.Result, error) {
-	select {
-	case o := <-p.done:
-		return o.res, o.err
-	case <-p.ctx.Done():
-		return nil, p.state.GiveUp(p.ctx, "raft")
-	}
-}
-
-func (c *committer) gather() {
-	defer c.wg.Done()
-	defer close(c.inflight)
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-c.wake:
+// sendEntry hands one entry to raft (on the queue's gatherer, in order) and
+// returns the wait for its future. Raft answers every future, also on
+// shutdown, so the wait needs no context of its own: Node.Close shuts raft
+// down before it closes the committer.
+func (n *Node) sendEntry(_ context.Context, _ []context.Context, cmds []*store.Command) writeq.Wait[*store.Result] {
+	f := n.raft.Apply(store.EncodeEntry(nil, cmds), n.cfg.ApplyTimeout)
+	return func() ([]writeq.Outcome[*store.Result], error) {
+		if err := f.Error(); err != nil {
+			return nil, applyError(err)
 		}
-		for {
-			select {
-			case <-c.stop:
-				return
-			case c.slots <- struct{}{}:
-			}
-			batch := c.take()
-			if len(batch) == 0 {
-				<-c.slots
-				break
-			}
-			cmds := make([]*store.Command, len(batch))
-			for i, p := range batch {
-				cmds[i] = p.cmd
-			}
-			f := c.n.raft.Apply(store.EncodeEntry(nil, cmds), c.n.cfg.ApplyTimeout)
-			c.inflight <- flight{f: f, batch: batch}
-		}
+		return entryOutcomes(f, len(cmds)), nil
 	}
 }
 
-// take removes the next entry's writes from the queue: in arrival order,
-// up to maxBatch writes and maxBytes, and stopping before a write that
-// touches a key an earlier one of the entry touches (writes of one entry
-// share its index, and two changes of one key must not share a
-// mod_index). Transactions and prefix deletes touch many keys: they go in
-// an entry of their own. Writes whose caller gave up are dropped.
-func (c *committer) take() []*pending {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var batch []*pending
-	var keys [][]byte
-	size, i := 0, 0
-	for ; i < len(c.queue) && len(batch) < c.maxBatch; i++ {
-		p := c.queue[i]
-		if p.ctx.Err() != nil || !p.state.Queued() {
-			if p.state.Abandon() {
-				p.done <- outcome{err: handoff.NotHanded(p.ctx, "raft")}
-			}
+// entryOutcomes turns an applied entry's response into one outcome per
+// command.
+func entryOutcomes(f raft.ApplyFuture, n int) []writeq.Outcome[*store.Result] {
+	outs := make([]writeq.Outcome[*store.Result], n)
+	rs, ok := f.Response().([]*store.Result)
+	for i := range outs {
+		if !ok || len(rs) != n || rs[i] == nil {
+			outs[i].Err = fmt.Errorf("%w: unexpected state machine response %#v", kv.ErrOutcomeUnknown, f.Response())
 			continue
 		}
-		alone := p.cmd.Op == store.OpTxn || p.cmd.Op == store.OpDeletePrefix
-		if len(batch) > 0 && (alone || size+p.size > c.maxBytes || touches(keys, p.cmd.Key)) {
-			break
-		}
-		if !p.state.Hand() {
-			continue // abandoned just now
-		}
-		batch = append(batch, p)
-		keys = append(keys, p.cmd.Key)
-		size += p.size
-		if alone {
-			i++
-			break
-		}
+		outs[i].Res, outs[i].Err = commandOutcome(rs[i])
 	}
-	c.queue = c.queue[i:]
-	return batch
-}
-
-func touches(keys [][]byte, key []byte) bool {
-	for _, k := range keys {
-		if bytes.Equal(k, key) {
-			return true
-		}
-	}
-	return false
-}
-
-// complete answers the callers of each entry once raft has applied it.
-func (c *committer) complete() {
-	defer c.wg.Done()
-	for fl := range c.inflight {
-		err := fl.f.Error()
-		<-c.slots
-		if err != nil {
-			err = applyError(err)
-			for _, p := range fl.batch {
-				p.done <- outcome{err: err}
-			}
-			continue
-		}
-		rs, ok := fl.f.Response().([]*store.Result)
-		for i, p := range fl.batch {
-			if !ok || len(rs) != len(fl.batch) || rs[i] == nil {
-				p.done <- outcome{err: fmt.Errorf("%w: unexpected state machine response %#v", kv.ErrOutcomeUnknown, fl.f.Response())}
-				continue
-			}
-			res, err := commandOutcome(rs[i])
-			p.done <- outcome{res: res, err: err}
-		}
-	}
+	return outs
 }
 
 // commandOutcome turns a command's Result into what Apply returns.

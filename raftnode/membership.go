@@ -45,7 +45,9 @@ func (n *Node) Bootstrapped() bool {
 // that every node that bootstraps from the same set computes the same
 // configuration (raft accepts identical bootstraps). A node with raft state
 // answers ErrAlreadyBootstrapped, which is normal on restart and must never
-// be "fixed" by wiping the data (design.md §5.4).
+// be "fixed" by wiping the data: the data holds this member's log and vote,
+// and a member that forgets them can vote twice in a term or lose
+// acknowledged writes.
 func (n *Node) Bootstrap(servers []Server) error {
 	sorted := append([]Server(nil), servers...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })

@@ -163,9 +163,10 @@ type Node struct {
 	logs  *raftboltdb.BoltStore
 
 	// readyTerm is the term in which this node, as leader, has seen its own
-	// first entry applied: only then does it serve linearizable reads
-	// (design.md §5.1). readyMu guards readyCh, closed and replaced when
-	// readyTerm changes.
+	// first entry applied: only then are the entries committed by earlier
+	// leaders in the state machine, so only then does it serve
+	// linearizable reads (readindex.go). readyMu guards readyCh, closed and
+	// replaced when readyTerm changes.
 	readyTerm atomic.Uint64
 	readyMu   sync.Mutex
 	readyCh   chan struct{}
@@ -173,6 +174,9 @@ type Node struct {
 	// verify shares VerifyLeader rounds among concurrent reads: at most
 	// one in flight, and a read never uses a round that began before it.
 	verify coalesce.Group[struct{}]
+	// leadership fans the leadership watcher's views out to subscribers
+	// (leadership.go).
+	leadership leadershipHub
 	// commit gathers concurrent writes into shared entries; nil when
 	// MaxBatch is 1.
 	commit *committer
@@ -199,9 +203,12 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	// raft.db: log and stable store. The map freelist without syncing it
-	// keeps commits cheap as the file grows (design.md §5.6); the log itself
-	// is always fsynced.
+	// raft.db: log and stable store. The log is appended at one end and
+	// truncated at the other, so its free pages churn: bbolt's default
+	// array freelist is searched linearly and written out on every commit,
+	// while the map freelist is not written at all (NoFreelistSync; bbolt
+	// rebuilds it by scanning at open), which keeps commits cheap as the
+	// file grows. The log itself is always fsynced.
 	logs, err := raftboltdb.New(raftboltdb.Options{
 		Path: filepath.Join(cfg.DataDir, "raft.db"),
 		BoltOptions: &bbolt.Options{
@@ -259,7 +266,8 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.CommitTimeout = cfg.CommitTimeout
-	// kv.db is durable and records its own applied index, so raft need not
+	// kv.db outlives a restart (store.Open discards it only when it cannot
+	// be trusted) and records its own applied index, so raft need not
 	// rebuild it from the newest snapshot on every start (catchUpFromSnapshot
 	// covers the case where kv.db is behind that snapshot).
 	rc.NoSnapshotRestoreOnStart = true
@@ -299,17 +307,22 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if cfg.MaxBatch > 1 {
 		n.commit = newCommitter(n, cfg.MaxBatch, 4<<20, cfg.MaxInflight)
 	}
+	n.startLeadershipWatch()
+	events, _ := n.SubscribeLeadership() // ends with the watcher, at Close
 	n.wg.Add(1)
-	go n.watchLeadership()
+	go n.prepareReads(events)
 	return n, nil
 }
 
 // catchUpFromSnapshot restores fsm from the newest raft snapshot when kv.db
 // is behind it. raft starts replaying the log after the snapshot's index
 // (NoSnapshotRestoreOnStart or not), so an FSM below that index would miss
-// entries for good (design.md §5.2). kv.db is fsynced on every batch, so this
-// only happens when kv.db was lost or replaced, or when the snapshot ended
-// on entries the FSM never sees (raft no-ops).
+// entries for good. This happens when kv.db was lost or replaced, when
+// store.Open discarded it (by default kv.db is written without fsync, and
+// after a machine stop it is rebuilt from the newest snapshot and the log:
+// see store/sync.go), or when the snapshot ended on entries the FSM never
+// sees (raft no-ops). See docs/architecture.md, "Start-up:
+// raftnode.catchUpFromSnapshot" and "kv.db without fsync".
 func catchUpFromSnapshot(fsm *store.Store, snaps *raft.FileSnapshotStore, log *slog.Logger) error {
 	list, err := snaps.List()
 	if err != nil {
@@ -435,7 +448,7 @@ func (n *Node) ApplyMany(ctxs []context.Context, cmds []*store.Command) ([]*stor
 	var r []*store.Result
 	var e []error
 	if n.commit != nil {
-		r, e = n.commit.apply(todoCtx, todo)
+		r, e = n.commit.ApplyMany(todoCtx, todo)
 	} else {
 		r, e = n.applyEach(todoCtx, todo)
 	}
@@ -483,7 +496,9 @@ func waitFuture(ctx context.Context, f raft.ApplyFuture) (*store.Result, error) 
 	return commandOutcome(rs[0])
 }
 
-// applyError maps raft's apply errors to the kv sentinels (style.md, 4).
+// applyError maps raft's apply errors to the kv sentinels, which callers
+// branch on (never on raft's own errors): what was certainly not applied
+// against what may have been.
 func applyError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
@@ -516,7 +531,7 @@ func (n *Node) Close() error {
 		close(n.shutdownCh)
 		err := n.raft.Shutdown().Error()
 		if n.commit != nil {
-			n.commit.close()
+			n.commit.Close()
 		}
 		n.wg.Wait()
 		err = errors.Join(err, n.trans.Close(), n.logs.Close())

@@ -185,7 +185,7 @@ func TestGroupCommitAbandonedWrite(t *testing.T) {
 	n := single(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, errs := n.commit.apply([]context.Context{ctx}, []*store.Command{{Op: store.OpPut, Key: []byte("gone"), Value: []byte("v")}})
+	_, errs := n.commit.ApplyMany([]context.Context{ctx}, []*store.Command{{Op: store.OpPut, Key: []byte("gone"), Value: []byte("v")}})
 	err := errs[0]
 	switch {
 	case errors.Is(err, kv.ErrTimeout):

@@ -12,23 +12,21 @@ import (
 	"github.com/raftkv/raftkv/store"
 )
 
-// watchLeadership runs for the life of the node. Each time this node wins an
-// election it applies a no-op entry of its own term; once that entry is
-// applied, every entry committed by earlier leaders is in the state machine
-// and the node may serve linearizable reads (design.md §5.1). The no-op is a
-// state machine command rather than raft.Barrier because raft does not hand
-// barrier and no-op entries to the FSM, and reads wait on the FSM's own
-// applied index.
-func (n *Node) watchLeadership() {
+// prepareReads is the readiness side of leadership, one subscriber of
+// SubscribeLeadership for the life of the node. Each time this node leads
+// in a term it has not made ready yet, it applies a no-op entry of that
+// term; once that entry is applied, every entry committed by earlier
+// leaders is in the state machine and the node may serve linearizable
+// reads (docs/consistency.md, "Linearizable reads on the leader"). The
+// no-op is a state machine command rather than raft.Barrier because raft
+// does not hand barrier and no-op entries to the FSM, and reads wait on
+// the FSM's own applied index. A slow no-op holds up only this
+// subscriber: when it returns, the latest view says whether to go again.
+func (n *Node) prepareReads(events <-chan Leadership) {
 	defer n.wg.Done()
-	for {
-		select {
-		case <-n.shutdownCh:
-			return
-		case isLeader := <-n.raft.LeaderCh():
-			if isLeader {
-				n.establishLeadership()
-			}
+	for l := range events {
+		if l.IsLeader && n.readyTerm.Load() != l.Term {
+			n.establishLeadership()
 		}
 	}
 }

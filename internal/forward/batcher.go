@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/raftkv/raftkv/internal/handoff"
+	"github.com/raftkv/raftkv/internal/writeq"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
 )
@@ -38,31 +36,13 @@ type Config struct {
 	Observe func(commands int)
 }
 
-// Batcher gathers concurrent writes into batches for the leader. Its
-// gatherer goroutine turns the queue into batches and starts one sender
-// goroutine per batch, at most MaxInflight at once; Close stops them.
+// Batcher gathers concurrent writes into batches for the leader. Its queue
+// (internal/writeq) owns the gathering, the in-flight bound and closing;
+// the Batcher supplies only the send: one POST of Path per batch, made on
+// the queue's goroutine for that batch, at most MaxInflight at once.
 type Batcher struct {
 	cfg Config
-
-	mu     sync.Mutex
-	queue  []*pending
-	closed bool // set by Close under mu: nothing is queued after it
-
-	wake  chan struct{} // a write was queued
-	slots chan struct{} // one token per batch on its way
-	base  context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-}
-
-// pending is one caller's write; state decides whether it was sent to the
-// leader or abandoned by its caller (handoff).
-type pending struct {
-	ctx   context.Context
-	cmd   *store.Command
-	size  int
-	state handoff.State
-	done  chan Outcome
+	q   *writeq.Queue[*store.Command, *store.Result]
 }
 
 // New starts a Batcher.
@@ -76,36 +56,22 @@ func New(cfg Config) *Batcher {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 4
 	}
-	base, stop := context.WithCancel(context.Background())
-	b := &Batcher{
-		cfg:   cfg,
-		wake:  make(chan struct{}, 1),
-		slots: make(chan struct{}, cfg.MaxInflight),
-		base:  base,
-		stop:  stop,
-	}
-	b.wg.Add(1)
-	go b.gather()
+	b := &Batcher{cfg: cfg}
+	b.q = writeq.New(writeq.Config[*store.Command, *store.Result]{
+		Where:       "the leader",
+		MaxBatch:    cfg.MaxBatch,
+		MaxBytes:    cfg.MaxBytes,
+		MaxInflight: cfg.MaxInflight,
+		Size:        (*store.Command).Size,
+		Send:        b.send,
+	})
 	return b
 }
 
 // Close stops the Batcher: batches on their way are cancelled (their
 // writes fail with kv.ErrOutcomeUnknown) and queued writes fail with
 // kv.ErrClosed. Apply after Close fails with kv.ErrClosed.
-func (b *Batcher) Close() {
-	b.stop()
-	b.wg.Wait()
-	b.mu.Lock()
-	q := b.queue
-	b.queue = nil
-	b.closed = true
-	b.mu.Unlock()
-	for _, p := range q {
-		if p.state.Abandon() {
-			p.done <- Outcome{Err: fmt.Errorf("forward: %w", kv.ErrClosed)}
-		}
-	}
-}
+func (b *Batcher) Close() { b.q.Close() }
 
 // Apply sends cmd to the leader with the next batch and returns its
 // outcome: the result (whose Err may be the command's own failed
@@ -115,121 +81,46 @@ func (b *Batcher) Close() {
 // returns kv.ErrNotLeader: a leader that no longer leads applied nothing,
 // and the write is not sent on again.
 func (b *Batcher) Apply(ctx context.Context, cmd *store.Command) (*store.Result, error) {
-	p := &pending{ctx: ctx, cmd: cmd, size: cmd.Size(), done: make(chan Outcome, 1)}
-	b.mu.Lock()
-	if b.closed || b.base.Err() != nil {
-		// Closing: the gatherer may be gone, and Close may have failed the
-		// queue already; a write queued now would wait for ever.
-		b.mu.Unlock()
-		return nil, fmt.Errorf("forward: %w", kv.ErrClosed)
-	}
-	b.queue = append(b.queue, p)
-	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-	select {
-	case o := <-p.done:
-		return o.Res, o.Err
-	case <-ctx.Done():
-		return nil, p.state.GiveUp(ctx, "the leader")
-	}
+	return b.q.Apply(ctx, cmd)
 }
 
-func (b *Batcher) gather() {
-	defer b.wg.Done()
-	for {
-		select {
-		case <-b.base.Done():
-			return
-		case <-b.wake:
-		}
-		for {
-			select {
-			case <-b.base.Done():
-				return
-			case b.slots <- struct{}{}:
-			}
-			batch := b.take()
-			if len(batch) == 0 {
-				<-b.slots
-				break
-			}
-			b.wg.Add(1)
-			go func() {
-				defer b.wg.Done()
-				defer func() { <-b.slots }()
-				b.send(batch)
-			}()
-		}
-	}
-}
-
-// take removes the next batch from the queue, in arrival order, dropping
-// the writes whose callers gave up.
-func (b *Batcher) take() []*pending {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var batch []*pending
-	size, i := 0, 0
-	for ; i < len(b.queue) && len(batch) < b.cfg.MaxBatch; i++ {
-		p := b.queue[i]
-		if p.ctx.Err() != nil || !p.state.Queued() {
-			if p.state.Abandon() {
-				p.done <- Outcome{Err: handoff.NotHanded(p.ctx, "the leader")}
-			}
-			continue
-		}
-		if len(batch) > 0 && size+p.size > b.cfg.MaxBytes {
-			break
-		}
-		if !p.state.Hand() {
-			continue // abandoned just now
-		}
-		batch = append(batch, p)
-		size += p.size
-	}
-	b.queue = b.queue[i:]
-	return batch
-}
-
-// send delivers one batch and answers its callers.
-func (b *Batcher) send(batch []*pending) {
-	outs, err := b.roundTrip(batch)
-	for i, p := range batch {
+// send returns the round trip of one batch, which the queue runs on a
+// goroutine of its own; ctx ends when the Batcher is closed.
+func (b *Batcher) send(ctx context.Context, ctxs []context.Context, cmds []*store.Command) writeq.Wait[*store.Result] {
+	return func() ([]writeq.Outcome[*store.Result], error) {
+		outs, err := b.roundTrip(ctx, ctxs, cmds)
 		if err != nil {
-			p.done <- Outcome{Err: err}
-			continue
+			return nil, err
 		}
-		p.done <- outs[i]
+		res := make([]writeq.Outcome[*store.Result], len(outs))
+		for i, o := range outs {
+			res[i] = writeq.Outcome[*store.Result](o)
+		}
+		return res, nil
 	}
 }
 
-func (b *Batcher) roundTrip(batch []*pending) ([]Outcome, error) {
+func (b *Batcher) roundTrip(ctx context.Context, ctxs []context.Context, cmds []*store.Command) ([]Outcome, error) {
 	leader := b.cfg.Leader()
 	if leader == "" {
 		return nil, fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 	}
 	if b.cfg.Observe != nil {
-		b.cfg.Observe(len(batch))
+		b.cfg.Observe(len(cmds))
 	}
-	cmds := make([]*store.Command, len(batch))
-	timeouts := make([]time.Duration, len(batch))
+	timeouts := make([]time.Duration, len(cmds))
 	// The request lives as long as the most patient of its writes; one
 	// without a deadline waits as long as it takes (or until Close).
 	var latest time.Time
 	bounded := true
-	for i, p := range batch {
-		cmds[i] = p.cmd
-		if dl, ok := p.ctx.Deadline(); ok {
+	for i, c := range ctxs {
+		if dl, ok := c.Deadline(); ok {
 			timeouts[i] = max(time.Until(dl), time.Millisecond)
 			latest = later(latest, dl)
 		} else {
 			bounded = false
 		}
 	}
-	ctx := b.base
 	if bounded {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, latest)
@@ -246,8 +137,7 @@ func (b *Batcher) roundTrip(batch []*pending) ([]Outcome, error) {
 	req.Header.Set("Content-Type", ContentType)
 	resp, err := b.cfg.Client.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		if kv.NotSent(err) {
 			return nil, fmt.Errorf("%w: leader at %s unreachable: %w", kv.ErrNoLeader, leader, err)
 		}
 		return nil, fmt.Errorf("%w: forwarding to the leader at %s: %w", kv.ErrOutcomeUnknown, leader, err)
@@ -261,7 +151,7 @@ func (b *Batcher) roundTrip(batch []*pending) ([]Outcome, error) {
 		// The leader refuses a batch as a whole before applying any of it.
 		return nil, refusal(leader, resp.StatusCode, data)
 	}
-	outs, err := DecodeResponse(data, len(batch))
+	outs, err := DecodeResponse(data, len(cmds))
 	if err != nil {
 		return nil, fmt.Errorf("%w: the leader at %s answered: %w", kv.ErrOutcomeUnknown, leader, err)
 	}

@@ -101,9 +101,7 @@ func TestBatcherGathersAndAnswersEach(t *testing.T) {
 	}
 	// Every write is either in a batch the leader holds or queued behind them.
 	waitFor(t, "every write to be sent or queued", func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return received.Load()+int64(len(b.queue)) == writers
+		return received.Load()+int64(b.q.Len()) == writers
 	})
 	close(release)
 	wg.Wait()

@@ -10,11 +10,20 @@
 // with one outcome per command, in order; the follower answers each of its
 // clients from its own outcome, exactly as the leader would have.
 //
+// The queue is an internal/writeq Queue, the same one the leader's group
+// commit uses: it gathers the writes in arrival order, bounds a batch by
+// MaxBatch commands and MaxBytes, keeps at most MaxInflight batches on
+// their way, drops writes whose callers gave up, and closes. The Batcher
+// supplies only its send: the round trip of one batch, which the queue
+// runs on a goroutine of its own.
+//
 // The outcome of a write is never guessed: a batch that never reached the
 // leader fails with kv.ErrNoLeader (nothing applied), one lost after it was
 // sent fails with kv.ErrOutcomeUnknown, and a write whose caller gives up
 // fails with kv.ErrTimeout if it had not been sent yet and
-// kv.ErrOutcomeUnknown if it had. Nothing is retried.
+// kv.ErrOutcomeUnknown if it had. Close cancels the batches on their way
+// (kv.ErrOutcomeUnknown) and fails the queued writes with kv.ErrClosed
+// (never sent). Nothing is retried.
 //
 // The wire format (version 1, all integers unsigned varints, "bytes" a
 // length and that many bytes):

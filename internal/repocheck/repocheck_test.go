@@ -23,35 +23,14 @@ func TestRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failed, waived := 0, map[string]int{}
+	failed := 0
 	for _, p := range problems {
-		if pendingElsewhere[p.File] {
-			waived[p.File]++
-			t.Logf("waived until its branch is merged: %s", p)
-			continue
-		}
 		failed++
 		t.Error(p)
 	}
 	if failed > 0 {
 		t.Logf("%d references in %s lead nowhere: point them at a file and heading of the repository (docs/), or say it in your own words", failed, root)
 	}
-	for file := range pendingElsewhere {
-		if waived[file] == 0 {
-			t.Errorf("%s has no broken reference left: remove it from pendingElsewhere", file)
-		}
-	}
-}
-
-// pendingElsewhere lists files whose citations of documents outside the
-// repository are being removed on other branches at the time this check was
-// written. Their problems are logged, not failed; an entry whose file is
-// clean (or gone) fails the test, so the list empties itself as those
-// branches are merged. Add nothing to it.
-var pendingElsewhere = map[string]bool{
-	"raftnode/membership.go": true,
-	"raftnode/raftnode.go":   true,
-	"raftnode/readindex.go":  true,
 }
 
 // TestPackageTable checks that docs/architecture.md's package table lists

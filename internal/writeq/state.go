@@ -1,11 +1,4 @@
-// Package handoff holds the one decision a queue of writes must get right:
-// when a caller stops waiting, was its write handed on (to raft, to the
-// leader), so that its outcome is unknown, or not, so that it certainly was
-// not applied? A State answers it with a single compare-and-swap, so a
-// write is never both reported "not applied" and handed on. The group
-// committer (raftnode) and the follower's batcher (internal/forward) queue
-// their writes with one each.
-package handoff
+package writeq
 
 import (
 	"context"
@@ -15,8 +8,10 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// State is a queued write's fate: queued, then handed on or abandoned. The
-// zero value is queued.
+// State is a queued write's fate: queued, then handed on (to raft, to the
+// leader) or abandoned. Whichever of the queue and the caller acts first
+// decides, with one compare-and-swap, so a write is never both reported
+// "not applied" and handed on. The zero value is queued.
 type State struct{ v atomic.Int32 }
 
 const (
