@@ -92,6 +92,12 @@ type Tuning struct {
 	// MaxBatch is the most writes group commit gathers into one raft
 	// entry; 1 turns group commit off.
 	MaxBatch int
+	// LeaderWait bounds how long a write or a linearizable read waits for
+	// a leader when none took it (no leader known, the leader unreachable
+	// or no longer leading: nothing was sent or applied), counted from the
+	// first failure and also bounded by the request; default
+	// DefaultLeaderWait (5s). Past it the answer is kv.ErrNoLeader (503).
+	LeaderWait time.Duration
 	// FSMSync fsyncs the state file (kv.db) on every applied batch. Off by
 	// default: the raft log, always synced, is the durable record, and a
 	// node that finds kv.db was open without fsync when its machine stopped
@@ -114,6 +120,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
 		c.BootstrapExpect = 1
+	}
+	if c.Tuning.LeaderWait <= 0 {
+		c.Tuning.LeaderWait = DefaultLeaderWait
 	}
 	if c.MaxValueSize <= 0 {
 		c.MaxValueSize = kv.DefaultMaxValueSize

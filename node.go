@@ -162,10 +162,14 @@ func Open(cfg Config) (n *Node, err error) {
 	} else if cfg.HTTPAdvertise != "" {
 		n.apiAddr = cfg.HTTPAdvertise
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		n.formCluster(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.followLeadership(ctx)
 	}()
 	return n, nil
 }
@@ -343,6 +347,12 @@ func (n *Node) observeApply(observe func(entries int, took time.Duration)) func(
 // leaderAPIAddr is the leader's registered HTTP address, "" when unknown.
 func (n *Node) leaderAPIAddr() string {
 	id, _ := n.raft.Leader()
+	return n.apiAddrOf(id)
+}
+
+// apiAddrOf is the HTTP address this node uses to reach member id ("" for
+// none known): its own when id is this node.
+func (n *Node) apiAddrOf(id string) string {
 	if id == "" {
 		return ""
 	}
@@ -351,6 +361,27 @@ func (n *Node) leaderAPIAddr() string {
 	}
 	addr, _ := n.peerAPIAddr(id)
 	return addr
+}
+
+// followLeadership runs for the life of the node and tells the forward
+// batcher of every change of leader this node sees, so that batches on
+// their way to a leader it no longer follows are abandoned at once (a
+// partition that drops packets would otherwise hold them, and their
+// slots, until their deadline).
+func (n *Node) followLeadership(ctx context.Context) {
+	events, cancel := n.raft.SubscribeLeadership()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case l, ok := <-events:
+			if !ok {
+				return
+			}
+			n.toLeader.LeaderChanged(n.apiAddrOf(l.LeaderID))
+		}
+	}
 }
 
 // peerAPIAddr is the HTTP address this node uses to reach member id's API:

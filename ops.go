@@ -73,7 +73,8 @@ func (n *Node) validateWrite(key, value []byte) error {
 
 // apply runs cmd through raft: here when this node leads, else in the
 // next batch of writes this follower sends the leader (kv.ErrNotLeader
-// means nothing was applied here, so sending it on is safe). The write's
+// means nothing was applied here, so sending it on is safe), waiting out
+// an election when no leader took it (failover.go). The write's
 // idempotency key (opts, else the deprecated one in ctx), if any, goes
 // with it.
 func (n *Node) apply(ctx context.Context, cmd *store.Command, opts kv.WriteOptions) (*store.Result, error) {
@@ -87,10 +88,7 @@ func (n *Node) apply(ctx context.Context, cmd *store.Command, opts kv.WriteOptio
 		}
 		cmd.IdemKey = []byte(key)
 	}
-	res, err := n.raft.Apply(ctx, cmd)
-	if errors.Is(err, kv.ErrNotLeader) {
-		res, err = n.toLeader.Apply(ctx, cmd)
-	}
+	res, err := n.submit(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +195,7 @@ func (n *Node) readBarrier(ctx context.Context, opts kv.ReadOptions) error {
 		}
 		if floor := n.rebuild.until(n.store.AppliedIndex()); floor > 0 {
 			hold := floor
-			if index, err := n.linearizableIndex(ctx); err == nil && index < floor {
+			if index, err := n.readIndexOnce(ctx); err == nil && index < floor {
 				hold, readIndex = index, true
 			}
 			wait = max(wait, hold)
@@ -216,18 +214,6 @@ func (n *Node) readBarrier(ctx context.Context, opts kv.ReadOptions) error {
 		n.rebuild.release()
 	}
 	return nil
-}
-
-// linearizableIndex returns a read index: this node's own when it leads,
-// else the leader's (also when this node lost the leadership meanwhile).
-func (n *Node) linearizableIndex(ctx context.Context) (uint64, error) {
-	if n.raft.IsLeader() {
-		index, err := n.raft.ReadIndex(ctx)
-		if !errors.Is(err, kv.ErrNotLeader) {
-			return index, err
-		}
-	}
-	return n.leaderReadIndex(ctx)
 }
 
 func (n *Node) get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error) {

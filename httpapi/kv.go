@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -86,11 +87,13 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p params, ro kv.R
 }
 
 func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
-	kw, err := parseKeyWrite(r, "redirect")
+	kw, err := parseKeyWrite(r, "redirect", "wait")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	r, cancel := withWait(r, kw.wait)
+	defer cancel()
 	body, err := readBody(w, r, h.maxVal)
 	if err != nil {
 		writeError(w, err)
@@ -109,11 +112,13 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
-	kw, err := parseKeyWrite(r, "prefix", "redirect")
+	kw, err := parseKeyWrite(r, "prefix", "redirect", "wait")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	r, cancel := withWait(r, kw.wait)
+	defer cancel()
 	if h.redirect(w, r, kw.p) {
 		return
 	}
@@ -126,16 +131,32 @@ func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 	answerWrite(w, err, res.Index, kv.DeleteResponse(res))
 }
 
+// withWait bounds a write's request by its ?wait (none when 0).
+func withWait(r *http.Request, wait time.Duration) (*http.Request, context.CancelFunc) {
+	if wait <= 0 {
+		return r, func() {}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	return r.WithContext(ctx), cancel
+}
+
 // txnBodyLimit bounds a transaction's JSON: its keys and values may total
 // maxVal, and JSON (base64 above all) takes more room than the bytes.
 func (h *Handler) txnBodyLimit() int64 { return 2*h.maxVal + 1<<20 }
 
 func (h *Handler) postTxn(w http.ResponseWriter, r *http.Request) {
-	p, err := queryOf(r, "redirect")
+	p, err := queryOf(r, "redirect", "wait")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	wait, err := p.wait()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	r, cancel := withWait(r, wait)
+	defer cancel()
 	idem, err := idempotencyKey(r)
 	if err != nil {
 		writeError(w, err)

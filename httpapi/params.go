@@ -93,13 +93,29 @@ func (p params) readOptions() (kv.ReadOptions, time.Duration, error) {
 			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"min_index\" must be a whole number, not %q", kv.ErrBadRequest, p.Get("min_index"))
 		}
 	}
-	wait := DefaultReadWait
-	if p.Has("wait") {
-		if wait, err = p.duration("wait"); err != nil || wait < time.Millisecond || wait > maxReadWait {
-			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"wait\" must be a duration from 1ms to %s, not %q", kv.ErrBadRequest, maxReadWait, p.Get("wait"))
-		}
+	wait, err := p.wait()
+	if err != nil {
+		return kv.ReadOptions{}, 0, err
+	}
+	if wait == 0 {
+		wait = DefaultReadWait
 	}
 	return ro, wait, nil
+}
+
+// wait reads ?wait, a duration from 1ms to maxReadWait; 0 when absent. On
+// a read it bounds the whole read (DefaultReadWait when absent); on a
+// write, the whole write: waiting for a leader, in the queues, in raft
+// (no bound of its own when absent).
+func (p params) wait() (time.Duration, error) {
+	if !p.Has("wait") {
+		return 0, nil
+	}
+	wait, err := p.duration("wait")
+	if err != nil || wait < time.Millisecond || wait > maxReadWait {
+		return 0, fmt.Errorf("%w: parameter \"wait\" must be a duration from 1ms to %s, not %q", kv.ErrBadRequest, maxReadWait, p.Get("wait"))
+	}
+	return wait, nil
 }
 
 // readParams are the parameters GET /v1/kv/ takes, for one key and lists.
@@ -214,6 +230,7 @@ type keyWrite struct {
 	key      []byte
 	opts     kv.WriteOptions // condition and idempotency key
 	isPrefix bool
+	wait     time.Duration // ?wait: bounds the whole write; 0 for none
 }
 
 // parseKeyWrite reads a write's query (allowed names), key, conditions and
@@ -235,6 +252,9 @@ func parseKeyWrite(r *http.Request, allowed ...string) (keyWrite, error) {
 	}
 	if kw.isPrefix && !kw.opts.Condition.IsZero() {
 		return kw, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest)
+	}
+	if kw.wait, err = kw.p.wait(); err != nil {
+		return kw, err
 	}
 	kw.opts.IdempotencyKey, err = idempotencyKey(r)
 	return kw, err

@@ -355,6 +355,10 @@ func TestParseKeyWrite(t *testing.T) {
 		{"empty key", "/v1/kv/", nil, []string{"prefix"}, keyWrite{}, kv.ErrInvalidKey},
 		{"condition on prefix", "/v1/kv/a?prefix", []string{"If-None-Match", "*"}, []string{"prefix"}, keyWrite{}, kv.ErrBadRequest},
 		{"bad condition", "/v1/kv/a", []string{"If-Match", "7"}, nil, keyWrite{}, kv.ErrBadRequest},
+		{"put with wait", "/v1/kv/a?wait=2s", nil, []string{"redirect", "wait"}, keyWrite{key: []byte("a"), wait: 2 * time.Second}, nil},
+		{"wait of zero", "/v1/kv/a?wait=0s", nil, []string{"wait"}, keyWrite{}, kv.ErrBadRequest},
+		{"wait not a duration", "/v1/kv/a?wait=soon", nil, []string{"wait"}, keyWrite{}, kv.ErrBadRequest},
+		{"wait too long", "/v1/kv/a?wait=6m", nil, []string{"wait"}, keyWrite{}, kv.ErrBadRequest},
 		{"long idempotency key", "/v1/kv/a", []string{HeaderIdempotencyKey, strings.Repeat("k", kv.MaxIdempotencyKeySize+1)}, nil, keyWrite{}, kv.ErrBadRequest},
 	}
 	for _, tt := range tests {

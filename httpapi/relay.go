@@ -18,8 +18,23 @@ import (
 // checks, joins, relayed membership calls): many idle connections per
 // host, since every concurrent request to a member holds one. It does not
 // follow redirects: they are answers to pass on.
+//
+// Its connections notice a peer that vanished within seconds: keep-alive
+// probes after peerKeepAliveIdle of silence (a request sent and waiting for
+// its answer is silence too), and, on Linux, a bound on data left
+// unacknowledged (peerUserTimeout). A request to such a peer then fails
+// instead of waiting for its deadline.
 func NewPeerClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{
+		Timeout: 2 * time.Second,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable:   true,
+			Idle:     peerKeepAliveIdle,
+			Interval: peerKeepAliveInterval,
+			Count:    peerKeepAliveCount,
+		},
+		Control: setUserTimeout,
+	}
 	return &http.Client{
 		Transport: &http.Transport{
 			DialContext:         dialer.DialContext,
@@ -30,6 +45,16 @@ func NewPeerClient() *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
+
+// How the peer client's connections notice a dead peer: probes after 2s of
+// silence, one a second, given up after 3 unanswered (about 5s); data
+// unacknowledged for 5s ends the connection (Linux).
+const (
+	peerKeepAliveIdle     = 2 * time.Second
+	peerKeepAliveInterval = time.Second
+	peerKeepAliveCount    = 3
+	peerUserTimeout       = 5 * time.Second
+)
 
 // relay sends r, with body, on to the leader and copies the answer back:
 // the membership calls, which only the leader serves. A request that was

@@ -41,6 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	snapThreshold := fs.Uint64("snapshot-threshold", 0, "new log entries that trigger a snapshot (0: default 8192)")
 	snapInterval := fs.Duration("snapshot-interval", 0, "how often raft checks whether to snapshot (0: default 30s)")
 	trailingLogs := fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (0: default 10240)")
+	leaderWait := fs.Duration("leader-wait", 0, "how long a write or linearizable read waits for a leader when none took it (0: default 5s)")
 	fsmSync := fs.Bool("fsm-sync", false, "fsync kv.db on every applied batch (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -94,6 +95,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			SnapshotInterval:  *snapInterval,
 			TrailingLogs:      *trailingLogs,
 			FSMSync:           *fsmSync,
+			LeaderWait:        *leaderWait,
 		},
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/writeq"
@@ -32,9 +33,18 @@ type Config struct {
 	// MaxInflight bounds the batches on their way at once (default 4).
 	// While they are, new writes queue up and form the next batch.
 	MaxInflight int
+	// MaxWait bounds a batch on its way: its request ends at the latest
+	// deadline of its writes, and never later than MaxWait after it left
+	// (default 10s), so a leader that stops answering (a partition that
+	// drops packets rather than refusing them) holds a slot that long at
+	// most. Writes still waiting then have an unknown outcome.
+	MaxWait time.Duration
 	// Observe, if set, is called with the size of every batch sent.
 	Observe func(commands int)
 }
+
+// DefaultMaxWait is Config.MaxWait's default.
+const DefaultMaxWait = 10 * time.Second
 
 // Batcher gathers concurrent writes into batches for the leader. Its queue
 // (internal/writeq) owns the gathering, the in-flight bound and closing;
@@ -43,7 +53,21 @@ type Config struct {
 type Batcher struct {
 	cfg Config
 	q   *writeq.Queue[*store.Command, *store.Result]
+
+	mu       sync.Mutex
+	inflight map[*flight]struct{} // round trips on their way
 }
+
+// flight is one batch's round trip: the leader it went to, and how to
+// abandon it.
+type flight struct {
+	leader string
+	cancel context.CancelCauseFunc
+}
+
+// errLeaderChanged is the cause of a round trip abandoned because the node
+// learned of another leader (or of none) while it was on its way.
+var errLeaderChanged = errors.New("the leader changed")
 
 // New starts a Batcher.
 func New(cfg Config) *Batcher {
@@ -56,7 +80,10 @@ func New(cfg Config) *Batcher {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 4
 	}
-	b := &Batcher{cfg: cfg}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	b := &Batcher{cfg: cfg, inflight: map[*flight]struct{}{}}
 	b.q = writeq.New(writeq.Config[*store.Command, *store.Result]{
 		Where:       "the leader",
 		MaxBatch:    cfg.MaxBatch,
@@ -84,6 +111,35 @@ func (b *Batcher) Apply(ctx context.Context, cmd *store.Command) (*store.Result,
 	return b.q.Apply(ctx, cmd)
 }
 
+// LeaderChanged tells the Batcher the API address of the leader the node
+// now knows ("" for none). Batches on their way to any other are abandoned
+// at once, freeing their slots for the new leader: a batch already sent
+// may have been applied, so its writes answer kv.ErrOutcomeUnknown (never
+// a guess); one still connecting answers kv.ErrNoLeader (not sent). The
+// node calls it on every change its raft leadership watcher reports.
+func (b *Batcher) LeaderChanged(leader string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for f := range b.inflight {
+		if f.leader != leader {
+			f.cancel(errLeaderChanged)
+			delete(b.inflight, f)
+		}
+	}
+}
+
+func (b *Batcher) track(f *flight) {
+	b.mu.Lock()
+	b.inflight[f] = struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *Batcher) untrack(f *flight) {
+	b.mu.Lock()
+	delete(b.inflight, f)
+	b.mu.Unlock()
+}
+
 // send returns the round trip of one batch, which the queue runs on a
 // goroutine of its own; ctx ends when the Batcher is closed.
 func (b *Batcher) send(ctx context.Context, ctxs []context.Context, cmds []*store.Command) writeq.Wait[*store.Result] {
@@ -105,26 +161,31 @@ func (b *Batcher) roundTrip(ctx context.Context, ctxs []context.Context, cmds []
 	if leader == "" {
 		return nil, fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 	}
-	if b.cfg.Observe != nil {
-		b.cfg.Observe(len(cmds))
-	}
+	// The request lives as long as the most patient of its writes, and
+	// at most MaxWait; a leader change abandons it (LeaderChanged).
 	timeouts := make([]time.Duration, len(cmds))
-	// The request lives as long as the most patient of its writes; one
-	// without a deadline waits as long as it takes (or until Close).
-	var latest time.Time
-	bounded := true
+	latest := time.Now().Add(b.cfg.MaxWait)
 	for i, c := range ctxs {
 		if dl, ok := c.Deadline(); ok {
 			timeouts[i] = max(time.Until(dl), time.Millisecond)
-			latest = later(latest, dl)
-		} else {
-			bounded = false
 		}
 	}
-	if bounded {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, latest)
-		defer cancel()
+	if dl, ok := latestDeadline(ctxs); ok && dl.Before(latest) {
+		latest = dl
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ctx, stop := context.WithDeadline(ctx, latest)
+	defer stop()
+	f := &flight{leader: leader, cancel: cancel}
+	b.track(f)
+	defer b.untrack(f)
+	if b.cfg.Leader() != leader {
+		// Changed before the batch was tracked: LeaderChanged missed it.
+		return nil, fmt.Errorf("%w: the leader changed before the batch left for %s", kv.ErrNoLeader, leader)
+	}
+	if b.cfg.Observe != nil {
+		b.cfg.Observe(len(cmds))
 	}
 	body := AppendRequest(nil, cmds, timeouts)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+leader+Path, bytes.NewReader(body))
@@ -137,14 +198,20 @@ func (b *Batcher) roundTrip(ctx context.Context, ctxs []context.Context, cmds []
 	req.Header.Set("Content-Type", ContentType)
 	resp, err := b.cfg.Client.Do(req)
 	if err != nil {
-		if kv.NotSent(err) {
+		switch {
+		case kv.NotSent(err):
 			return nil, fmt.Errorf("%w: leader at %s unreachable: %w", kv.ErrNoLeader, leader, err)
+		case errors.Is(context.Cause(ctx), errLeaderChanged):
+			return nil, fmt.Errorf("%w: abandoned the batch sent to %s: %w", kv.ErrOutcomeUnknown, leader, errLeaderChanged)
 		}
 		return nil, fmt.Errorf("%w: forwarding to the leader at %s: %w", kv.ErrOutcomeUnknown, leader, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errLeaderChanged) {
+			err = errLeaderChanged
+		}
 		return nil, fmt.Errorf("%w: reading the leader's answer from %s: %w", kv.ErrOutcomeUnknown, leader, err)
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -163,6 +230,22 @@ func (b *Batcher) roundTrip(ctx context.Context, ctxs []context.Context, cmds []
 	return outs, nil
 }
 
+// latestDeadline is the latest deadline among ctxs; false when one of
+// them has none.
+func latestDeadline(ctxs []context.Context) (time.Time, bool) {
+	var latest time.Time
+	for _, c := range ctxs {
+		dl, ok := c.Deadline()
+		if !ok {
+			return time.Time{}, false
+		}
+		if dl.After(latest) {
+			latest = dl
+		}
+	}
+	return latest, len(ctxs) > 0
+}
+
 // refusal is the error of a batch the leader refused: nothing was applied.
 func refusal(leader string, status int, body []byte) error {
 	var er kv.ErrorResponse
@@ -174,11 +257,4 @@ func refusal(leader string, status int, body []byte) error {
 	default:
 		return fmt.Errorf("forward: %s refused the batch with %d %s: %s (not applied)", leader, status, eb.Code, eb.Message)
 	}
-}
-
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }

@@ -262,3 +262,66 @@ func TestBatcherClose(t *testing.T) {
 		t.Fatalf("Apply after Close: %v", err)
 	}
 }
+
+// A leader that takes batches and never answers: a partition that drops
+// packets. A change of leader abandons the batches sent to it, as unknown
+// outcomes, and the freed slots carry the next writes to the new leader;
+// a batch nobody abandons ends at MaxWait.
+func TestBatcherAbandonsBatchesToAnOldLeader(t *testing.T) {
+	hold := make(chan struct{})
+	silent, silentReqs := leader(t, func(http.ResponseWriter, []store.Command) { <-hold })
+	t.Cleanup(func() { close(hold) }) // before the server's Close, which waits for its handlers
+	healthy, _ := leader(t, func(w http.ResponseWriter, cmds []store.Command) {
+		outs := make([]Outcome, len(cmds))
+		for i := range cmds {
+			outs[i] = Outcome{Res: &store.Result{Index: 7, Put: kv.PutResult{Key: cmds[i].Key, ModIndex: 7, Version: 1}}}
+		}
+		_, _ = w.Write(AppendResponse(nil, outs))
+	})
+
+	var current atomic.Value
+	current.Store(silent)
+	b := New(Config{
+		Leader:      func() string { return current.Load().(string) },
+		Client:      &http.Client{},
+		Header:      http.Header{"X-Test": {"yes"}},
+		MaxInflight: 2,
+	})
+	t.Cleanup(b.Close)
+
+	// Two writes without a deadline fill both slots on the silent leader.
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			_, err := b.Apply(context.Background(), put(fmt.Sprintf("stuck%d", i)))
+			errs <- err
+		}()
+		waitFor(t, "the batch to reach the silent leader", func() bool { return silentReqs.Load() == int64(i+1) })
+	}
+	current.Store(healthy)
+	b.LeaderChanged(healthy)
+	for range 2 {
+		err := <-errs
+		if !errors.Is(err, kv.ErrOutcomeUnknown) || !errors.Is(err, errLeaderChanged) {
+			t.Fatalf("write sent to the old leader: %v, want outcome unknown because the leader changed", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := b.Apply(ctx, put("next"))
+	if err != nil || res.Put.ModIndex != 7 {
+		t.Fatalf("write after the change: %+v %v", res, err)
+	}
+
+	// Nobody tells this one of a change: MaxWait bounds it.
+	b2 := New(Config{
+		Leader:  func() string { return silent },
+		Client:  &http.Client{},
+		Header:  http.Header{"X-Test": {"yes"}},
+		MaxWait: 100 * time.Millisecond,
+	})
+	t.Cleanup(b2.Close)
+	if _, err := b2.Apply(context.Background(), put("bounded")); !errors.Is(err, kv.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write to a silent leader without a deadline: %v, want outcome unknown at MaxWait", err)
+	}
+}

@@ -23,7 +23,15 @@
 // fails with kv.ErrTimeout if it had not been sent yet and
 // kv.ErrOutcomeUnknown if it had. Close cancels the batches on their way
 // (kv.ErrOutcomeUnknown) and fails the queued writes with kv.ErrClosed
-// (never sent). Nothing is retried.
+// (never sent). Nothing is retried here; the node, which knows whether a
+// leader exists, sends a kv.ErrNoLeader write again once one does.
+//
+// A batch on its way is bounded: its request ends at the latest deadline
+// of its writes and at most Config.MaxWait after it left, and
+// LeaderChanged, which the node calls on every change of leader it sees,
+// abandons the batches sent to any other leader at once (their writes'
+// outcome is unknown), so a leader cut off by a partition that drops
+// packets holds no slot for long.
 //
 // The wire format (version 1, all integers unsigned varints, "bytes" a
 // length and that many bytes):
