@@ -2,6 +2,7 @@ package raftkv_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -40,4 +41,44 @@ func Example() {
 	}
 	fmt.Printf("%s = %s (version %d)\n", rec.Key, rec.Value, rec.Version)
 	// Output: greeting = hello (version 1)
+}
+
+// Writes take options: a compare-and-swap on the mod_index a write
+// returned, and an idempotency key that makes a retry answer the first
+// result instead of applying again.
+func ExampleNode_Put_options() {
+	dir, err := os.MkdirTemp("", "raftkv-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	node, err := raftkv.Open(raftkv.Config{ID: "n1", DataDir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer node.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	first, err := node.Put(ctx, []byte("config"), []byte("v1"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Only if nobody changed it since: the mod_index is the token.
+	if _, err := node.Put(ctx, []byte("config"), []byte("v2"), kv.IfModIndex(first.ModIndex)); err != nil {
+		log.Fatal(err)
+	}
+	_, err = node.Put(ctx, []byte("config"), []byte("v3"), kv.IfModIndex(first.ModIndex))
+	fmt.Println("stale token:", errors.Is(err, kv.ErrPreconditionFailed))
+
+	// The same logical write sent twice applies once.
+	a, _ := node.Put(ctx, []byte("orders/42"), []byte("paid"), kv.Idempotent("order-42-paid"))
+	b, _ := node.Put(ctx, []byte("orders/42"), []byte("paid"), kv.Idempotent("order-42-paid"))
+	fmt.Println("same answer:", a.ModIndex == b.ModIndex, "version", b.Version)
+	// Output:
+	// stale token: true
+	// same answer: true version 1
 }

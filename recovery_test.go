@@ -179,15 +179,7 @@ func TestStateFileRebuiltAfterMachineStop(t *testing.T) {
 	waitValue(t, c, f, "torn/79", "79")
 	c.Stop(f)
 
-	// What a power cut can leave: pages of kv.db never written back, and
-	// the marker of a boot that is not this one.
-	db := filepath.Join(c.Dir(f), "kv.db")
-	if err := os.WriteFile(db, bytes.Repeat([]byte{0xab}, 64<<10), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(db+".sync", []byte("open 00000000-0000-0000-0000-000000000000\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tearStateFile(t, c.Dir(f))
 	c.Restart(f)
 	for _, i := range []int{0, 39, 40, 79} {
 		waitValue(t, c, f, fmt.Sprintf("torn/%02d", i), strconv.Itoa(i))
@@ -234,14 +226,7 @@ func TestStaleReadsNeverGoBackAfterRebuild(t *testing.T) {
 	}
 	c.Stop(f)
 
-	// A power cut: kv.db torn, the marker of another boot.
-	db := filepath.Join(c.Dir(f), "kv.db")
-	if err := os.WriteFile(db, bytes.Repeat([]byte{0xab}, 64<<10), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(db+".sync", []byte("open 00000000-0000-0000-0000-000000000000\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tearStateFile(t, c.Dir(f))
 	slow.Store(true)
 	c.Restart(f)
 
@@ -267,5 +252,19 @@ func TestStaleReadsNeverGoBackAfterRebuild(t *testing.T) {
 	})
 	if err != nil || answered == 0 {
 		t.Fatalf("no stale read answered after the rebuild: %v", err)
+	}
+}
+
+// tearStateFile leaves in a stopped node's data dir what a power cut can:
+// pages of kv.db never written back, and the marker of a boot that is not
+// this one, so that the next start discards kv.db and rebuilds it.
+func tearStateFile(t *testing.T, dir string) {
+	t.Helper()
+	db := filepath.Join(dir, "kv.db")
+	if err := os.WriteFile(db, bytes.Repeat([]byte{0xab}, 64<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db+".sync", []byte("open 00000000-0000-0000-0000-000000000000\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,9 +19,12 @@ import (
 // gathering, the in-flight bound and closing; the committer supplies where
 // an entry must end (splitEntry) and how an entry is handed to raft
 // (sendEntry). The queue's gatherer calls raft.Apply for one entry at a
-// time, so entries reach the log in the order their writes arrived; each
-// entry's future is then waited for on a goroutine of its own. At most
-// maxInflight entries are in raft at once; while they are, new writes
+// time, so entries reach the log in the order their writes arrived; the
+// entries' futures are then waited for in log order on one goroutine
+// (writeq.Config.InOrder: raft completes them in that order anyway, and
+// freeing their slots back to back lets the next entries reach raft
+// together, to share its disk writes and the state machine's commits). At
+// most maxInflight entries are in raft at once; while they are, new writes
 // queue up and form the next, larger, entry.
 type committer = writeq.Queue[*store.Command, *store.Result]
 
@@ -34,6 +37,7 @@ func newCommitter(n *Node, maxBatch, maxBytes, maxInflight int) *committer {
 		Size:        (*store.Command).Size,
 		Split:       splitEntry,
 		Send:        n.sendEntry,
+		InOrder:     true,
 	})
 }
 

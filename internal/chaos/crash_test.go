@@ -4,7 +4,6 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -13,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/raftkv/raftkv/kv"
 )
 
 // TestCrashDurability SIGKILLs every node in the middle of a write load,
@@ -85,23 +82,7 @@ func (r *round) startWriters(ledger *Ledger, keys []string, n int, cycle uint64)
 				rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
 				st, _, b, err := r.c.Do(rctx, http.MethodPut, r.c.URL(node)+"/v1/kv/"+key, []byte(value), nil)
 				rcancel()
-				switch {
-				case err != nil && kv.NotSent(err):
-				case err != nil:
-					ledger.Unknown(key, value)
-				case st == http.StatusOK:
-					var pr kv.PutResponse
-					if err := json.Unmarshal(b, &pr); err != nil {
-						ledger.Unknown(key, value)
-						continue
-					}
-					ledger.Acked(key, value, pr.ModIndex, pr.Version)
-				case st == http.StatusServiceUnavailable && errorCode(b) == "no_leader",
-					st == http.StatusGatewayTimeout && errorCode(b) == "timeout":
-					// not applied
-				default:
-					ledger.Unknown(key, value)
-				}
+				ledger.RecordPut(key, value, st, b, err)
 			}
 		}()
 	}

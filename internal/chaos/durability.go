@@ -2,10 +2,14 @@ package chaos
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // Ledger records, per key, the unconditional writes a load made: the ones
@@ -65,6 +69,31 @@ func (l *Ledger) Unknown(key, value string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.key(key).unknown[value] = true
+}
+
+// RecordPut records an unconditional PUT of value to key by what its
+// HTTP round trip came to (status and body, or the transport error), as
+// the contract classifies it: 200 acknowledged; 503 no_leader, 504
+// timeout and a connection never made not applied (nothing recorded);
+// anything else unknown.
+func (l *Ledger) RecordPut(key, value string, status int, body []byte, err error) {
+	switch {
+	case err != nil && kv.NotSent(err):
+	case err != nil:
+		l.Unknown(key, value)
+	case status == http.StatusOK:
+		var pr kv.PutResponse
+		if json.Unmarshal(body, &pr) != nil {
+			l.Unknown(key, value)
+			return
+		}
+		l.Acked(key, value, pr.ModIndex, pr.Version)
+	case status == http.StatusServiceUnavailable && errorCode(body) == "no_leader",
+		status == http.StatusGatewayTimeout && errorCode(body) == "timeout":
+		// not applied
+	default:
+		l.Unknown(key, value)
+	}
 }
 
 // Keys lists the keys written to, sorted.

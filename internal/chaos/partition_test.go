@@ -4,15 +4,12 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/raftkv/raftkv/kv"
 )
 
 // partitionWrite is one PUT of the partition test and how it ended.
@@ -155,23 +152,7 @@ func (r *round) startPartitionWriters(ledger *Ledger, perNode int) *partitionWri
 						ledger.Unknown(key, value) // stopped mid-write: not judged
 						return
 					}
-					switch {
-					case err != nil && kv.NotSent(err):
-					case err != nil:
-						ledger.Unknown(key, value)
-					case st == http.StatusOK:
-						var pr kv.PutResponse
-						if json.Unmarshal(b, &pr) != nil {
-							ledger.Unknown(key, value)
-							break
-						}
-						ledger.Acked(key, value, pr.ModIndex, pr.Version)
-					case st == http.StatusServiceUnavailable && w.code == "no_leader",
-						st == http.StatusGatewayTimeout && w.code == "timeout":
-						// not applied
-					default:
-						ledger.Unknown(key, value)
-					}
+					ledger.RecordPut(key, value, st, b, err)
 					p.mu.Lock()
 					p.writes = append(p.writes, w)
 					p.mu.Unlock()

@@ -11,11 +11,13 @@
 //
 // One gatherer goroutine owns the queue's order. It calls Send for one
 // batch at a time, in the order the batches were formed, and Send returns a
-// Wait, which the queue runs on a goroutine of its own and which yields the
-// batch's outcomes. At most Config.MaxInflight batches are between Send and
-// the end of their Wait; while they are, new writes queue up and form the
-// next, larger, batch. Batches are answered in the order their Waits
-// return, not in the order they were sent.
+// Wait, which yields the batch's outcomes: the queue runs each Wait on a
+// goroutine of its own, or, with Config.InOrder, all of them one after
+// another on one completer goroutine in send order. At most
+// Config.MaxInflight batches are between Send and the end of their Wait;
+// while they are, new writes queue up and form the next, larger, batch.
+// Batches are answered in the order their Waits return (in send order with
+// InOrder).
 //
 // # Invariants
 //

@@ -57,14 +57,25 @@ type Config[C, R any] struct {
 	// runs under the queue's lock: it must be quick and must not call the
 	// Queue.
 	Split func(batch []C, next C) Fit
+	// InOrder runs the Waits one after another on one goroutine, in the
+	// order the batches were sent, instead of each on a goroutine of its
+	// own. For raft, whose futures complete in log order anyway, this
+	// frees the in-flight slots back to back as entries complete together,
+	// so the next entries reach raft together and share its disk writes
+	// and the state machine's commits (measured: with transactions, each
+	// an entry of its own, a goroutine per Wait cut the leader's entries
+	// per state machine batch from 1.9 to 1.2 and throughput by 15%). A
+	// Wait then must not depend on a later batch's.
+	InOrder bool
 	// Send hands a batch on: cmds in arrival order, ctxs[i] the context of
 	// the caller of cmds[i] (for its deadline; Send must not wait for it).
 	// It runs on the gatherer goroutine, one batch at a time and in the
 	// order the batches were formed (so that, for raft, log order is
 	// arrival order), and should return quickly: the work of waiting
 	// belongs in the Wait it returns (non-nil), which the queue runs on a
-	// goroutine of its own. ctx is cancelled by Close: a Wait still running
-	// then must end soon (its writes' outcome is unknown).
+	// goroutine of its own (or on the completer, InOrder). ctx is cancelled
+	// by Close: a Wait still running then must end soon (its writes'
+	// outcome is unknown).
 	Send func(ctx context.Context, ctxs []context.Context, cmds []C) Wait[R]
 }
 
@@ -78,13 +89,20 @@ type Queue[C, R any] struct {
 	queue  []*pending[C, R]
 	closed bool // set by Close under mu: nothing is queued after it
 
-	wake  chan struct{} // a write was queued
-	slots chan struct{} // one token per batch between Send and the end of its Wait
-	life  context.Context
-	kill  context.CancelFunc // cancels life
-	stop  chan struct{}      // closed by Close: the gatherer returns
-	once  sync.Once
-	wg    sync.WaitGroup // the gatherer and every Wait's goroutine
+	wake    chan struct{}     // a write was queued
+	inorder chan flight[C, R] // with InOrder: gatherer -> completer, in send order
+	slots   chan struct{}     // one token per batch between Send and the end of its Wait
+	life    context.Context
+	kill    context.CancelFunc // cancels life
+	stop    chan struct{}      // closed by Close: the gatherer returns
+	once    sync.Once
+	wg      sync.WaitGroup // the gatherer and every Wait's goroutine
+}
+
+// flight is a batch handed on and the Wait for its fate.
+type flight[C, R any] struct {
+	batch []*pending[C, R]
+	wait  Wait[R]
 }
 
 // pending is one caller's write; state decides whether it was handed on or
@@ -111,6 +129,11 @@ func New[C, R any](cfg Config[C, R]) *Queue[C, R] {
 		life:  life,
 		kill:  kill,
 		stop:  make(chan struct{}),
+	}
+	if cfg.InOrder {
+		q.inorder = make(chan flight[C, R], cfg.MaxInflight)
+		q.wg.Add(1)
+		go q.complete()
 	}
 	q.wg.Add(1)
 	go q.gather()
@@ -245,6 +268,9 @@ func (p *pending[C, R]) wait(where string) (R, error) {
 // takes an in-flight slot, then the next batch, and hands it to Send.
 func (q *Queue[C, R]) gather() {
 	defer q.wg.Done()
+	if q.inorder != nil {
+		defer close(q.inorder)
+	}
 	for {
 		select {
 		case <-q.stop:
@@ -267,15 +293,30 @@ func (q *Queue[C, R]) gather() {
 				ctxs[i] = p.ctx
 			}
 			wait := q.cfg.Send(q.life, ctxs, cmds)
+			if q.inorder != nil {
+				q.inorder <- flight[C, R]{batch, wait} // never blocks: a slot is held
+				continue
+			}
 			q.wg.Add(1)
-			go q.finish(batch, wait)
+			go func() {
+				defer q.wg.Done()
+				q.finish(batch, wait)
+			}()
 		}
+	}
+}
+
+// complete runs the Waits in send order (InOrder) until the gatherer
+// ends.
+func (q *Queue[C, R]) complete() {
+	defer q.wg.Done()
+	for f := range q.inorder {
+		q.finish(f.batch, f.wait)
 	}
 }
 
 // finish runs a batch's Wait, frees its slot and answers its callers.
 func (q *Queue[C, R]) finish(batch []*pending[C, R], wait Wait[R]) {
-	defer q.wg.Done()
 	outs, err := wait()
 	<-q.slots
 	for i, p := range batch {

@@ -507,3 +507,43 @@ func TestNewRefusesInvalidConfig(t *testing.T) {
 	New(Config[string, string]{MaxBatch: 1, MaxBytes: 1, Size: size,
 		Send: func(context.Context, []context.Context, []string) Wait[string] { return nil }})
 }
+
+// With InOrder the Waits run one after another in send order: a later
+// batch's callers are answered only after the earlier batch's Wait
+// returned, even when the later one's outcome is ready first. Without it
+// each Wait runs on its own and answers as soon as it can.
+func TestInOrder(t *testing.T) {
+	for _, inOrder := range []bool{true, false} {
+		t.Run(fmt.Sprintf("InOrder=%v", inOrder), func(t *testing.T) {
+			s := &sender{hold: true}
+			q := New(Config[string, string]{
+				Where: "test", MaxBatch: 1, MaxBytes: 1 << 20, MaxInflight: 2,
+				Size: size, Send: s.send, InOrder: inOrder,
+			})
+			t.Cleanup(q.Close)
+			first := apply(context.Background(), q, "first")
+			waitFor(t, "the first batch", func() bool { return s.sends() == 1 })
+			second := apply(context.Background(), q, "second")
+			waitFor(t, "the second batch", func() bool { return s.sends() == 2 })
+			s.releaseBatch(1)
+			if inOrder {
+				select {
+				case err := <-second:
+					t.Fatalf("the second batch was answered (%v) before the first's Wait returned", err)
+				case <-time.After(50 * time.Millisecond): // a window for a wrong answer to show
+				}
+			} else if err := <-second; err != nil {
+				t.Fatal(err)
+			}
+			s.releaseBatch(0)
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			if inOrder {
+				if err := <-second; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
