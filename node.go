@@ -219,16 +219,20 @@ func (n *Node) serveHTTP() error {
 // listener, closeAll closes them: a request that had not arrived yet is
 // refused, as one arriving a moment later would be.
 type newConns struct {
-	mu sync.Mutex
-	m  map[net.Conn]struct{}
+	mu      sync.Mutex
+	m       map[net.Conn]struct{}
+	closing bool // closeAll ran: a connection accepted just before is closed as it is tracked
 }
 
 func (c *newConns) track(conn net.Conn, state http.ConnState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if state == http.StateNew {
+	switch {
+	case state == http.StateNew && c.closing:
+		_ = conn.Close()
+	case state == http.StateNew:
 		c.m[conn] = struct{}{}
-	} else {
+	default:
 		delete(c.m, conn)
 	}
 }
@@ -236,6 +240,7 @@ func (c *newConns) track(conn net.Conn, state http.ConnState) {
 func (c *newConns) closeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closing = true
 	for conn := range c.m {
 		_ = conn.Close()
 		delete(c.m, conn)
