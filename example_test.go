@@ -47,21 +47,10 @@ func Example() {
 // returned, and an idempotency key that makes a retry answer the first
 // result instead of applying again.
 func ExampleNode_Put_options() {
-	dir, err := os.MkdirTemp("", "raftkv-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	node, err := raftkv.Open(raftkv.Config{ID: "n1", DataDir: dir})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer node.Close()
+	node, done := openExampleNode() // as in the package example
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		log.Fatal(err)
-	}
 
 	first, err := node.Put(ctx, []byte("config"), []byte("v1"))
 	if err != nil {
@@ -81,4 +70,26 @@ func ExampleNode_Put_options() {
 	// Output:
 	// stale token: true
 	// same answer: true version 1
+}
+
+// openExampleNode opens a ready single-node store in a temporary directory,
+// as the package example does; done closes it and removes the directory.
+func openExampleNode() (node *raftkv.Node, done func()) {
+	dir, err := os.MkdirTemp("", "raftkv-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	node, err = raftkv.Open(raftkv.Config{ID: "n1", DataDir: dir})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		log.Fatal(err)
+	}
+	return node, func() {
+		_ = node.Close()
+		_ = os.RemoveAll(dir)
+	}
 }

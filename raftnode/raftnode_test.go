@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,23 +17,7 @@ import (
 // single starts a one-voter cluster on loopback and waits until it leads.
 func single(t *testing.T) *Node {
 	t.Helper()
-	dir := t.TempDir()
-	fsm, err := store.Open(filepath.Join(dir, "kv.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := Open(Config{ID: "n1", DataDir: dir, RaftAddr: "127.0.0.1:0"}, fsm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := fsm.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	n := openNodes(t, 1)[0]
 	if err := n.Bootstrap([]Server{{ID: "n1", RaftAddr: n.RaftAddr(), Voter: true}}); err != nil {
 		t.Fatal(err)
 	}

@@ -102,17 +102,17 @@ func TestMarkdownRefs(t *testing.T) {
 		{"a link in a code span is not a link", "Write `[a](missing.md)` for a link.", []Ref{
 			{Line: 1, Kind: Name, Target: "missing.md"},
 		}},
-		{"fenced code blocks are skipped", "```sh\ncat design.md\n[a](b.md)\n```\n~~~\n§4\n~~~\nafter.md", []Ref{
+		{"fenced code blocks are skipped", "```sh\ncat brief.md\n[a](b.md)\n```\n~~~\n§4\n~~~\nafter.md", []Ref{
 			{Line: 8, Kind: Name, Target: "after.md"},
 		}},
 		{"a longer fence holds a shorter one", "````\n```\nx.md\n```\n````\ny.md", []Ref{
 			{Line: 6, Kind: Name, Target: "y.md"},
 		}},
 		{"URLs are not names", "https://pkg.go.dev/go.etcd.io/bbolt and <https://x.org/a.md>", nil},
-		{"sections", "as design.md §5.1 says, and `guide.md`, §4; also §6", []Ref{
-			{Line: 1, Kind: Name, Target: "design.md"},
+		{"sections", "as brief.md §5.1 says, and `guide.md`, §4; also §6", []Ref{
+			{Line: 1, Kind: Name, Target: "brief.md"},
 			{Line: 1, Kind: Name, Target: "guide.md"},
-			{Line: 1, Kind: Section, Target: "5.1", File: "design.md"},
+			{Line: 1, Kind: Section, Target: "5.1", File: "brief.md"},
 			{Line: 1, Kind: Section, Target: "4", File: "guide.md"},
 			{Line: 1, Kind: Section, Target: "6"},
 		}},
@@ -130,21 +130,21 @@ func TestMarkdownRefs(t *testing.T) {
 func TestGoCommentRefs(t *testing.T) {
 	src := `package p
 
-// Open follows design.md §4; see commit.go
+// Open follows brief.md §4; see commit.go
 // and docs/architecture.md.
 func Open() string {
-	return "design.md" // strings are not comments: style.md
+	return "brief.md" // strings are not comments: habits.md
 }
 
 /* A block: ../README.md
    §2 */
 `
 	want := []Ref{
-		{Line: 3, Kind: Name, Target: "design.md"},
+		{Line: 3, Kind: Name, Target: "brief.md"},
 		{Line: 3, Kind: Name, Target: "commit.go"},
-		{Line: 3, Kind: Section, Target: "4", File: "design.md"},
+		{Line: 3, Kind: Section, Target: "4", File: "brief.md"},
 		{Line: 4, Kind: Name, Target: "docs/architecture.md"},
-		{Line: 6, Kind: Name, Target: "style.md"},
+		{Line: 6, Kind: Name, Target: "habits.md"},
 		{Line: 9, Kind: Name, Target: "../README.md"},
 		{Line: 10, Kind: Section, Target: "2"},
 	}
@@ -201,7 +201,7 @@ func TestCheck(t *testing.T) {
 			"[bad anchor](../README.md#nope), [out](../../x.md), [ext](https://example.com/a.md).\n" +
 			"The code is in `p/p.go` and p.go; not in `q.go`.\n",
 		"p/p.go": "package p\n\n// See guide.md §4 and docs/guide.md.\n" +
-			"// Not design.md §5.1, nor guide.md §9, nor §3.\nconst s = \"style.md\"\n",
+			"// Not brief.md §5.1, nor guide.md §9, nor §3.\nconst s = \"habits.md\"\n",
 		"p/testdata/t.md":     "[never checked](missing.md)\n",
 		"bin/ignored.md":      "[never checked](missing.md)\n",
 		".git/HEAD.md":        "[never checked](missing.md)\n",
@@ -229,8 +229,8 @@ func TestCheck(t *testing.T) {
 		`docs/guide.md:3: link "../README.md#nope": no heading with anchor #nope in README.md`,
 		`docs/guide.md:3: link "../../x.md": points outside the repository`,
 		`docs/guide.md:4: file name "q.go": no such file in the repository`,
-		`p/p.go:4: file name "design.md": no such file in the repository`,
-		`p/p.go:4: section "design.md §5.1": no such file in the repository`,
+		`p/p.go:4: file name "brief.md": no such file in the repository`,
+		`p/p.go:4: section "brief.md §5.1": no such file in the repository`,
 		`p/p.go:4: section "guide.md §9": no heading numbered 9 in docs/guide.md`,
 		`p/p.go:4: section "§3": a section reference must name the file it points into`,
 	}
