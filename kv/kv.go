@@ -95,7 +95,20 @@ type ReadOptions struct {
 	// write returned). The wait is bounded by the context; past it the read
 	// fails with a *WaitError.
 	MinIndex uint64
+	// WaitIndex, when non-zero, makes the read a blocking read (Consul's
+	// ?index=): it first waits until the key (a listing: any key under its
+	// prefix) changes at an index above WaitIndex, or WaitTime passes,
+	// then reads as it would without it. Pass the index the previous read
+	// returned (ListResult.Index, the X-Raft-Index of a read).
+	WaitIndex uint64
+	// WaitTime bounds a blocking read's wait for a change; zero means
+	// DefaultBlockingWait. The context bounds the whole read.
+	WaitTime time.Duration
 }
+
+// DefaultBlockingWait bounds a blocking read's wait for a change when
+// ReadOptions.WaitTime is zero.
+const DefaultBlockingWait = 5 * time.Minute
 
 // WaitError is the error of a read whose MinIndex was not reached in time.
 // It wraps ErrTimeout.
@@ -234,6 +247,8 @@ var codes = []struct {
 	{ErrClosed, "shutting_down"},
 	{ErrMethodNotAllowed, "method_not_allowed"},
 	{ErrWrongNode, "wrong_node"},
+	{ErrCompacted, "compacted"},
+	{ErrTooManyWatchers, "too_many_watchers"},
 }
 
 // CodeInternal is the wire code of an error that matches no sentinel.

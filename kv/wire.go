@@ -113,6 +113,10 @@ type ErrorBody struct {
 	// AppliedIndex is set on a read that timed out waiting for min_index:
 	// the index the node had applied.
 	AppliedIndex uint64 `json:"applied_index,omitempty"`
+	// OldestIndex and CurrentIndex are set on a compacted error (410, or
+	// the last line of a watch): the history the node keeps.
+	OldestIndex  uint64 `json:"oldest_index,omitempty"`
+	CurrentIndex uint64 `json:"current_index,omitempty"`
 }
 
 // ClusterInfo is the body of GET /v1/cluster.
