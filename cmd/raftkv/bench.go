@@ -30,7 +30,20 @@ Workloads:
 Only successful requests count as ops and enter the latency figures;
 failures are counted by kind (HTTP status and error code, or the
 transport error). --serve-null ADDR serves a do-nothing handler instead,
-so that the same client can measure the machine's HTTP ceiling.`
+so that the same client can measure the machine's HTTP ceiling.
+
+Watch workloads (GET /v1/watch/{--key-prefix}?prefix, NDJSON):
+  watch-idle   opens --watchers watches on one node (one --addr, started
+               with --pprof) and reports its memory per open watcher:
+               resident set and Go heap + stacks, each sampled after a
+               forced garbage collection before, while open, after close
+  watch-delay  opens --watchers watches spread over the nodes, then writes
+               --rate puts a second (--connections writers, each write to a
+               key of its own) for --warmup + --duration; reports the delay
+               from each write's answer to its event at every watcher
+               (an event that arrives first counts as 0), and events
+               received against expected; exits 1 after the figures when
+               a watcher missed an acknowledged write`
 
 // benchOptions is the parsed command line of raftkv bench.
 type benchOptions struct {
@@ -67,6 +80,8 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.BoolVar(&o.preloadOnly, "preload-only", false, "write every key once, report, and stop")
 	fs.BoolVar(&o.json, "json", false, "print the result as one line of JSON")
 	fs.StringVar(&o.serveNull, "serve-null", "", "serve a do-nothing handler on `host:port` until interrupted (the HTTP ceiling)")
+	fs.IntVar(&o.Watchers, "watchers", 1000, "watches the watch workloads open")
+	fs.IntVar(&o.Rate, "rate", 1000, "puts a second watch-delay sends")
 	if _, err := c.parse(args, 0, 0); err != nil {
 		return o, err
 	}
@@ -91,6 +106,9 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 		return o, usagef("--addr: %w", err)
 	}
 	o.Endpoints = eps
+	if o.Workload == loadgen.WatchIdle && len(eps) != 1 {
+		return o, usagef("--workload watch-idle measures one node: give one --addr, not %d", len(eps))
+	}
 	return o, nil
 }
 
@@ -118,6 +136,34 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer g.Close()
 
+	switch o.Workload {
+	case loadgen.WatchIdle:
+		res, err := g.RunWatchIdle(ctx)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if o.json {
+			return writeJSON(stdout, res)
+		}
+		return printWatchIdleResult(stdout, res)
+	case loadgen.WatchDelay:
+		res, err := g.RunWatchDelay(ctx)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if o.json {
+			err = writeJSON(stdout, res)
+		} else {
+			err = printWatchDelayResult(stdout, res)
+		}
+		if err != nil {
+			return err
+		}
+		if err := res.Check(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return nil
+	}
 	if err := g.Probe(ctx); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
@@ -154,6 +200,58 @@ func printBenchResult(w io.Writer, r *loadgen.Result) error {
 	fmt.Fprintf(tw, "throughput\t%.0f ops/s (%d ops)\n", r.OpsPerSec, r.Ops)
 	l := r.Latency
 	fmt.Fprintf(tw, "latency\tmean %.3fms  p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms\n", l.Mean, l.P50, l.P90, l.P99, l.Max)
+	fmt.Fprintf(tw, "errors\t%d\n", r.ErrorsTotal)
+	for _, e := range r.Errors {
+		fmt.Fprintf(tw, "  %s\t%d  e.g. %s\n", e.Kind, e.Count, e.Example)
+	}
+	return tw.Flush()
+}
+
+// printWatchIdleResult prints r as a table, the output of raftkv bench
+// --workload watch-idle without --json.
+func printWatchIdleResult(w io.Writer, r *loadgen.WatchIdleResult) error {
+	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "workload\t%s\n", r.Workload)
+	fmt.Fprintf(tw, "endpoint\t%s\n", r.Endpoint)
+	fmt.Fprintf(tw, "watchers\t%d opened of %d, in %.2fs\n", r.Opened, r.Watchers, r.OpenSeconds)
+	fmt.Fprintf(tw, "node memory\tresident\theap in use\tstacks\tgoroutines\twatchers\n")
+	for _, m := range []struct {
+		name string
+		s    loadgen.MemorySample
+	}{{"  before", r.Before}, {"  open", r.Open}, {"  closed", r.Closed}} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", m.name, mib(m.s.RSSBytes), mib(m.s.HeapInuseBytes), mib(m.s.StackInuseBytes), m.s.Goroutines, m.s.Watchers)
+	}
+	p := r.PerWatcher
+	fmt.Fprintf(tw, "per watcher\tresident %.1f KiB  heap+stacks %.1f KiB (heap %.1f KiB, stacks %.1f KiB)  goroutines %.2f\n",
+		p.RSSBytes/1024, p.HeapStackBytes/1024, p.HeapBytes/1024, p.StackBytes/1024, p.Goroutines)
+	fmt.Fprintf(tw, "events\t%d\n", r.Events)
+	fmt.Fprintf(tw, "errors\t%d\n", r.ErrorsTotal)
+	for _, e := range r.Errors {
+		fmt.Fprintf(tw, "  %s\t%d  e.g. %s\n", e.Kind, e.Count, e.Example)
+	}
+	return tw.Flush()
+}
+
+// printWatchDelayResult prints r as a table, the output of raftkv bench
+// --workload watch-delay without --json.
+func printWatchDelayResult(w io.Writer, r *loadgen.WatchDelayResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "workload\t%s\n", r.Workload)
+	fmt.Fprintf(tw, "endpoints\t%s\n", strings.Join(r.Endpoints, ", "))
+	fmt.Fprintf(tw, "watchers\t%d opened of %d, %d ended early\n", r.Opened, r.Watchers, r.WatchersEnded)
+	fmt.Fprintf(tw, "writes\t%d at %.0f/s (asked %d/s, %d late), %d connections, %d-byte values\n",
+		r.Writes, r.WritesPerSec, r.Rate, r.WritesLate, r.Connections, r.ValueSize)
+	fmt.Fprintf(tw, "measured\t%.2fs after %.2fs of warm-up\n", r.Seconds, r.Warmup)
+	l := r.WriteLatency
+	fmt.Fprintf(tw, "write latency\tmean %.3fms  p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms\n", l.Mean, l.P50, l.P90, l.P99, l.Max)
+	d := r.Delay
+	fmt.Fprintf(tw, "event delay\tmean %.3fms  p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms\n", d.Mean, d.P50, d.P90, d.P99, d.Max)
+	fmt.Fprintf(tw, "events\t%d received of %d expected, %d missing, %d before their answer (delay 0)\n",
+		r.EventsReceived, r.EventsExpected, r.EventsMissing, r.EventsEarly)
+	fmt.Fprintf(tw, "  other\t%d duplicated, %d mismatched, %d of unanswered writes, %d of other keys\n",
+		r.EventsDuplicate, r.EventsMismatched, r.EventsUnacknowledged, r.EventsForeign)
+	fmt.Fprintf(tw, "load process\t%.2f CPUs\n", r.LoadCPU)
 	fmt.Fprintf(tw, "errors\t%d\n", r.ErrorsTotal)
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "  %s\t%d  e.g. %s\n", e.Kind, e.Count, e.Example)

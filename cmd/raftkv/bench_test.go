@@ -36,6 +36,11 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"--addr", "http://127.0.0.1:1?x=1"},
 		{"--serve-null", "nonsense"},
 		{"--serve-null", "127.0.0.1:0", "--connections", "0"},
+		{"--workload", "watch-idle", "--watchers", "0"},
+		{"--workload", "watch-delay", "--watchers", "-1"},
+		{"--workload", "watch-delay", "--rate", "0"},
+		{"--workload", "watch-idle", "--addr", "127.0.0.1:1,127.0.0.1:2"},
+		{"--workload", "watch-delay", "--duration", "0s"},
 	}
 	for _, args := range tests {
 		err := run(context.Background(), append([]string{"bench"}, args...), nil, io.Discard, io.Discard)
@@ -57,7 +62,7 @@ func TestBenchFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := loadgen.Options{Endpoints: []string{defaultAddr}, Workload: loadgen.Put, Connections: 16, ValueSize: 256, Keys: 10000,
-		KeyPrefix: "bench/", Duration: 10 * time.Second, Warmup: time.Second, Timeout: 10 * time.Second}
+		KeyPrefix: "bench/", Duration: 10 * time.Second, Warmup: time.Second, Timeout: 10 * time.Second, Watchers: 1000, Rate: 1000}
 	if got := o.Options; !reflect.DeepEqual(got, want) || !o.preload || o.preloadOnly || o.json || o.serveNull != "" {
 		t.Errorf("defaults = %+v, want %+v with preload", o, want)
 	}
@@ -76,6 +81,14 @@ func TestBenchFlags(t *testing.T) {
 	}
 	if got, want := strings.Join(o.Endpoints, " "), "http://127.0.0.1:1 https://h:2"; got != want {
 		t.Errorf("endpoints = %q, want %q", got, want)
+	}
+	o, err = parseBenchArgs([]string{"--workload", "watch-idle", "--watchers", "10000", "--addr", "127.0.0.1:9"}, io.Discard)
+	if err != nil || o.Workload != loadgen.WatchIdle || o.Watchers != 10000 || strings.Join(o.Endpoints, " ") != "http://127.0.0.1:9" {
+		t.Errorf("watch-idle options = %+v, %v", o, err)
+	}
+	o, err = parseBenchArgs([]string{"--workload", "watch-delay", "--watchers", "30", "--rate", "200", "--addr", "127.0.0.1:1,127.0.0.1:2"}, io.Discard)
+	if err != nil || o.Workload != loadgen.WatchDelay || o.Watchers != 30 || o.Rate != 200 || len(o.Endpoints) != 2 {
+		t.Errorf("watch-delay options = %+v, %v", o, err)
 	}
 	if _, err := parseBenchArgs([]string{"--preload-only", "--duration", "0s"}, io.Discard); err != nil {
 		t.Errorf("--preload-only needs no duration: %v", err)
@@ -121,6 +134,106 @@ func TestPrintBenchResult(t *testing.T) {
 	}
 	if js.String() != wantJSON {
 		t.Errorf("JSON output:\n%s\nwant:\n%s", js.String(), wantJSON)
+	}
+}
+
+// TestPrintWatchResults pins the output of the two watch workloads.
+func TestPrintWatchResults(t *testing.T) {
+	idle := &loadgen.WatchIdleResult{Workload: loadgen.WatchIdle, Endpoint: "http://127.0.0.1:8001", Watchers: 10000, Opened: 9999, OpenSeconds: 1.234,
+		Before:      loadgen.MemorySample{RSSBytes: 16 << 20, HeapInuseBytes: 4 << 20, StackInuseBytes: 1 << 19, Goroutines: 30, Watchers: 0},
+		Open:        loadgen.MemorySample{RSSBytes: 272 << 20, HeapInuseBytes: 170 << 20, StackInuseBytes: 98 << 20, Goroutines: 20028, Watchers: 9999},
+		Closed:      loadgen.MemorySample{RSSBytes: 280 << 20, HeapInuseBytes: 5 << 20, StackInuseBytes: 1 << 20, Goroutines: 30, Watchers: 0},
+		PerWatcher:  loadgen.PerWatcher{RSSBytes: 26214.4, HeapStackBytes: 27648, HeapBytes: 17408, StackBytes: 10240, Goroutines: 2},
+		ErrorsTotal: 1, Errors: []loadgen.ErrorCount{{Kind: "http 503 too_many_watchers", Count: 1, Example: "full"}}}
+	var text bytes.Buffer
+	if err := printWatchIdleResult(&text, idle); err != nil {
+		t.Fatal(err)
+	}
+	want := "workload                      watch-idle\n" +
+		"endpoint                      http://127.0.0.1:8001\n" +
+		"watchers                      9999 opened of 10000, in 1.23s\n" +
+		"node memory                   resident   heap in use  stacks    goroutines  watchers\n" +
+		"  before                      16.0 MiB   4.0 MiB      0.5 MiB   30          0\n" +
+		"  open                        272.0 MiB  170.0 MiB    98.0 MiB  20028       9999\n" +
+		"  closed                      280.0 MiB  5.0 MiB      1.0 MiB   30          0\n" +
+		"per watcher                   resident 25.6 KiB  heap+stacks 27.0 KiB (heap 17.0 KiB, stacks 10.0 KiB)  goroutines 2.00\n" +
+		"events                        0\n" +
+		"errors                        1\n" +
+		"  http 503 too_many_watchers  1  e.g. full\n"
+	if text.String() != want {
+		t.Errorf("watch-idle output:\n%s\nwant:\n%s", text.String(), want)
+	}
+
+	delay := &loadgen.WatchDelayResult{Workload: loadgen.WatchDelay, Endpoints: []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002"},
+		Watchers: 1000, Opened: 1000, Rate: 1000, Connections: 16, ValueSize: 256, Warmup: 1, Seconds: 10.0012,
+		Writes: 9990, WritesPerSec: 998.9, WritesLate: 3, WriteLatency: loadgen.LatencyMS{Mean: 5, P50: 4, P90: 8, P99: 20, Max: 50},
+		EventsExpected: 9990000, EventsReceived: 9989999, EventsMissing: 1, EventsEarly: 12345, EventsDuplicate: 2, EventsMismatched: 3,
+		EventsUnacknowledged: 1000, EventsForeign: 4, Delay: loadgen.LatencyMS{Mean: 10.5, P50: 3.25, P90: 30, P99: 99.5, Max: 250},
+		LoadCPU: 0.85, WatchersEnded: 1, ErrorsTotal: 2, Errors: []loadgen.ErrorCount{
+			{Kind: "http 504 outcome_unknown", Count: 1, Example: "maybe"}, {Kind: "stream ended: compacted", Count: 1, Example: "gone"}}}
+	text.Reset()
+	if err := printWatchDelayResult(&text, delay); err != nil {
+		t.Fatal(err)
+	}
+	want = "workload                    watch-delay\n" +
+		"endpoints                   http://127.0.0.1:8001, http://127.0.0.1:8002\n" +
+		"watchers                    1000 opened of 1000, 1 ended early\n" +
+		"writes                      9990 at 999/s (asked 1000/s, 3 late), 16 connections, 256-byte values\n" +
+		"measured                    10.00s after 1.00s of warm-up\n" +
+		"write latency               mean 5.000ms  p50 4.000ms  p90 8.000ms  p99 20.000ms  max 50.000ms\n" +
+		"event delay                 mean 10.500ms  p50 3.250ms  p90 30.000ms  p99 99.500ms  max 250.000ms\n" +
+		"events                      9989999 received of 9990000 expected, 1 missing, 12345 before their answer (delay 0)\n" +
+		"  other                     2 duplicated, 3 mismatched, 1000 of unanswered writes, 4 of other keys\n" +
+		"load process                0.85 CPUs\n" +
+		"errors                      2\n" +
+		"  http 504 outcome_unknown  1  e.g. maybe\n" +
+		"  stream ended: compacted   1  e.g. gone\n"
+	if text.String() != want {
+		t.Errorf("watch-delay output:\n%s\nwant:\n%s", text.String(), want)
+	}
+	// scripts/bench.sh reads these JSON fields.
+	var js bytes.Buffer
+	if err := writeJSON(&js, delay); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"writes_per_sec":998.9`, `"delay_ms":{"mean":10.5,"p50":3.25,"p90":30,"p99":99.5,"max":250}`,
+		`"events_expected":9990000`, `"events_received":9989999`, `"events_missing":1`, `"events_early":12345`, `"load_cpu":0.85`} {
+		if !strings.Contains(js.String(), field) {
+			t.Errorf("watch-delay JSON lacks %s: %s", field, js.String())
+		}
+	}
+	js.Reset()
+	if err := writeJSON(&js, idle); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"per_watcher":{"rss_bytes":26214.4,"heap_stack_bytes":27648,"heap_bytes":17408,"stack_bytes":10240,"goroutines":2}`) {
+		t.Errorf("watch-idle JSON: %s", js.String())
+	}
+}
+
+// TestBenchWatchRefused runs the watch workloads against a node that
+// refuses every watch: no figures, exit 1, the refusal named.
+func TestBenchWatchRefused(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/watch/") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":{"code":"too_many_watchers","message":"full"}}`)
+			return
+		}
+		if r.URL.Path == "/metrics" {
+			_, _ = io.WriteString(w, "go_goroutines 1\ngo_memstats_heap_inuse_bytes 1\ngo_memstats_stack_inuse_bytes 1\nprocess_resident_memory_bytes 1\nraftkv_watchers 0\n")
+		}
+	}))
+	defer srv.Close()
+	for _, wl := range []string{"watch-idle", "watch-delay"} {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"bench", "--addr", srv.URL, "--workload", wl, "--watchers", "3", "--duration", "1s"}, nil, &stdout, io.Discard)
+		if code := exitCode(err, &stderr); code != 1 || !strings.Contains(stderr.String(), "no watch opened: 3 failed, most as http 503 too_many_watchers (full)") {
+			t.Errorf("%s: exit %d, stderr %q", wl, code, stderr.String())
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("%s: printed figures: %q", wl, stdout.String())
+		}
 	}
 }
 

@@ -113,36 +113,50 @@ type outcome struct {
 // do sends one request and reads the answer to the end. Any 2xx is a
 // success; anything else is a failure of kind "http STATUS CODE".
 func (g *Generator) do(ctx context.Context, method, target string, body []byte, contentType string) outcome {
+	_, res := g.doBody(ctx, method, target, body, contentType, nil)
+	return res
+}
+
+// doBody is do that appends the body of a 2xx answer to dst (when dst is
+// nil, discards it) and returns it.
+func (g *Generator) doBody(ctx context.Context, method, target string, body []byte, contentType string, dst []byte) ([]byte, outcome) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return outcome{kind: "request", message: err.Error()}
+		return dst, outcome{kind: "request", message: err.Error()}
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return outcome{kind: transportErrorKind(err), message: err.Error()}
+		return dst, outcome{kind: transportErrorKind(err), message: err.Error()}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-			return outcome{kind: transportErrorKind(err), message: "reading the body: " + err.Error()}
+		if dst == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+		} else {
+			buf := bytes.NewBuffer(dst)
+			_, err = buf.ReadFrom(resp.Body)
+			dst = buf.Bytes()
 		}
-		return outcome{}
+		if err != nil {
+			return dst, outcome{kind: transportErrorKind(err), message: "reading the body: " + err.Error()}
+		}
+		return dst, outcome{}
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	_, _ = io.Copy(io.Discard, resp.Body)
 	kind := "http " + strconv.Itoa(resp.StatusCode)
 	var er kv.ErrorResponse
 	if json.Unmarshal(msg, &er) == nil && er.Error.Code != "" {
-		return outcome{kind: kind + " " + er.Error.Code, message: er.Error.Message}
+		return dst, outcome{kind: kind + " " + er.Error.Code, message: er.Error.Message}
 	}
-	return outcome{kind: kind, message: strings.TrimSpace(string(msg))}
+	return dst, outcome{kind: kind, message: strings.TrimSpace(string(msg))}
 }
 
 // transportErrorKind names a failure that got no HTTP answer.
@@ -247,6 +261,9 @@ type worker struct {
 // and merges what they measured. It fails, with no figures, when ctx ends
 // first.
 func (g *Generator) Run(ctx context.Context) (*Result, error) {
+	if g.o.Workload.Watches() {
+		return nil, fmt.Errorf("%s is measured by RunWatchIdle or RunWatchDelay, not Run", g.o.Workload)
+	}
 	if g.o.Duration <= 0 {
 		return nil, errors.New("--duration must be positive")
 	}
@@ -286,7 +303,6 @@ func (g *Generator) Run(ctx context.Context) (*Result, error) {
 		Keys:        g.o.Keys,
 		Warmup:      g.o.Warmup.Seconds(),
 		Seconds:     end.Sub(measureFrom).Seconds(),
-		Errors:      []ErrorCount{},
 	}
 	hist := newHistogram()
 	errs := map[string]*ErrorCount{}
@@ -303,20 +319,37 @@ func (g *Generator) Run(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.OpsPerSec = float64(res.Ops) / res.Seconds
-	ms := func(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
-	res.Latency = LatencyMS{
-		Mean: ms(hist.mean()),
-		P50:  ms(hist.quantile(0.50)),
-		P90:  ms(hist.quantile(0.90)),
-		P99:  ms(hist.quantile(0.99)),
-		Max:  ms(hist.max),
-	}
-	for _, e := range errs {
-		res.ErrorsTotal += e.Count
-		res.Errors = append(res.Errors, *e)
-	}
-	slices.SortFunc(res.Errors, func(a, b ErrorCount) int { return cmp.Compare(b.Count, a.Count) })
+	res.Latency = latencyMS(hist)
+	res.Errors, res.ErrorsTotal = sortedErrors(errs)
 	return res, nil
+}
+
+// latencyMS summarizes h, in nanoseconds, in milliseconds rounded to the
+// microsecond.
+func latencyMS(h *histogram) LatencyMS {
+	ms := func(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
+	return LatencyMS{
+		Mean: ms(h.mean()),
+		P50:  ms(h.quantile(0.50)),
+		P90:  ms(h.quantile(0.90)),
+		P99:  ms(h.quantile(0.99)),
+		Max:  ms(h.max),
+	}
+}
+
+// sortedErrors lists the counts of m, most frequent first (never nil), and
+// returns their total.
+func sortedErrors(m map[string]*ErrorCount) ([]ErrorCount, int64) {
+	out := make([]ErrorCount, 0, len(m))
+	var total int64
+	for _, e := range m {
+		total += e.Count
+		out = append(out, *e)
+	}
+	slices.SortFunc(out, func(a, b ErrorCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Kind, b.Kind))
+	})
+	return out, total
 }
 
 // loop is one worker: it sends requests one after another until stop is

@@ -26,14 +26,27 @@ const (
 	// Txn is a POST /v1/txn: compare the key's version, put it on success,
 	// get it on failure.
 	Txn Workload = "txn"
+	// WatchIdle opens Watchers watches that receive nothing and measures
+	// what they cost the node in memory (Generator.RunWatchIdle).
+	WatchIdle Workload = "watch-idle"
+	// WatchDelay opens Watchers watches over the endpoints and writes at
+	// Rate puts a second; it measures the delay from each write's
+	// acknowledgement to its event at every watcher (Generator.RunWatchDelay).
+	WatchDelay Workload = "watch-delay"
 )
 
 // Workloads returns every workload, in the order raftkv bench lists them.
-func Workloads() []Workload { return []Workload{Put, Get, GetStale, Mixed, Txn} }
+func Workloads() []Workload {
+	return []Workload{Put, Get, GetStale, Mixed, Txn, WatchIdle, WatchDelay}
+}
 
 // ReadsKeys reports whether the workload reads keys, which should then be
 // written first (see Generator.Preload).
-func (w Workload) ReadsKeys() bool { return w != Put }
+func (w Workload) ReadsKeys() bool { return w == Get || w == GetStale || w == Mixed || w == Txn }
+
+// Watches reports whether the workload is a watch measurement, run by
+// RunWatchIdle or RunWatchDelay rather than Run.
+func (w Workload) Watches() bool { return w == WatchIdle || w == WatchDelay }
 
 // ErrUnsupported marks a workload the server does not implement.
 var ErrUnsupported = errors.New("workload not supported by the server")
@@ -62,8 +75,17 @@ type Options struct {
 	// Warmup is how long Run sends load before it measures (--warmup);
 	// not negative.
 	Warmup time.Duration
-	// Timeout is the deadline of one request (--timeout); positive.
+	// Timeout is the deadline of one request (--timeout); positive. A
+	// watch stream has no deadline, but opening it (its answer's header)
+	// must come within Timeout, and so must the last events after the
+	// writes of RunWatchDelay stop.
 	Timeout time.Duration
+	// Watchers is the number of watches the watch workloads open
+	// (--watchers); at least 1 for them, ignored by the others.
+	Watchers int
+	// Rate is the puts a second RunWatchDelay sends (--rate); at least 1
+	// for it, ignored by the others.
+	Rate int
 }
 
 // Validate checks every option but Endpoints (see New) and Duration (see
@@ -86,6 +108,10 @@ func (o Options) Validate() error {
 		return errors.New("--warmup must not be negative")
 	case o.Timeout <= 0:
 		return errors.New("--timeout must be positive")
+	case o.Workload.Watches() && o.Watchers < 1:
+		return fmt.Errorf("--watchers must be at least 1 for %s", o.Workload)
+	case o.Workload == WatchDelay && o.Rate < 1:
+		return fmt.Errorf("--rate must be at least 1 for %s", o.Workload)
 	}
 	return nil
 }

@@ -18,6 +18,8 @@ func valid() Options {
 		Duration:    time.Second,
 		Warmup:      0,
 		Timeout:     time.Second,
+		Watchers:    1,
+		Rate:        1,
 	}
 }
 
@@ -28,7 +30,7 @@ func TestValidate(t *testing.T) {
 		wantErr string // "" when valid
 	}{
 		{"valid", func(*Options) {}, ""},
-		{"unknown workload", func(o *Options) { o.Workload = "scan" }, `--workload must be one of put, get, get-stale, mixed, txn, not "scan"`},
+		{"unknown workload", func(o *Options) { o.Workload = "scan" }, `--workload must be one of put, get, get-stale, mixed, txn, watch-idle, watch-delay, not "scan"`},
 		{"empty workload", func(o *Options) { o.Workload = "" }, "--workload must be one of"},
 		{"workload is case-sensitive", func(o *Options) { o.Workload = "PUT" }, "--workload must be one of"},
 		{"no connections", func(o *Options) { o.Connections = 0 }, "--connections must be at least 1"},
@@ -42,6 +44,11 @@ func TestValidate(t *testing.T) {
 		{"no duration", func(o *Options) { o.Duration = 0 }, ""},
 		{"negative duration", func(o *Options) { o.Duration = -time.Second }, ""},
 		{"empty key prefix", func(o *Options) { o.KeyPrefix = "" }, ""},
+		{"no watchers for watch-idle", func(o *Options) { o.Workload, o.Watchers = WatchIdle, 0 }, "--watchers must be at least 1 for watch-idle"},
+		{"no watchers for watch-delay", func(o *Options) { o.Workload, o.Watchers = WatchDelay, 0 }, "--watchers must be at least 1 for watch-delay"},
+		{"no rate for watch-delay", func(o *Options) { o.Workload, o.Rate = WatchDelay, 0 }, "--rate must be at least 1 for watch-delay"},
+		{"watch-idle needs no rate", func(o *Options) { o.Workload, o.Rate = WatchIdle, 0 }, ""},
+		{"put needs no watchers nor rate", func(o *Options) { o.Watchers, o.Rate = 0, -1 }, ""},
 	}
 	for _, w := range Workloads() {
 		tests = append(tests, struct {
@@ -63,11 +70,23 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestReadsKeys(t *testing.T) {
-	for _, w := range Workloads() {
-		if got, want := w.ReadsKeys(), w != Put; got != want {
-			t.Errorf("%s.ReadsKeys() = %v, want %v", w, got, want)
+func TestWorkloadKinds(t *testing.T) {
+	for _, tc := range []struct {
+		w                Workload
+		readsKeys, watch bool
+	}{
+		{Put, false, false}, {Get, true, false}, {GetStale, true, false}, {Mixed, true, false}, {Txn, true, false},
+		{WatchIdle, false, true}, {WatchDelay, false, true},
+	} {
+		if got := tc.w.ReadsKeys(); got != tc.readsKeys {
+			t.Errorf("%s.ReadsKeys() = %v, want %v", tc.w, got, tc.readsKeys)
 		}
+		if got := tc.w.Watches(); got != tc.watch {
+			t.Errorf("%s.Watches() = %v, want %v", tc.w, got, tc.watch)
+		}
+	}
+	if len(Workloads()) != 7 {
+		t.Errorf("Workloads() = %v: a workload without a row here", Workloads())
 	}
 }
 
