@@ -37,7 +37,30 @@
 #                             the 1M-key targets)
 #   BENCH_PROFILE=FILE        afterwards, take a 5 s CPU profile of the
 #                             leader under wrk put at 64 connections
+#   BENCH_NODE_FLAGS=""       extra raftkv serve flags for every node, e.g.
+#                             "--watch-history 0"
+#   BENCH_WATCH=1             afterwards, the watch phase (below); "only":
+#                             the watch phase alone, without the suite
 #   RAFTKV_BIN=bin/raftkv
+#
+# The watch phase (docs/performance.md, "Watches") runs on fresh clusters of
+# its own, so the suite's load does not blur it:
+#   1. a fresh cluster: raftkv bench --workload watch-idle opens
+#      BENCH_WATCH_IDLE watchers on n1 and reports its memory per watcher;
+#      then the key space is preloaded and --workload watch-delay opens
+#      BENCH_WATCH_WATCHERS watchers over the three nodes and writes
+#      BENCH_WATCH_RATE puts/s for BENCH_WATCH_DURATION seconds, and reports
+#      the delay from each write's answer to its event at every watcher;
+#   2. BENCH_WATCH_PAIRS pairs of fresh clusters, one with history as
+#      BENCH_NODE_FLAGS has it (on by default), one with --watch-history 0
+#      added (off), in the order on-off, off-on, ...: each preloaded, then
+#      wrk put at 64 and 256 connections for BENCH_DURATION seconds; prints
+#      the medians and their ratio.
+# It needs BENCH_WATCH_IDLE + 1024 open files per process: it raises the
+# soft limit (ulimit -n) up to the hard one, and stops if that is too low.
+#   BENCH_WATCH_IDLE=10000  BENCH_WATCH_WATCHERS=1000  BENCH_WATCH_RATE=1000
+#   BENCH_WATCH_DURATION=10  BENCH_WATCH_CONNECTIONS=16 (watch-delay's writers)
+#   BENCH_WATCH_PAIRS=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +75,15 @@ keys=${BENCH_KEYS:-10000}
 base=${BENCH_PORT_BASE:-18000}
 profile=${BENCH_PROFILE:-}
 restart=${BENCH_RESTART:-}
+watch=${BENCH_WATCH:-}
+[ "$watch" = 0 ] && watch=
+watch_idle=${BENCH_WATCH_IDLE:-10000}
+watch_watchers=${BENCH_WATCH_WATCHERS:-1000}
+watch_rate=${BENCH_WATCH_RATE:-1000}
+watch_dur=${BENCH_WATCH_DURATION:-10}
+watch_conns=${BENCH_WATCH_CONNECTIONS:-16}
+watch_pairs=${BENCH_WATCH_PAIRS:-2}
+read -r -a node_flags <<<"${BENCH_NODE_FLAGS:-}"
 warmup=1s # raftkv bench only; wrk has no warm-up
 
 die() {
@@ -86,8 +118,8 @@ pids=()
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do [ -z "$pid" ] || wait "$pid" 2>/dev/null || true; done
 	if [ "$rc" -ne 0 ] && ls "$work"/n?.log >/dev/null 2>&1; then
 		echo "bench: failed (exit $rc); the nodes' last log lines:" >&2
 		tail -n 5 "$work"/n?.log >&2 || true
@@ -107,26 +139,26 @@ wait_up() {
 	die "$1 did not come up"
 }
 
-# start_node I: starts node I (1-3) in the background; its pid goes to
-# pids[I-1].
+# start_node I: starts node I (1-3) in the background, with its data in
+# $node_data/nI and the flags BENCH_NODE_FLAGS and node_extra; its pid goes
+# to pids[I-1].
+node_data=$work
+node_extra=()
 start_node() {
 	local i=$1 j join=()
 	for j in 1 2 3; do [ "$j" = "$i" ] || join+=("${node_addrs[$((j - 1))]}"); done
-	"$bin" serve --id "n$i" --data-dir "$work/n$i" \
+	"$bin" serve --id "n$i" --data-dir "$node_data/n$i" \
 		--http-addr "${node_addrs[$((i - 1))]}" --raft-addr "127.0.0.1:$((base + 1000 + i))" \
 		--bootstrap-expect 3 --join "$(IFS=,; echo "${join[*]}")" \
-		--pprof --log-level warn >>"$work/n$i.log" 2>&1 &
+		--pprof --log-level warn "${node_flags[@]}" "${node_extra[@]}" >>"$work/n$i.log" 2>&1 &
 	pids[i - 1]=$!
 }
 
-started=$(date +%s)
-for i in 1 2 3; do start_node "$i"; done
-"$bin" bench --serve-null "$null_addr" --value-size "$value_size" >"$work/null.log" 2>&1 &
-pids+=($!)
-for a in "${node_addrs[@]}"; do wait_up "http://$a/readyz"; done
-wait_up "http://$null_addr/"
-"$bin" bench --addr "$addrs" --preload-only --keys "$keys" --value-size "$value_size" --connections 64 2>&1 |
-	sed 's/^raftkv bench: /bench: /' >&2
+# preload: writes every key of the key space once.
+preload() {
+	"$bin" bench --addr "$addrs" --preload-only --keys "$keys" --value-size "$value_size" --connections 64 2>&1 |
+		sed 's/^raftkv bench: /bench: /' >&2
+}
 
 # --- wrk ------------------------------------------------------------------
 
@@ -211,6 +243,149 @@ run_rb() {
 		"$(json_field p99 <<<"$out")" "$(json_field errors_total <<<"$out")"
 }
 
+# cpu_ticks: "busy total" jiffies of the whole machine; proc_ticks PID:
+# user+system jiffies of one process.
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# --- watches (BENCH_WATCH) -----------------------------------------------------
+
+# start_cluster NAME FLAGS...: three fresh nodes, data in $work/NAME, with
+# FLAGS after BENCH_NODE_FLAGS; returns once every node is ready.
+start_cluster() {
+	node_data=$work/$1
+	shift
+	node_extra=("$@")
+	local i a
+	for i in 1 2 3; do start_node "$i"; done
+	for a in "${node_addrs[@]}"; do wait_up "http://$a/readyz"; done
+}
+
+# stop_cluster: stops the three nodes, if running, and waits for them.
+stop_cluster() {
+	local i
+	for i in 0 1 2; do [ -z "${pids[$i]:-}" ] || kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+	for i in 0 1 2; do
+		[ -z "${pids[$i]:-}" ] || wait "${pids[$i]}" 2>/dev/null || true
+		pids[i]=""
+	done
+}
+
+# json_in OBJECT FIELD: the number FIELD inside the JSON object OBJECT.
+json_in() { sed -n "s/.*\"$1\":{[^}]*\"$2\":\([-0-9.e+]*\).*/\1/p"; }
+
+# median: the median of the numbers on stdin, one a line.
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# watch_phase: the watch measurements (see the top of this file). It sets
+# watch_rc to 1 when a watcher missed an acknowledged write.
+watch_rc=0
+watch_phase() {
+	local need hard maxw=() max_watchers t0 wall c h p i order flags hz cpu
+	need=$((watch_idle + 1024))
+	if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+		hard=$(ulimit -Hn)
+		if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+			die "the watch phase needs $need open files per process ($watch_idle watchers + 1024); the hard limit (ulimit -Hn) is $hard"
+		fi
+		ulimit -n "$need"
+	fi
+	max_watchers=$((watch_idle > watch_watchers ? watch_idle : watch_watchers))
+	[ "$max_watchers" -le 10000 ] || maxw=(--max-watchers "$max_watchers")
+	stop_cluster # the suite's, if it ran
+
+	echo "bench: watches: $watch_idle idle watchers on n1 of a fresh cluster" >&2
+	start_cluster watch "${maxw[@]}"
+	"$bin" bench --addr "${node_addrs[0]}" --workload watch-idle --watchers "$watch_idle" --json >"$work/watch.idle" ||
+		die "raftkv bench --workload watch-idle failed"
+	preload
+	echo "bench: watches: $watch_watchers watchers over the nodes, $watch_rate puts/s for ${watch_dur}s" >&2
+	hz=$(getconf CLK_TCK)
+	local node_t0=() busy0 total0 busy1 total1
+	for i in 0 1 2; do node_t0+=("$(proc_ticks "${pids[$i]}")"); done
+	read -r busy0 total0 < <(cpu_ticks)
+	t0=$(date +%s%N)
+	if ! "$bin" bench --addr "$addrs" --workload watch-delay --watchers "$watch_watchers" --rate "$watch_rate" \
+		--duration "${watch_dur}s" --warmup 1s --connections "$watch_conns" --value-size "$value_size" --json \
+		>"$work/watch.delay" 2>"$work/watch.delay.err"; then
+		grep -q '"events_expected"' "$work/watch.delay" || { cat "$work/watch.delay.err" >&2; die "raftkv bench --workload watch-delay failed"; }
+		watch_rc=1
+	fi
+	wall=$(($(date +%s%N) - t0))
+	read -r busy1 total1 < <(cpu_ticks)
+	cpu="machine $(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) -v n="$(nproc)" 'BEGIN { printf "%.0f%% of %d CPUs busy", 100 * b / t, n }')"
+	for i in 0 1 2; do
+		cpu+=", n$((i + 1)) $(awk -v d=$(($(proc_ticks "${pids[$i]}") - node_t0[i])) -v hz="$hz" -v w="$wall" \
+			'BEGIN { printf "%.0f%%", 100 * d / hz / (w / 1e9) }')"
+	done
+	stop_cluster
+
+	for p in $(seq "$watch_pairs"); do
+		order="on off"
+		[ $((p % 2)) = 1 ] || order="off on"
+		for h in $order; do
+			flags=("${maxw[@]}")
+			[ "$h" = on ] || flags+=(--watch-history 0)
+			echo "bench: watches: history $h (pair $p of $watch_pairs): wrk put at 64 and 256 connections" >&2
+			start_cluster "history-$h-$p" "${flags[@]}"
+			preload
+			for c in 64 256; do run_wrk put "$c" "$dur" "${nodes[@]}" >"$work/history.$h.$c.$p"; done
+			curl -fsS "http://${node_addrs[0]}/metrics" | awk '/^raftkv_watch_history_(events|oldest_index) / { printf "%s%.0f", sep, $2; sep = " " }' \
+				>"$work/history.$h.events.$p"
+			stop_cluster
+		done
+	done
+
+	local idle delay ops
+	idle=$(cat "$work/watch.idle")
+	delay=$(cat "$work/watch.delay")
+	echo
+	echo "raftkv make bench, watches: $(nproc) CPUs, $("$bin" version), ${value_size}-byte values${BENCH_NODE_FLAGS:+, nodes with $BENCH_NODE_FLAGS}"
+	echo
+	echo "history on and off: wrk put, $watch_pairs pair(s) of fresh clusters (order on-off, off-on, ...), ${dur}s each, ops/s"
+	printf '%6s  %-28s %-28s %8s\n' conns "history on: median (runs)" "history off: median (runs)" "on/off"
+	for c in 64 256; do
+		local on=() off=() mon moff
+		for p in $(seq "$watch_pairs"); do
+			read -r ops _ <"$work/history.on.$c.$p"
+			on+=("$ops")
+			read -r ops _ <"$work/history.off.$c.$p"
+			off+=("$ops")
+		done
+		mon=$(printf '%s\n' "${on[@]}" | median)
+		moff=$(printf '%s\n' "${off[@]}" | median)
+		printf '%6s  %-28s %-28s %8s\n' "$c" "$(printf '%.0f' "$mon") (${on[*]})" "$(printf '%.0f' "$moff") (${off[*]})" \
+			"$(awk -v a="$mon" -v b="$moff" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')"
+	done
+	echo "history kept by n1 after each history-on run (events, oldest index): $(for p in $(seq "$watch_pairs"); do printf '[%s] ' "$(cat "$work/history.on.events.$p")"; done)"
+	echo "target: history on costs at most 10% (on/off >= 0.900) at 64 and 256 connections"
+	echo
+	pw() { json_in per_watcher "$1" <<<"$idle"; }
+	echo "idle watchers: $(json_field opened <<<"$idle") of $watch_idle opened on n1 in $(printf '%.1f' "$(json_field open_s <<<"$idle")") s; per watcher:" \
+		"resident $(awk -v b="$(pw rss_bytes)" 'BEGIN { printf "%.1f", b / 1024 }') KiB," \
+		"Go heap+stacks $(awk -v b="$(pw heap_stack_bytes)" 'BEGIN { printf "%.1f", b / 1024 }') KiB" \
+		"(heap $(awk -v b="$(pw heap_bytes)" 'BEGIN { printf "%.1f", b / 1024 }')," \
+		"stacks $(awk -v b="$(pw stack_bytes)" 'BEGIN { printf "%.1f", b / 1024 }') KiB), $(pw goroutines) goroutines;" \
+		"errors $(json_field errors_total <<<"$idle")"
+	echo "target: at most 32 KiB per idle watcher"
+	echo
+	echo "watch delay: $(json_field opened <<<"$delay") watchers over 3 nodes, $(printf '%.0f' "$(json_field writes_per_sec <<<"$delay")") puts/s" \
+		"(asked $watch_rate, $(json_field writes_late <<<"$delay") late, $watch_conns writers), ${watch_dur}s measured"
+	echo "  delay from a write's answer to its event, ms: p50 $(json_in delay_ms p50 <<<"$delay")" \
+		"p99 $(json_in delay_ms p99 <<<"$delay") max $(json_in delay_ms max <<<"$delay")" \
+		"(write latency p50 $(json_in write_latency_ms p50 <<<"$delay") p99 $(json_in write_latency_ms p99 <<<"$delay"))"
+	echo "  events: $(json_field events_received <<<"$delay") received of $(json_field events_expected <<<"$delay") expected," \
+		"$(json_field events_missing <<<"$delay") missing, $(json_field events_duplicate <<<"$delay") duplicated," \
+		"$(json_field events_early <<<"$delay") before their answer (counted as 0); $(json_field errors_total <<<"$delay") errors"
+	echo "  CPU meanwhile: $cpu of one CPU; the load process $(json_field load_cpu <<<"$delay") CPUs while writing"
+	echo "target: p99 at most 100 ms at 1,000 puts/s with 1,000 watchers"
+	if [ "$watch_rc" != 0 ]; then
+		echo "watch-delay: WATCHERS MISSED ACKNOWLEDGED WRITES: $(cat "$work/watch.delay.err")"
+	fi
+}
+
 # --- the suite ----------------------------------------------------------------
 
 nodes=()
@@ -240,6 +415,19 @@ cell() {
 	esac
 	echo "$line" >"$work/res.$target.$tool.$wl.$c"
 }
+
+started=$(date +%s)
+if [ "$watch" = only ]; then
+	watch_phase
+	echo "bench: done in $(($(date +%s) - started))s" >&2
+	exit "$watch_rc"
+fi
+for i in 1 2 3; do start_node "$i"; done
+"$bin" bench --serve-null "$null_addr" --value-size "$value_size" >"$work/null.log" 2>&1 &
+pids+=($!)
+for a in "${node_addrs[@]}"; do wait_up "http://$a/readyz"; done
+wait_up "http://$null_addr/"
+preload
 
 for c in $conns_list; do
 	cell ceiling wrk put "$c"
@@ -296,11 +484,6 @@ fi
 echo
 echo "ops/s counts 2xx answers only; errors are every other answer or failed request."
 echo "ceiling: the same client, connections and request shape against raftkv bench --serve-null."
-
-# cpu_ticks: "busy total" jiffies of the whole machine; proc_ticks PID:
-# user+system jiffies of one process.
-cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
-proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 if [ -n "$profile" ]; then
 	leader=$(curl -fsS "http://${node_addrs[0]}/v1/cluster" | sed -n 's/.*"leader_api":"\([^"]*\)".*/\1/p')
@@ -367,4 +550,6 @@ if [ -n "$restart" ]; then
 	t1=$(date +%s%N)
 	echo "restart of follower n$f ($(du -sh "$work/n$f/kv.db" | cut -f1) kv.db, $keys keys): first linearizable read served $(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e9 }') s after the process started"
 fi
+[ -z "$watch" ] || watch_phase
 echo "bench: done in $(($(date +%s) - started))s" >&2
+exit "$watch_rc"
