@@ -19,6 +19,8 @@ import (
 // follower's linearizable read waits for the leader's read index). Only
 // the membership calls are leader-only at the handler: on a follower it
 // relays them to the leader (Join, RemoveNode, TransferLeadership).
+// Watches, like reads, are served by the node that receives them, from its
+// own applied state.
 type Backend interface {
 	// ID is the node's raft server id.
 	ID() string
@@ -71,4 +73,26 @@ type Backend interface {
 	// It fails as a whole, having applied nothing, with kv.ErrNotLeader on
 	// a follower or kv.ErrBadRequest for a malformed batch.
 	ApplyForwarded(ctx context.Context, body []byte) ([]byte, error)
+
+	// Watch opens a watch on this node's own applied state (any node serves
+	// them). It fails at once, having opened nothing, with a
+	// *kv.CompactedError (FromIndex older than the history kept),
+	// kv.ErrTooManyWatchers, kv.ErrClosed, or an error wrapping
+	// kv.ErrBadRequest / kv.ErrInvalidKey for bad options. The caller must
+	// Close the Watcher.
+	Watch(ctx context.Context, opts kv.WatchOptions) (Watcher, error)
+}
+
+// Watcher is an open watch (Backend.Watch).
+type Watcher interface {
+	// Next blocks until the watch has something to deliver and returns it:
+	// the responses of one or more indexes, in index order, each with the
+	// events the watch selects; or, after the watch's progress interval
+	// without events, one progress notification (no events). It fails with
+	// a *kv.CompactedError when the watcher fell behind the history kept,
+	// an error wrapping kv.ErrClosed when the node shuts down, or ctx's
+	// error. After an error the watch is over.
+	Next(ctx context.Context) ([]kv.WatchResponse, error)
+	// Close ends the watch and releases its slot; it is idempotent.
+	Close()
 }
