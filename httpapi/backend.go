@@ -44,6 +44,13 @@ type Backend interface {
 	Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error)
 	// List returns a page of keys, read like Get.
 	List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error)
+	// Watch opens a watch on this node's own applied state (any node serves
+	// them). It fails at once, having opened nothing, with a
+	// *kv.CompactedError (FromIndex older than the history kept),
+	// kv.ErrTooManyWatchers, kv.ErrClosed, or an error wrapping
+	// kv.ErrBadRequest / kv.ErrInvalidKey for bad options. The caller must
+	// Close the Watcher.
+	Watch(ctx context.Context, opts kv.WatchOptions) (Watcher, error)
 
 	// Cluster describes the cluster as this node sees it.
 	Cluster(ctx context.Context) (kv.ClusterInfo, error)
@@ -73,14 +80,6 @@ type Backend interface {
 	// It fails as a whole, having applied nothing, with kv.ErrNotLeader on
 	// a follower or kv.ErrBadRequest for a malformed batch.
 	ApplyForwarded(ctx context.Context, body []byte) ([]byte, error)
-
-	// Watch opens a watch on this node's own applied state (any node serves
-	// them). It fails at once, having opened nothing, with a
-	// *kv.CompactedError (FromIndex older than the history kept),
-	// kv.ErrTooManyWatchers, kv.ErrClosed, or an error wrapping
-	// kv.ErrBadRequest / kv.ErrInvalidKey for bad options. The caller must
-	// Close the Watcher.
-	Watch(ctx context.Context, opts kv.WatchOptions) (Watcher, error)
 }
 
 // Watcher is an open watch (Backend.Watch).
