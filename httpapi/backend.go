@@ -19,6 +19,8 @@ import (
 // follower's linearizable read waits for the leader's read index). Only
 // the membership calls are leader-only at the handler: on a follower it
 // relays them to the leader (Join, RemoveNode, TransferLeadership).
+// Watches, like reads, are served by the node that receives them, from its
+// own applied state.
 type Backend interface {
 	// ID is the node's raft server id.
 	ID() string
@@ -90,6 +92,9 @@ type Watcher interface {
 	// an error wrapping kv.ErrClosed when the node shuts down, or ctx's
 	// error. After an error the watch is over.
 	Next(ctx context.Context) ([]kv.WatchResponse, error)
+	// Start is the first index the watch looks at: opts.FromIndex, or,
+	// for a watch from now, the applied index when it opened + 1.
+	Start() uint64
 	// Close ends the watch and releases its slot; it is idempotent.
 	Close()
 }
