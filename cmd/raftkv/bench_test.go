@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv"
 	"github.com/raftkv/raftkv/internal/loadgen"
 	"github.com/raftkv/raftkv/internal/testkit"
 )
@@ -264,7 +265,7 @@ func TestBenchCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	c := testkit.NewCluster(t, 3, testkit.Options{})
+	c := testkit.NewCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *raftkv.Config) { cfg.Pprof = true }})
 	addrs := strings.Join([]string{c.URL(0), c.URL(1), c.URL(2)}, ",")
 	bench := func(args ...string) (string, string) {
 		t.Helper()
@@ -305,5 +306,29 @@ func TestBenchCluster(t *testing.T) {
 	}
 	if res.Workload != loadgen.Put || len(res.Endpoints) != 3 || res.Ops == 0 || res.ErrorsTotal != 0 || res.Errors == nil {
 		t.Errorf("put: %+v; want ops and no errors over the three endpoints", res)
+	}
+
+	// The watch workloads; a later --addr replaces the one bench passes.
+	stdout, _ = bench("--workload", "watch-idle", "--watchers", "20", "--addr", c.URL(2))
+	want = regexp.MustCompile(`^workload +watch-idle\n` +
+		`endpoint +` + regexp.QuoteMeta(c.URL(2)) + `\n` +
+		`watchers +20 opened of 20, in [0-9.]+s\n` +
+		`node memory +resident +heap in use +stacks +goroutines +watchers\n` +
+		`  before +[0-9.]+ MiB +[0-9.]+ MiB +[0-9.]+ MiB +[0-9]+ +0\n` +
+		`  open +[0-9.]+ MiB +[0-9.]+ MiB +[0-9.]+ MiB +[0-9]+ +20\n` +
+		`  closed +[0-9.]+ MiB +[0-9.]+ MiB +[0-9.]+ MiB +[0-9]+ +0\n` +
+		`per watcher +resident -?[0-9.]+ KiB  heap\+stacks -?[0-9.]+ KiB \(heap -?[0-9.]+ KiB, stacks -?[0-9.]+ KiB\)  goroutines [0-9.]+\n` +
+		`events +0\n` +
+		`errors +0\n$`)
+	if !want.MatchString(stdout) {
+		t.Errorf("watch-idle output:\n%s\nwant it to match %s", stdout, want)
+	}
+	stdout, _ = bench("--workload", "watch-delay", "--watchers", "6", "--rate", "100", "--duration", "500ms", "--warmup", "0s", "--json")
+	var wd loadgen.WatchDelayResult
+	if err := json.Unmarshal([]byte(stdout), &wd); err != nil {
+		t.Fatalf("%v in %q", err, stdout)
+	}
+	if wd.Opened != 6 || wd.Writes != 50 || wd.EventsExpected != 300 || wd.EventsReceived != 300 || wd.ErrorsTotal != 0 || wd.Errors == nil {
+		t.Errorf("watch-delay: %+v; want 50 writes, each received by the 6 watchers", wd)
 	}
 }

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv"
+	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/testkit"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -302,5 +305,62 @@ func TestWatchRunsNeedTheirWorkload(t *testing.T) {
 	g = generator(t, Options{Endpoints: []string{"127.0.0.1:1"}, Workload: WatchDelay, Connections: 1, Keys: 1, Duration: time.Second, Watchers: 1, Rate: 1})
 	if _, err := g.Run(context.Background()); err == nil {
 		t.Error("Run ran watch-delay")
+	}
+}
+
+// TestWatchCluster runs both watch workloads against a real three-node
+// cluster. The nodes run in the test's process, so their memory figures
+// include the load generator's side of every stream: only their shape is
+// checked here; make bench measures separate processes.
+func TestWatchCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	c := testkit.NewCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *raftkv.Config) { cfg.Pprof = true }})
+	eps := []string{c.URL(0), c.URL(1), c.URL(2)}
+
+	idle, err := generator(t, Options{Endpoints: eps[1:2], Workload: WatchIdle, Connections: 1, Keys: 1, Watchers: 50}).
+		RunWatchIdle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idle.Opened != 50 || idle.ErrorsTotal != 0 || idle.Events != 0 {
+		t.Errorf("watch-idle: %+v, want 50 watchers open without error or event", idle)
+	}
+	if idle.Before.Watchers != 0 || idle.Open.Watchers != 50 || idle.Closed.Watchers != 0 {
+		t.Errorf("watch-idle: the node counted %d, %d, %d watchers; want 0, 50, 0", idle.Before.Watchers, idle.Open.Watchers, idle.Closed.Watchers)
+	}
+	if p := idle.PerWatcher; p.Goroutines < 1 || p.HeapBytes <= 0 || p.StackBytes <= 0 || p.HeapStackBytes != p.HeapBytes+p.StackBytes {
+		t.Errorf("watch-idle per watcher: %+v", p)
+	}
+
+	const rate, warmup, duration = 200, 100 * time.Millisecond, time.Second
+	r, err := generator(t, Options{Endpoints: eps, Workload: WatchDelay, Connections: 4, Keys: 1, KeyPrefix: "wd/", ValueSize: 100,
+		Watchers: 12, Rate: rate, Warmup: warmup, Duration: duration}).RunWatchDelay(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Check(); err != nil {
+		t.Errorf("watch-delay: %v", err)
+	}
+	if r.ErrorsTotal != 0 || r.Writes != rate || r.EventsExpected != 12*rate || r.EventsReceived != r.EventsExpected ||
+		r.EventsForeign != 0 || r.EventsUnacknowledged != 0 || r.Delay.Max <= 0 || r.WriteLatency.P50 <= 0 {
+		t.Errorf("watch-delay: %+v; want %d writes, each received by the 12 watchers", r, rate)
+	}
+	// What the books say was written is what the cluster holds: one key
+	// per write, warm-up included.
+	cl, err := client.New(client.Config{Endpoints: eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	page, err := cl.List(ctx, kv.ListOptions{Prefix: []byte("wd/"), KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rate + rate*int(warmup/time.Millisecond)/1000; len(page.Items) != want {
+		t.Errorf("the cluster holds %d keys under wd/, want %d (the measured writes and the warm-up's)", len(page.Items), want)
 	}
 }
