@@ -5,7 +5,7 @@
 //
 // # What it measures
 //
-// Run drives one Workload (put, get, get-stale, mixed, txn) with
+// Run drives one request Workload (put, get, get-stale, mixed, txn) with
 // Options.Connections workers for Options.Duration, after Options.Warmup,
 // which is not counted. Throughput is the number of successful requests
 // (any 2xx answer) over the measured time; latency is the time from
@@ -36,6 +36,46 @@
 //     JSON string.
 //   - Latency quantiles are never below the true value and at most 0.8%
 //     above it (or the maximum, whichever is smaller).
+//
+// # Watches
+//
+// Two workloads measure watches (GET /v1/watch/{prefix}?prefix, NDJSON)
+// instead of requests; they have their own run methods and results.
+//
+// RunWatchIdle opens Options.Watchers watches on one node and reports what
+// they cost it: the node's /metrics (resident set, Go heap and stacks in
+// use, goroutines, raftkv_watchers) sampled before the watches open, once
+// the node counts them all, and after they closed and the node let them
+// go, each sample right after two forced garbage collections (GET
+// /debug/pprof/heap?gc=1, so the node must serve --pprof). Per watcher is
+// (open − before) / opened. The resident set only grows when the Go
+// runtime has no free memory to reuse, so its figure means something on a
+// node that has not served load before.
+//
+// RunWatchDelay opens Watchers watches over the endpoints, then writes at
+// Options.Rate puts a second, each write to a key of its own (KeyPrefix and
+// its sequence number: several writes may share one raft index, so the
+// index alone does not tell them apart). For every event every watcher
+// receives it records the time from the write's answer to the event's
+// arrival. Its invariants:
+//
+//   - Writes start after every watch is open (its 200 received), so every
+//     acknowledged write is at an index each watch must deliver: an event
+//     missing at a watcher, delivered twice, or with a mod_index other
+//     than the write's answer is an error (WatchDelayResult.Check).
+//   - Arrival is stamped once per read from the socket, before the lines
+//     in it are decoded; an event that arrives before its write's answer
+//     counts as a delay of 0 and is counted (events_early).
+//   - Writes are sent on schedule (write s due at s/Rate) by Connections
+//     writers, each with one write in flight; when all are busy the next
+//     write waits, is counted late if it waited more than 10 ms, and the
+//     rate achieved is reported: the run measures the rate it reached,
+//     never a rate it only asked for.
+//   - After the last write the run waits (at most Timeout) until every
+//     open stream has delivered the newest acknowledged write; streams
+//     deliver in index order, so nothing of the run's writes is still on
+//     its way when the books are closed.
+//   - Events of warm-up writes are received but not counted.
 //
 // Errors name the options by their raftkv bench flags (--connections, ...),
 // since that command is what this package exists for.
