@@ -372,7 +372,7 @@ watch_phase() {
 	echo "target: at most 32 KiB per idle watcher"
 	echo
 	echo "watch delay: $(json_field opened <<<"$delay") watchers over 3 nodes, $(printf '%.0f' "$(json_field writes_per_sec <<<"$delay")") puts/s" \
-		"(asked $watch_rate, $(json_field writes_late <<<"$delay") late, $watch_conns writers), ${watch_dur}s measured"
+		"(asked $watch_rate, $(json_field writes_late <<<"$delay") late, $(json_field writes_unsent <<<"$delay") not sent, $watch_conns writers), ${watch_dur}s measured"
 	echo "  delay from a write's answer to its event, ms: p50 $(json_in delay_ms p50 <<<"$delay")" \
 		"p99 $(json_in delay_ms p99 <<<"$delay") max $(json_in delay_ms max <<<"$delay")" \
 		"(write latency p50 $(json_in write_latency_ms p50 <<<"$delay") p99 $(json_in write_latency_ms p99 <<<"$delay"))"

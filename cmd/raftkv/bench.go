@@ -240,8 +240,8 @@ func printWatchDelayResult(w io.Writer, r *loadgen.WatchDelayResult) error {
 	fmt.Fprintf(tw, "workload\t%s\n", r.Workload)
 	fmt.Fprintf(tw, "endpoints\t%s\n", strings.Join(r.Endpoints, ", "))
 	fmt.Fprintf(tw, "watchers\t%d opened of %d, %d ended early\n", r.Opened, r.Watchers, r.WatchersEnded)
-	fmt.Fprintf(tw, "writes\t%d at %.0f/s (asked %d/s, %d late), %d connections, %d-byte values\n",
-		r.Writes, r.WritesPerSec, r.Rate, r.WritesLate, r.Connections, r.ValueSize)
+	fmt.Fprintf(tw, "writes\t%d at %.0f/s (asked %d/s, %d late, %d not sent), %d connections, %d-byte values\n",
+		r.Writes, r.WritesPerSec, r.Rate, r.WritesLate, r.WritesUnsent, r.Connections, r.ValueSize)
 	fmt.Fprintf(tw, "measured\t%.2fs after %.2fs of warm-up\n", r.Seconds, r.Warmup)
 	l := r.WriteLatency
 	fmt.Fprintf(tw, "write latency\tmean %.3fms  p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms\n", l.Mean, l.P50, l.P90, l.P99, l.Max)

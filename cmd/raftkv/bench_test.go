@@ -167,7 +167,7 @@ func TestPrintWatchResults(t *testing.T) {
 
 	delay := &loadgen.WatchDelayResult{Workload: loadgen.WatchDelay, Endpoints: []string{"http://127.0.0.1:8001", "http://127.0.0.1:8002"},
 		Watchers: 1000, Opened: 1000, Rate: 1000, Connections: 16, ValueSize: 256, Warmup: 1, Seconds: 10.0012,
-		Writes: 9990, WritesPerSec: 998.9, WritesLate: 3, WriteLatency: loadgen.LatencyMS{Mean: 5, P50: 4, P90: 8, P99: 20, Max: 50},
+		Writes: 9990, WritesPerSec: 998.9, WritesLate: 3, WritesUnsent: 7, WriteLatency: loadgen.LatencyMS{Mean: 5, P50: 4, P90: 8, P99: 20, Max: 50},
 		EventsExpected: 9990000, EventsReceived: 9989999, EventsMissing: 1, EventsEarly: 12345, EventsDuplicate: 2, EventsMismatched: 3,
 		EventsUnacknowledged: 1000, EventsForeign: 4, Delay: loadgen.LatencyMS{Mean: 10.5, P50: 3.25, P90: 30, P99: 99.5, Max: 250},
 		LoadCPU: 0.85, WatchersEnded: 1, ErrorsTotal: 2, Errors: []loadgen.ErrorCount{
@@ -179,7 +179,7 @@ func TestPrintWatchResults(t *testing.T) {
 	want = "workload                    watch-delay\n" +
 		"endpoints                   http://127.0.0.1:8001, http://127.0.0.1:8002\n" +
 		"watchers                    1000 opened of 1000, 1 ended early\n" +
-		"writes                      9990 at 999/s (asked 1000/s, 3 late), 16 connections, 256-byte values\n" +
+		"writes                      9990 at 999/s (asked 1000/s, 3 late, 7 not sent), 16 connections, 256-byte values\n" +
 		"measured                    10.00s after 1.00s of warm-up\n" +
 		"write latency               mean 5.000ms  p50 4.000ms  p90 8.000ms  p99 20.000ms  max 50.000ms\n" +
 		"event delay                 mean 10.500ms  p50 3.250ms  p90 30.000ms  p99 99.500ms  max 250.000ms\n" +

@@ -70,7 +70,8 @@
 //     writers, each with one write in flight; when all are busy the next
 //     write waits, is counted late if it waited more than 10 ms, and the
 //     rate achieved is reported: the run measures the rate it reached,
-//     never a rate it only asked for.
+//     never a rate it only asked for. The run ends on time: writes still
+//     waiting when Warmup + Duration is over are counted, not sent.
 //   - After the last write the run waits (at most Timeout) until every
 //     open stream has delivered the newest acknowledged write; streams
 //     deliver in index order, so nothing of the run's writes is still on

@@ -104,6 +104,8 @@ type fakeNode struct {
 	perWatcher int64
 	// maxWatchers refuses streams past it (503 too_many_watchers).
 	maxWatchers int
+	// putDelay holds every put's answer back.
+	putDelay time.Duration
 
 	mu      sync.Mutex
 	index   uint64
@@ -125,6 +127,7 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ch <- resp
 		}
 		f.mu.Unlock()
+		time.Sleep(f.putDelay)
 		// Answered after the events are out: some arrive first.
 		_, _ = fmt.Fprintf(w, `{"key":%q,"create_index":1,"mod_index":%d,"version":1}`, key, resp.Index)
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/watch/"):
@@ -233,7 +236,7 @@ func TestRunWatchDelay(t *testing.T) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		// 200/s: 10 warm-up writes, 60 measured.
-		if r.Writes != 60 || r.Watchers != 4 || r.Rate != 200 || r.Connections != 2 || r.ValueSize != 10 || r.Warmup != 0.05 || r.Seconds < 0.29 {
+		if r.Writes != 60 || r.WritesUnsent != 0 || r.Watchers != 4 || r.Rate != 200 || r.Connections != 2 || r.ValueSize != 10 || r.Warmup != 0.05 || r.Seconds < 0.29 {
 			t.Errorf("%s: result does not echo the run: %+v", tc.name, r)
 		}
 		if r.WritesPerSec <= 0 || r.WriteLatency.P50 <= 0 || r.Delay.Max < r.Delay.P99 || r.EventsForeign != 0 || r.EventsUnacknowledged != 0 || r.LoadCPU <= 0 {
@@ -243,6 +246,29 @@ func TestRunWatchDelay(t *testing.T) {
 		if err := r.Check(); (err != nil) != tc.wantErr {
 			t.Errorf("%s: Check = %v, want an error: %v", tc.name, err, tc.wantErr)
 		}
+	}
+}
+
+// TestRunWatchDelayBehind runs writes against a node too slow for the
+// rate: the run still ends on time, and says how far behind it fell.
+func TestRunWatchDelayBehind(t *testing.T) {
+	srv := httptest.NewServer(&fakeNode{putDelay: 40 * time.Millisecond})
+	defer srv.Close()
+	start := time.Now()
+	r, err := generator(t, Options{Endpoints: []string{srv.URL}, Workload: WatchDelay, Connections: 2, Keys: 1,
+		Watchers: 2, Rate: 200, Duration: 500 * time.Millisecond}).RunWatchDelay(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the run took %s for 500ms of writes", took)
+	}
+	// Two writers at 40 ms a write: about 25 of the 100 writes go out.
+	if r.Writes < 10 || r.Writes > 40 || r.Writes+r.WritesUnsent != 100 || r.WritesLate < r.Writes/2 || r.WritesPerSec > 80 {
+		t.Errorf("writes %d (%.0f/s), late %d, unsent %d; want about 25 of 100 at 50/s, the rest unsent", r.Writes, r.WritesPerSec, r.WritesLate, r.WritesUnsent)
+	}
+	if err := r.Check(); err != nil || r.EventsReceived != 2*r.Writes {
+		t.Errorf("events %d of %d: %v", r.EventsReceived, r.EventsExpected, err)
 	}
 }
 

@@ -34,10 +34,13 @@ type WatchDelayResult struct {
 	// Writes counts the measured writes acknowledged (a 2xx answer), and
 	// WritesPerSec is Writes over Seconds: below Rate when the writers
 	// could not keep up. WritesLate counts the measured writes sent more
-	// than 10 ms after they were due (every writer was busy).
+	// than 10 ms after they were due (every writer was busy); WritesUnsent
+	// those still waiting for a writer when Warmup + Duration was over,
+	// which are not sent at all.
 	Writes       int64   `json:"writes"`
 	WritesPerSec float64 `json:"writes_per_sec"`
 	WritesLate   int64   `json:"writes_late"`
+	WritesUnsent int64   `json:"writes_unsent"`
 	// WriteLatency is the time from sending a write to its answer.
 	WriteLatency LatencyMS `json:"write_latency_ms"`
 	// EventsExpected is Writes × Opened: every watcher must receive every
@@ -97,7 +100,8 @@ const lateWrite = 10 * time.Millisecond
 // RunWatchDelay measures how long a write takes to reach watchers: it opens
 // Watchers watches, watcher i on endpoint i mod len(Endpoints), each on
 // every key under KeyPrefix; once all are open, it writes Rate puts a
-// second for Warmup and then Duration, with Connections writers, write s
+// second for Warmup and then Duration (writes still waiting for a writer
+// when that time is over are not sent), with Connections writers, write s
 // on endpoint s mod len(Endpoints), to the key KeyPrefix and s (eight or
 // more digits: every write has a key of its own, so a write's events are
 // told apart even when several writes share a raft entry and its index).
@@ -193,8 +197,10 @@ func (g *Generator) RunWatchDelay(ctx context.Context) (*WatchDelayResult, error
 			}
 		})
 	}
-	var cpu0 time.Duration
-	var measureFrom time.Time
+	// Writes are sent on schedule until Warmup + Duration is over; those
+	// still waiting for a writer then are not sent.
+	cpu0, measureFrom := processCPU(), start.Add(g.o.Warmup)
+	dctx, cancelDispatch := context.WithDeadline(ctx, start.Add(g.o.Warmup+g.o.Duration))
 dispatch:
 	for s := range total {
 		due := start.Add(time.Duration(s) * interval)
@@ -202,9 +208,8 @@ dispatch:
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
-			case <-ctx.Done():
+			case <-dctx.Done():
 				t.Stop()
-				break dispatch
 			}
 		}
 		if s == warm {
@@ -212,10 +217,13 @@ dispatch:
 		}
 		select {
 		case jobs <- s:
-		case <-ctx.Done():
-			break dispatch
+			continue
+		case <-dctx.Done():
 		}
+		res.WritesUnsent = int64(total - max(s, warm))
+		break dispatch
 	}
+	cancelDispatch()
 	close(jobs)
 	wg.Wait()
 	end := time.Now()
