@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -245,7 +244,3 @@ func scanUint(b []byte) (v uint64, n int) {
 	}
 	return v, n
 }
-
-// errStreamEnded is the error of a stream the server ended with an error
-// line, or closed without one.
-var errStreamEnded = errors.New("watch stream ended")
