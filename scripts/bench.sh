@@ -271,6 +271,13 @@ stop_cluster() {
 	done
 }
 
+# nodes_ticks: the user + system jiffies of the three nodes together.
+nodes_ticks() {
+	local i t=0
+	for i in 0 1 2; do t=$((t + $(proc_ticks "${pids[$i]}"))); done
+	echo "$t"
+}
+
 # json_in OBJECT FIELD: the number FIELD inside the JSON object OBJECT.
 json_in() { sed -n "s/.*\"$1\":{[^}]*\"$2\":\([-0-9.e+]*\).*/\1/p"; }
 
@@ -283,7 +290,8 @@ median() {
 # watch_rc to 1 when a watcher missed an acknowledged write.
 watch_rc=0
 watch_phase() {
-	local need hard maxw=() max_watchers t0 wall c h p i order flags hz cpu
+	local need hard maxw=() max_watchers t0 wall c h p i order flags cpu
+	hz=$(getconf CLK_TCK)
 	need=$((watch_idle + 1024))
 	if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
 		hard=$(ulimit -Hn)
@@ -302,7 +310,6 @@ watch_phase() {
 		die "raftkv bench --workload watch-idle failed"
 	preload
 	echo "bench: watches: $watch_watchers watchers over the nodes, $watch_rate puts/s for ${watch_dur}s" >&2
-	hz=$(getconf CLK_TCK)
 	local node_t0=() busy0 total0 busy1 total1
 	for i in 0 1 2; do node_t0+=("$(proc_ticks "${pids[$i]}")"); done
 	read -r busy0 total0 < <(cpu_ticks)
@@ -331,7 +338,16 @@ watch_phase() {
 			echo "bench: watches: history $h (pair $p of $watch_pairs): wrk put at 64 and 256 connections" >&2
 			start_cluster "history-$h-$p" "${flags[@]}"
 			preload
-			for c in 64 256; do run_wrk put "$c" "$dur" "${nodes[@]}" >"$work/history.$h.$c.$p"; done
+			for c in 64 256; do
+				# "ops/s p50 p99 errors" and the nodes' CPU per put, in
+				# microseconds (user + system of the three, over the ops).
+				local cpu0 cpu1 line
+				cpu0=$(nodes_ticks)
+				line=$(run_wrk put "$c" "$dur" "${nodes[@]}")
+				cpu1=$(nodes_ticks)
+				echo "$line $(awk -v d=$((cpu1 - cpu0)) -v hz="$hz" -v ops="${line%% *}" -v s="$dur" \
+					'BEGIN { if (ops > 0) printf "%.0f", 1e6 * d / hz / (ops * s); else print 0 }')" >"$work/history.$h.$c.$p"
+			done
 			curl -fsS "http://${node_addrs[0]}/metrics" | awk '/^raftkv_watch_history_(events|oldest_index) / { printf "%s%.0f", sep, $2; sep = " " }' \
 				>"$work/history.$h.events.$p"
 			stop_cluster
@@ -344,23 +360,30 @@ watch_phase() {
 	echo
 	echo "raftkv make bench, watches: $(nproc) CPUs, $("$bin" version), ${value_size}-byte values${BENCH_NODE_FLAGS:+, nodes with $BENCH_NODE_FLAGS}"
 	echo
-	echo "history on and off: wrk put, $watch_pairs pair(s) of fresh clusters (order on-off, off-on, ...), ${dur}s each, ops/s"
-	printf '%6s  %-28s %-28s %8s\n' conns "history on: median (runs)" "history off: median (runs)" "on/off"
+	echo "history on and off: wrk put, $watch_pairs pair(s) of fresh clusters (order on-off, off-on, ...), ${dur}s each"
+	echo "ops/s of each run, and on/off of each pair (pairs run back to back, so their ratio is steadier than the runs);"
+	echo "CPU/put: the three nodes' CPU time per put, in microseconds (the machine's other tenants move it less than ops/s)"
+	printf '%6s  %-24s %-24s %-20s %7s  %-20s %7s\n' conns "history on: ops/s" "history off: ops/s" "on/off per pair" median \
+		"CPU/put on | off" "on/off"
 	for c in 64 256; do
-		local on=() off=() mon moff
+		local on=() off=() ratios=() con=() coff=() a b ca cb
 		for p in $(seq "$watch_pairs"); do
-			read -r ops _ <"$work/history.on.$c.$p"
-			on+=("$ops")
-			read -r ops _ <"$work/history.off.$c.$p"
-			off+=("$ops")
+			read -r a _ _ _ ca <"$work/history.on.$c.$p"
+			read -r b _ _ _ cb <"$work/history.off.$c.$p"
+			on+=("$a")
+			off+=("$b")
+			con+=("$ca")
+			coff+=("$cb")
+			ratios+=("$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print 0 }')")
 		done
-		mon=$(printf '%s\n' "${on[@]}" | median)
-		moff=$(printf '%s\n' "${off[@]}" | median)
-		printf '%6s  %-28s %-28s %8s\n' "$c" "$(printf '%.0f' "$mon") (${on[*]})" "$(printf '%.0f' "$moff") (${off[*]})" \
-			"$(awk -v a="$mon" -v b="$moff" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')"
+		ca=$(printf '%s\n' "${con[@]}" | median)
+		cb=$(printf '%s\n' "${coff[@]}" | median)
+		printf '%6s  %-24s %-24s %-20s %7s  %-20s %7s\n' "$c" "${on[*]}" "${off[*]}" "${ratios[*]}" \
+			"$(printf '%.3f' "$(printf '%s\n' "${ratios[@]}" | median)")" "$(printf '%.0f | %.0f' "$ca" "$cb")" \
+			"$(awk -v a="$ca" -v b="$cb" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')"
 	done
 	echo "history kept by n1 after each history-on run (events, oldest index): $(for p in $(seq "$watch_pairs"); do printf '[%s] ' "$(cat "$work/history.on.events.$p")"; done)"
-	echo "target: history on costs at most 10% (on/off >= 0.900) at 64 and 256 connections"
+	echo "target: history on costs at most 10% of put throughput (on/off >= 0.900) at 64 and 256 connections"
 	echo
 	pw() { json_in per_watcher "$1" <<<"$idle"; }
 	echo "idle watchers: $(json_field opened <<<"$idle") of $watch_idle opened on n1 in $(printf '%.1f' "$(json_field open_s <<<"$idle")") s; per watcher:" \
