@@ -392,6 +392,14 @@ watch_phase() {
 		"(heap $(awk -v b="$(pw heap_bytes)" 'BEGIN { printf "%.1f", b / 1024 }')," \
 		"stacks $(awk -v b="$(pw stack_bytes)" 'BEGIN { printf "%.1f", b / 1024 }') KiB), $(pw goroutines) goroutines;" \
 		"errors $(json_field errors_total <<<"$idle")"
+	local obj
+	for obj in before open closed; do
+		printf '  n1 %-7s resident %6.1f MiB, heap in use %6.1f MiB, stacks %6.1f MiB, %s goroutines, %s watchers\n' "$obj" \
+			"$(awk -v b="$(json_in "$obj" rss_bytes <<<"$idle")" 'BEGIN { print b / 1048576 }')" \
+			"$(awk -v b="$(json_in "$obj" heap_inuse_bytes <<<"$idle")" 'BEGIN { print b / 1048576 }')" \
+			"$(awk -v b="$(json_in "$obj" stack_inuse_bytes <<<"$idle")" 'BEGIN { print b / 1048576 }')" \
+			"$(json_in "$obj" goroutines <<<"$idle")" "$(json_in "$obj" watchers <<<"$idle")"
+	done
 	echo "target: at most 32 KiB per idle watcher"
 	echo
 	echo "watch delay: $(json_field opened <<<"$delay") watchers over 3 nodes, $(printf '%.0f' "$(json_field writes_per_sec <<<"$delay")") puts/s" \
