@@ -44,8 +44,11 @@ type StreamOpen struct {
 	// First is the position in Responses of the first response this
 	// stream delivered.
 	First int
-	// From is the from_index it asked for.
+	// From is the from_index it asked for (0: none, a watch from now).
 	From uint64
+	// After is the stream's X-Raft-Index: the index it starts after
+	// (From-1, or for a watch from now the node's applied index then).
+	After uint64
 	// At is when it opened (the round's clock, ms).
 	At float64
 	// Ended says how the stream ended.
@@ -122,6 +125,12 @@ func CheckStream(h History, s *WatchStream) error {
 	}
 	if !strings.HasPrefix(string(s.Opts.Key), h.Prefix) {
 		return fmt.Errorf("watcher %s: its range is not under the history's prefix %q", s.Name, h.Prefix)
+	}
+	for k, op := range s.Opens {
+		if op.From > 0 && op.After != op.From-1 {
+			return fmt.Errorf("watcher %s: stream %d (opened at %.0fms) asked for from_index=%d and answered X-Raft-Index %d; it starts after %d",
+				s.Name, k+1, op.At, op.From, op.After, op.From-1)
+		}
 	}
 	// Order first: a stream's indexes only go up.
 	var last uint64 // the last index delivered (events or progress)

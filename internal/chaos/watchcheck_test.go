@@ -83,6 +83,7 @@ func TestCheckStream(t *testing.T) {
 		resps func() []kv.WatchResponse
 		end   error
 		allow bool
+		opens []StreamOpen
 		want  string // "" passes; else a piece of the error
 	}{
 		{name: "exact", opts: prefixW, resps: func() []kv.WatchResponse { return exact(prefixW) }},
@@ -161,6 +162,11 @@ func TestCheckStream(t *testing.T) {
 		{name: "ended with another error", opts: prefixW, allow: true, want: "malformed", end: errors.New("malformed line"), resps: func() []kv.WatchResponse {
 			return exact(prefixW)
 		}},
+		{name: "streams that start where they asked", opts: prefixW, resps: func() []kv.WatchResponse { return exact(prefixW) },
+			opens: []StreamOpen{{First: 0, From: 1, After: 0}, {First: 2, From: 6, After: 5}}},
+		{name: "a stream that says it starts elsewhere", opts: prefixW, want: "stream 2 (opened at 0ms) asked for from_index=6 and answered X-Raft-Index 6",
+			resps: func() []kv.WatchResponse { return exact(prefixW) },
+			opens: []StreamOpen{{First: 0, From: 1, After: 0}, {First: 2, From: 6, After: 6}}},
 		{name: "beyond the history is not checked", opts: prefixW, resps: func() []kv.WatchResponse {
 			extra := kv.WatchResponse{Index: 12, Events: []kv.Event{{Type: kv.EventPut, Record: kv.Record{Key: []byte("w/z"), Value: []byte("?"), CreateIndex: 12, ModIndex: 12, Version: 1}}}}
 			return append(exact(prefixW), extra)
@@ -168,7 +174,7 @@ func TestCheckStream(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &WatchStream{Name: "w", Opts: tc.opts, Responses: tc.resps(), End: tc.end, AllowCompacted: tc.allow}
+			s := &WatchStream{Name: "w", Opts: tc.opts, Responses: tc.resps(), End: tc.end, AllowCompacted: tc.allow, Opens: tc.opens}
 			err := CheckStream(h, s)
 			switch {
 			case tc.want == "" && err != nil:
@@ -293,6 +299,22 @@ func TestCheckHistory(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a history of one prefix leaves other keys' writes out", func(t *testing.T) {
+		h, w := testHistory()
+		wh := History{Prefix: "w/", From: 1, Through: h.Through, Responses: h.Select(kv.WatchOptions{Key: []byte("w/"), Prefix: true, PrevValue: true}, 1, h.Through)}
+		w = append(w, SentWrite{Who: "p9", Kind: WritePut, Key: "z/c", Value: "h", Outcome: Ok, Index: 7, CreateIndex: 7, Version: 1},
+			SentWrite{Who: "t9", Kind: WriteTxn, Success: []TxnStep{{Kind: WritePut, Key: "z/d", Value: "v"}}, Outcome: Ok, Index: 10, Succeeded: true})
+		if res := CheckHistory(wh, w, nil, []string{""}); len(res.Problems) > 0 {
+			t.Fatalf("want no problem, got:\n%s", strings.Join(res.Problems, "\n"))
+		}
+		// A value under the prefix that no client sent is still caught.
+		wh = cloneHistory(wh)
+		wh.Responses[3].Events[0].Value = []byte("zzz")
+		res := CheckHistory(wh, w, nil, []string{""})
+		if !slices.ContainsFunc(res.Problems, func(p string) bool { return strings.HasPrefix(p, "unsent: index 8") }) {
+			t.Fatalf("want an unsent value at 8, got:\n%s", strings.Join(res.Problems, "\n"))
+		}
+	})
 	t.Run("final state", func(t *testing.T) {
 		h, w := testHistory()
 		res := CheckHistory(h, w, keys, prefixes)
