@@ -30,8 +30,10 @@ const idleProgresses = 3
 // that of the response before it.
 //
 // opts.FromIndex starts the watch at that index (the events of indexes >=
-// FromIndex, from the server's history); zero starts it after the index
-// the serving node has applied when the watch opens. opts.PrevValue fills
+// FromIndex, from the server's history); zero starts it with the changes
+// after the watch opens on the server (after the first stream's
+// X-Raft-Index, the serving node's applied index then; a few changes at or
+// just before it may come too). opts.PrevValue fills
 // each event's Prev. opts.ProgressInterval is the server's progress
 // interval (zero: kv.DefaultWatchProgress): a stream silent for three
 // times that is taken for a lost connection.
@@ -40,8 +42,8 @@ const idleProgresses = 3
 // silent one, above), a stream the server ended because it shuts down, a
 // 503 or a failed connect, it reopens on another endpoint, with the
 // client's backoff, from the index after the last one it delivered (or
-// the first stream's X-Raft-Index + 1 when it has delivered nothing yet,
-// or opts.FromIndex), so the caller sees no gap and no duplicate. No
+// opts.FromIndex, or the first stream's X-Raft-Index + 1, when it has
+// delivered nothing yet), so the caller sees no gap and no duplicate. No
 // attempt timeout cuts a stream short: Config.AttemptTimeout bounds only
 // the wait for a stream's header, and a Config.HTTPClient with a Timeout
 // makes the watch reopen at every timeout.
@@ -71,11 +73,16 @@ func (c *Client) Watch(ctx context.Context, opts kv.WatchOptions) iter.Seq2[kv.W
 type watch struct {
 	c    *Client
 	opts kv.WatchOptions
-	// next is the index the next stream starts from: the index after the
-	// last one delivered, opts.FromIndex, or the first stream's
-	// X-Raft-Index + 1; zero only before the first stream opens without
-	// opts.FromIndex.
+	// next is the index the next stream starts from, and the least index
+	// of the events still to deliver: the index after the last one
+	// delivered, else opts.FromIndex, else (once a stream opened without
+	// it and was lost before delivering anything) start. Zero: a watch
+	// from now that has delivered nothing; every index is news then.
 	next uint64
+	// start is the first stream's X-Raft-Index + 1, for a watch from now:
+	// where it resumes when it delivered nothing. (That stream itself may
+	// deliver a few events at or before its X-Raft-Index: they are news.)
+	start uint64
 	// lost counts the streams in a row lost before they delivered a line:
 	// the pause before the next one grows with it.
 	lost int
@@ -102,6 +109,9 @@ func (w *watch) run(ctx context.Context, yield func(kv.WatchResponse, error) boo
 		}
 		// Lost: another endpoint, from w.next, after a pause if the
 		// streams keep dying before they deliver anything.
+		if w.next == 0 {
+			w.next = w.start
+		}
 		w.c.eps.failed(st.base, w.c.maxBackoff, 0)
 		w.c.maybeRefresh(true)
 		if w.lost > 0 {
@@ -140,7 +150,7 @@ func (w *watch) open(ctx context.Context) (*stream, error) {
 			st.close()
 			return nil, fmt.Errorf("watch: %s answered without a valid X-Raft-Index (%q): the index to resume from is unknown", st.base, st.resp.Header.Get("X-Raft-Index"))
 		}
-		w.next = idx + 1
+		w.start = idx + 1
 	}
 	return &st, nil
 }

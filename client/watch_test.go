@@ -52,7 +52,8 @@ type watchReq struct {
 type watchScript struct {
 	t       *testing.T
 	history []kv.WatchResponse // in index order
-	applied uint64             // X-Raft-Index; the start of a watch without from_index is applied+1
+	applied uint64             // X-Raft-Index
+	nowFrom uint64             // where a watch without from_index starts (default applied+1)
 	plans   []streamPlan
 	mu      sync.Mutex
 	reqs    []watchReq
@@ -88,6 +89,9 @@ func (s *watchScript) server(name string) string {
 
 func (s *watchScript) serve(w http.ResponseWriter, r *http.Request, p streamPlan, name string) {
 	from := s.applied + 1
+	if s.nowFrom > 0 {
+		from = s.nowFrom
+	}
 	if v := r.URL.Query().Get("from_index"); v != "" {
 		from, _ = strconv.ParseUint(v, 10, 64)
 	}
@@ -114,7 +118,7 @@ func (s *watchScript) serve(w http.ResponseWriter, r *http.Request, p streamPlan
 		fl.Flush()
 	}
 	i := max(slices.IndexFunc(s.history, func(r kv.WatchResponse) bool { return r.Index >= from }), 0)
-	if from > s.applied {
+	if from > s.history[len(s.history)-1].Index {
 		i = len(s.history)
 	}
 	end := len(s.history)
@@ -308,6 +312,28 @@ func TestWatchFromNow(t *testing.T) {
 		if r.path != "/v1/watch/k" || r.query.Has("prefix") || !r.query.Has("prev_value") {
 			t.Errorf("request %+v", r)
 		}
+	}
+}
+
+// A watch without FromIndex delivers what its first stream sends, the
+// events at or before the stream's X-Raft-Index included, and resumes
+// after the last of them.
+func TestWatchFromNowEarlyEvents(t *testing.T) {
+	s := newWatchScript(t, history(1, 12), // applied: 12
+		streamPlan{lines: 1, end: "drop"}, // 11
+		streamPlan{lines: -1, progress: 12, end: "silent"},
+	)
+	s.nowFrom = 11 // the watch opened at 10, and the node applied 11 and 12 before the header
+	c := newClient(t, Config{Endpoints: []string{s.server("A"), s.server("B")}})
+	got, err := collect(t, c.Watch(watchCtx(t), kv.WatchOptions{Key: []byte("k")}), func(got []kv.WatchResponse) bool { return got[len(got)-1].IsProgress() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(indexes(got), []uint64{11, 12, 12}) || !got[2].IsProgress() {
+		t.Errorf("delivered %v, want 11, 12 and progress at 12", got)
+	}
+	if got, want := s.fromIndexes(), []string{"", "12"}; !slices.Equal(got, want) {
+		t.Errorf("from_index %q, want %q", got, want)
 	}
 }
 
