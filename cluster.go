@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/store"
@@ -231,6 +232,14 @@ func (b backend) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.R
 
 func (b backend) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
 	return b.n.list(ctx, opts)
+}
+
+func (b backend) Watch(_ context.Context, opts kv.WatchOptions) (httpapi.Watcher, error) {
+	w, err := b.n.openWatch(opts)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 func (b backend) Cluster(ctx context.Context) (kv.ClusterInfo, error) { return b.n.Cluster(ctx) }

@@ -58,6 +58,16 @@ type Config struct {
 	// MaxValueSize limits values (default kv.DefaultMaxValueSize).
 	MaxValueSize int64
 
+	// WatchHistory is how many raft indexes of change history the node
+	// keeps for watches (default DefaultWatchHistory); negative keeps
+	// none, so a watch sees only the changes applied while it is open.
+	// Members of one cluster should keep the same.
+	WatchHistory int
+	// MaxWatchers bounds the watches and blocking reads the node serves at
+	// once (default DefaultMaxWatchers); past it they fail with
+	// kv.ErrTooManyWatchers.
+	MaxWatchers int
+
 	// Logger receives the node's logs; nil discards them. RaftLogLevel is
 	// the lowest raft log level passed on ("info" by default).
 	Logger       *slog.Logger
@@ -105,6 +115,12 @@ type Tuning struct {
 	FSMSync bool
 }
 
+// The defaults of Config's watch settings.
+const (
+	DefaultWatchHistory = 100_000
+	DefaultMaxWatchers  = 10_000
+)
+
 func (c *Config) setDefaults() error {
 	if c.ID == "" {
 		return errors.New("raftkv: Config.ID is required")
@@ -126,6 +142,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxValueSize <= 0 {
 		c.MaxValueSize = kv.DefaultMaxValueSize
+	}
+	if c.WatchHistory == 0 {
+		c.WatchHistory = DefaultWatchHistory
+	}
+	if c.MaxWatchers <= 0 {
+		c.MaxWatchers = DefaultMaxWatchers
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

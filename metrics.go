@@ -19,6 +19,11 @@ type nodeMetrics struct {
 	applyEntries prometheus.Histogram
 	applyTime    prometheus.Histogram
 	forwardBatch prometheus.Histogram
+
+	watchOpen    prometheus.Gauge
+	watchEvents  prometheus.Counter
+	watchEnded   *prometheus.CounterVec
+	watchRefused prometheus.Counter
 }
 
 // nodeStats is the node state the gauges report, read at scrape time.
@@ -31,6 +36,10 @@ type nodeStats struct {
 	// leader and before any contact).
 	LastContact time.Time
 	DBSizeBytes int64
+	// HistoryOldest is the oldest index whose events the node keeps;
+	// HistoryEvents, how many events it keeps.
+	HistoryOldest uint64
+	HistoryEvents int64
 }
 
 // newNodeMetrics registers the node's collectors on reg; stats is called
@@ -51,8 +60,23 @@ func newNodeMetrics(reg prometheus.Registerer, api *httpapi.Metrics, stats func(
 			Name: "raftkv_apply_batch_duration_seconds", Help: "Time to apply one batch (one bbolt transaction).",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
 		}),
+		watchOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "raftkv_watchers", Help: "Watches and blocking reads open on this node.",
+		}),
+		watchEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_watch_events_sent_total", Help: "Events delivered to this node's watches.",
+		}),
+		watchEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftkv_watchers_ended_total", Help: "Watches ended because the history no longer held their start (compacted) or because they fell behind it (slow).",
+		}, []string{"reason"}),
+		watchRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_watchers_refused_total", Help: "Watches and blocking reads refused at the --max-watchers limit.",
+		}),
 	}
-	collectors := []prometheus.Collector{m.applyEntries, m.applyTime, m.forwardBatch}
+	for _, reason := range []string{"compacted", "slow"} {
+		m.watchEnded.WithLabelValues(reason)
+	}
+	collectors := []prometheus.Collector{m.applyEntries, m.applyTime, m.forwardBatch, m.watchOpen, m.watchEvents, m.watchEnded, m.watchRefused}
 	gauge := func(name, help string, f func(nodeStats) float64) {
 		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return f(stats()) }))
@@ -67,6 +91,8 @@ func newNodeMetrics(reg prometheus.Registerer, api *httpapi.Metrics, stats func(
 		return time.Since(s.LastContact).Seconds()
 	})
 	gauge("raftkv_db_size_bytes", "Size of the state machine's bbolt file.", func(s nodeStats) float64 { return float64(s.DBSizeBytes) })
+	gauge("raftkv_watch_history_events", "Events kept in the change history.", func(s nodeStats) float64 { return float64(s.HistoryEvents) })
+	gauge("raftkv_watch_history_oldest_index", "Oldest raft index whose events the change history keeps.", func(s nodeStats) float64 { return float64(s.HistoryOldest) })
 	for _, state := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
 		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raftkv_raft_state", Help: "1 for the raft state this node is in.", ConstLabels: prometheus.Labels{"state": state},
@@ -104,12 +130,15 @@ func (n *Node) stats() nodeStats {
 		return nodeStats{State: "Shutdown"}
 	}
 	s := n.raft.Status()
+	oldest, events := n.store.HistoryStats()
 	return nodeStats{
-		State:        s.State,
-		Term:         s.Term,
-		CommitIndex:  s.CommitIndex,
-		AppliedIndex: s.AppliedIndex,
-		LastContact:  s.LastContact,
-		DBSizeBytes:  n.store.FileSize(),
+		HistoryOldest: oldest,
+		HistoryEvents: events,
+		State:         s.State,
+		Term:          s.Term,
+		CommitIndex:   s.CommitIndex,
+		AppliedIndex:  s.AppliedIndex,
+		LastContact:   s.LastContact,
+		DBSizeBytes:   n.store.FileSize(),
 	}
 }

@@ -46,12 +46,15 @@ type Node struct {
 	readIndex coalesce.Group[uint64]
 	// rebuild holds reads while a discarded kv.db is rebuilt (rebuild.go).
 	rebuild rebuildHold
+	metrics *nodeMetrics
 
 	httpLn  net.Listener
 	httpSrv *http.Server
 	apiAddr string // advertised HTTP host:port, "" when not serving
 
 	stop      context.CancelFunc // stops background work
+	life      context.Context    // ends with stop: watches end
+	watchers  watchers
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -71,7 +74,7 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewPeerClient(), httpLn: cfg.HTTPListener}
+	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewPeerClient(), httpLn: cfg.HTTPListener, life: context.Background()}
 	n.readIndex.Round = n.askReadIndex
 	node := n // the error returns below set n to nil
 	defer func() {
@@ -85,6 +88,7 @@ func Open(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	metrics, err := newNodeMetrics(cfg.Registry, httpMetrics, n.stats)
+	n.metrics = metrics
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +96,7 @@ func Open(cfg Config) (n *Node, err error) {
 		Logger:       cfg.Logger.With("component", "store"),
 		NoSync:       !cfg.Tuning.FSMSync,
 		ObserveBatch: n.observeApply(metrics.observeApplyBatch),
+		WatchHistory: uint64(max(cfg.WatchHistory, 0)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
@@ -154,7 +159,7 @@ func Open(cfg Config) (n *Node, err error) {
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
-	n.stop = stop
+	n.stop, n.life = stop, ctx
 	if cfg.HTTPAddr != "" || cfg.HTTPListener != nil {
 		if err := n.serveHTTP(); err != nil {
 			return nil, err

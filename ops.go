@@ -51,6 +51,8 @@ func (n *Node) DeletePrefix(ctx context.Context, prefix []byte, opts ...kv.Write
 // Get reads key from this node's state machine, after the consistency
 // check opts asks for (kv.Linearizable by default: on a follower that costs
 // one read-index round trip to the leader, shared with concurrent reads).
+// With opts.WaitIndex it is a blocking read: it first waits for the key
+// to change at an index above WaitIndex (or WaitTime to pass).
 func (n *Node) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, error) {
 	rec, _, err := n.get(ctx, key, opts)
 	return rec, err
@@ -220,6 +222,9 @@ func (n *Node) get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Rec
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.Record{}, 0, err
 	}
+	if err := n.blockUntilChanged(ctx, key, false, opts); err != nil {
+		return kv.Record{}, n.store.AppliedIndex(), err
+	}
 	if err := n.readBarrier(ctx, opts); err != nil {
 		return kv.Record{}, n.store.AppliedIndex(), err
 	}
@@ -234,6 +239,9 @@ func (n *Node) list(ctx context.Context, opts kv.ListOptions) (kv.ListResult, er
 	}
 	if opts.Limit < 0 || opts.Limit > kv.MaxListLimit {
 		return kv.ListResult{}, fmt.Errorf("%w: limit must be from 1 to %d", kv.ErrBadRequest, kv.MaxListLimit)
+	}
+	if err := n.blockUntilChanged(ctx, opts.Prefix, true, opts.ReadOptions); err != nil {
+		return kv.ListResult{}, err
 	}
 	if err := n.readBarrier(ctx, opts.ReadOptions); err != nil {
 		return kv.ListResult{}, err

@@ -42,6 +42,13 @@ type Backend interface {
 	Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, uint64, error)
 	// List returns a page of keys, read like Get.
 	List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error)
+	// Watch opens a watch on this node's own applied state (any node serves
+	// them). It fails at once, having opened nothing, with a
+	// *kv.CompactedError (FromIndex older than the history kept),
+	// kv.ErrTooManyWatchers, kv.ErrClosed, or an error wrapping
+	// kv.ErrBadRequest / kv.ErrInvalidKey for bad options. The caller must
+	// Close the Watcher.
+	Watch(ctx context.Context, opts kv.WatchOptions) (Watcher, error)
 
 	// Cluster describes the cluster as this node sees it.
 	Cluster(ctx context.Context) (kv.ClusterInfo, error)
@@ -71,4 +78,18 @@ type Backend interface {
 	// It fails as a whole, having applied nothing, with kv.ErrNotLeader on
 	// a follower or kv.ErrBadRequest for a malformed batch.
 	ApplyForwarded(ctx context.Context, body []byte) ([]byte, error)
+}
+
+// Watcher is an open watch (Backend.Watch).
+type Watcher interface {
+	// Next blocks until the watch has something to deliver and returns it:
+	// the responses of one or more indexes, in index order, each with the
+	// events the watch selects; or, after the watch's progress interval
+	// without events, one progress notification (no events). It fails with
+	// a *kv.CompactedError when the watcher fell behind the history kept,
+	// an error wrapping kv.ErrClosed when the node shuts down, or ctx's
+	// error. After an error the watch is over.
+	Next(ctx context.Context) ([]kv.WatchResponse, error)
+	// Close ends the watch and releases its slot; it is idempotent.
+	Close()
 }

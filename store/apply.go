@@ -67,14 +67,18 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 
 	start := time.Now() // for ObserveBatch only; state never depends on it
-	var index, term uint64
-	n := 0
+	var index, term, floor uint64
+	var rec recorder
+	n, compacted := 0, 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		var err error
 		if index, term, err = readMeta(tx); err != nil {
 			return err
 		}
-		b := buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp)}
+		if rec.hist, err = s.historyBucket(tx, index); err != nil {
+			return err
+		}
+		b := buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp), rec: &rec}
 		for i, l := range logs {
 			if l.Index <= index {
 				continue
@@ -82,13 +86,18 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 			index, term = l.Index, l.Term
 			n++
 			if l.Type == raft.LogCommand {
+				rec.begin(l.Index)
 				out[i] = s.applyEntry(b, l)
+				rec.end()
 			}
 		}
 		if n == 0 {
 			return nil
 		}
 		if err := expireIdem(b, index, s.idemWindow); err != nil {
+			return err
+		}
+		if floor, compacted, err = compactHistory(tx, index, s.historyKeep); err != nil {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -107,6 +116,8 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	if n == 0 {
 		return out
 	}
+	s.history.committed(floor, rec.added, compacted)
+	s.hub.publish(rec.out, index)
 	s.setApplied(index)
 	if s.opts.ObserveBatch != nil {
 		s.opts.ObserveBatch(n, time.Since(start))
@@ -127,6 +138,8 @@ func (s *Store) failAll(logs []*raft.Log, out []interface{}, err error) []interf
 
 type buckets struct {
 	kv, nodes, idem, idemExp *bbolt.Bucket
+	// rec records the events of the entry being applied.
+	rec *recorder
 }
 
 // applyEntry applies the commands of one entry in order. Their failures
@@ -195,13 +208,13 @@ func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
 	switch cmd.Op {
 	case OpNoop:
 	case OpPut:
-		res.Put, res.CurrentModIndex, res.Err = put(b.kv, *cmd, index)
+		res.Put, res.CurrentModIndex, res.Err = put(b.kv, b.rec, *cmd, index)
 	case OpDelete:
 		res.Delete.Index = index
-		res.Delete.Deleted, res.CurrentModIndex, res.Err = del(b.kv, *cmd)
+		res.Delete.Deleted, res.CurrentModIndex, res.Err = del(b.kv, b.rec, *cmd)
 	case OpDeletePrefix:
 		res.Delete.Index = index
-		res.Delete.Deleted, res.Err = deletePrefix(b.kv, cmd.Key)
+		res.Delete.Deleted, res.Err = deletePrefix(b.kv, b.rec, cmd.Key)
 	case OpSetNode:
 		if len(cmd.Value) == 0 {
 			res.Err = b.nodes.Delete(cmd.Key)
@@ -209,7 +222,7 @@ func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
 			res.Err = b.nodes.Put(cmd.Key, cmd.Value)
 		}
 	case OpTxn:
-		res.Txn, res.Err = applyTxn(b.kv, cmd.Txn, index)
+		res.Txn, res.Err = applyTxn(b.kv, b.rec, cmd.Txn, index)
 	default: // an op in opTable without an effect here; DecodeEntry refuses it
 		res.Err = fmt.Errorf("%w: %v has no apply", ErrBadCommand, cmd.Op)
 	}
@@ -219,13 +232,14 @@ func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
 	return res
 }
 
-// current returns the stored record header of key, if it exists.
-func current(b *bbolt.Bucket, key []byte) (kv.Record, bool, error) {
+// currentWithValue returns the stored record of key with its value (a
+// copy), if it exists: the previous record an event carries.
+func currentWithValue(b *bbolt.Bucket, key []byte) (kv.Record, bool, error) {
 	v := b.Get(key)
 	if v == nil {
 		return kv.Record{}, false, nil
 	}
-	rec, err := decodeRecord(nil, v, false)
+	rec, err := decodeRecord(key, v, true)
 	return rec, true, err
 }
 
@@ -240,8 +254,10 @@ func checkCond(cond kv.Condition, cur kv.Record, exists bool) error {
 	return nil
 }
 
-func put(b *bbolt.Bucket, cmd Command, index uint64) (kv.PutResult, uint64, error) {
-	cur, exists, err := current(b, cmd.Key)
+// put writes cmd.Value under cmd.Key if cmd.Cond holds, and records the
+// event.
+func put(b *bbolt.Bucket, rec *recorder, cmd Command, index uint64) (kv.PutResult, uint64, error) {
+	cur, exists, err := currentWithValue(b, cmd.Key)
 	if err != nil {
 		return kv.PutResult{}, 0, err
 	}
@@ -249,18 +265,21 @@ func put(b *bbolt.Bucket, cmd Command, index uint64) (kv.PutResult, uint64, erro
 		return kv.PutResult{}, cur.ModIndex, err
 	}
 	res := kv.PutResult{Key: cmd.Key, CreateIndex: index, ModIndex: index, Version: 1}
+	var prev *kv.Record
 	if exists {
 		res.CreateIndex, res.Version = cur.CreateIndex, cur.Version+1
+		prev = &cur
 	}
-	rec := appendRecord(make([]byte, 0, 30+len(cmd.Value)), res.CreateIndex, res.ModIndex, res.Version, cmd.Value)
-	if err := b.Put(cmd.Key, rec); err != nil {
+	stored := appendRecord(make([]byte, 0, 30+len(cmd.Value)), res.CreateIndex, res.ModIndex, res.Version, cmd.Value)
+	if err := b.Put(cmd.Key, stored); err != nil {
 		return kv.PutResult{}, 0, err
 	}
-	return res, 0, nil
+	return res, 0, rec.put(cmd.Key, cmd.Value, res.CreateIndex, res.ModIndex, res.Version, prev)
 }
 
-func del(b *bbolt.Bucket, cmd Command) (deleted int64, curMod uint64, err error) {
-	cur, exists, err := current(b, cmd.Key)
+// del removes cmd.Key if cmd.Cond holds, and records the event.
+func del(b *bbolt.Bucket, rec *recorder, cmd Command) (deleted int64, curMod uint64, err error) {
+	cur, exists, err := currentWithValue(b, cmd.Key)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -270,16 +289,28 @@ func del(b *bbolt.Bucket, cmd Command) (deleted int64, curMod uint64, err error)
 	if !exists {
 		return 0, 0, nil
 	}
-	return 1, 0, b.Delete(cmd.Key)
+	if err := b.Delete(cmd.Key); err != nil {
+		return 0, 0, err
+	}
+	return 1, 0, rec.del(cmd.Key, &cur)
 }
 
-func deletePrefix(b *bbolt.Bucket, prefix []byte) (int64, error) {
+// deletePrefix removes every key with the prefix, recording one event
+// per key in key order.
+func deletePrefix(b *bbolt.Bucket, rec *recorder, prefix []byte) (int64, error) {
 	var n int64
 	c := b.Cursor()
 	// Seek again after each delete: a bbolt cursor may skip the key that
 	// follows a deleted one.
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Seek(prefix) {
+		prev, err := decodeRecord(k, v, true)
+		if err != nil {
+			return n, err
+		}
 		if err := c.Delete(); err != nil {
+			return n, err
+		}
+		if err := rec.del(prev.Key, &prev); err != nil {
 			return n, err
 		}
 		n++

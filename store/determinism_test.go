@@ -62,10 +62,11 @@ func TestDeterminism(t *testing.T) {
 }
 
 // openScratch opens a store without fsync (the property does not depend
-// on it, and the test runs faster), with the given idempotency window.
-func openScratch(t testing.TB, window uint64) *Store {
+// on it, and the test runs faster), with the given idempotency window and
+// watch history.
+func openScratch(t testing.TB, window, history uint64) *Store {
 	t.Helper()
-	s, err := Open(filepath.Join(t.TempDir(), "kv.db"), Options{NoSync: true, BootID: func() string { return "test" }})
+	s, err := Open(filepath.Join(t.TempDir(), "kv.db"), Options{NoSync: true, BootID: func() string { return "test" }, WatchHistory: history})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +396,10 @@ func encodeResults(r interface{}) string {
 func checkDeterminism(t *testing.T, seed uint64, n int) {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	window := []uint64{5, 16, 64, 300}[r.IntN(4)]
-	g := &logGen{t: t, r: r, window: window, ref: openScratch(t, window)}
+	// The change history is state too: kept for a few indexes, for more
+	// than the log, or not at all.
+	history := []uint64{0, 3, 40, 1 << 20}[r.IntN(4)]
+	g := &logGen{t: t, r: r, window: window, ref: openScratch(t, window, history)}
 
 	// Common checkpoints: every replica ends a batch there, and its full
 	// state must equal the reference's.
@@ -424,7 +428,7 @@ func checkDeterminism(t *testing.T, seed uint64, n int) {
 		replays, restart bool
 	}{{"batches", false, false}, {"batches+replays", true, false}, {"batches+restart", false, true}} {
 		replicas = append(replicas, &replica{
-			name: mode.name, s: openScratch(t, window), r: rand.New(rand.NewPCG(seed, uint64(i+1))),
+			name: mode.name, s: openScratch(t, window, history), r: rand.New(rand.NewPCG(seed, uint64(i+1))),
 			replays: mode.replays, restart: mode.restart,
 		})
 	}
@@ -467,7 +471,7 @@ func checkDeterminism(t *testing.T, seed uint64, n int) {
 				if err := rp.s.Close(); err != nil {
 					t.Fatal(err)
 				}
-				s, err := Open(path, Options{NoSync: true, BootID: func() string { return "test" }})
+				s, err := Open(path, Options{NoSync: true, BootID: func() string { return "test" }, WatchHistory: history})
 				if err != nil {
 					t.Fatalf("%s: reopen: %v", rp.name, err)
 				}
@@ -488,7 +492,7 @@ func checkDeterminism(t *testing.T, seed uint64, n int) {
 	// the rest.
 	src := replicas[0]
 	feed(src, 1, snapAt)
-	restored := &replica{name: "restored", s: openScratch(t, window), r: rand.New(rand.NewPCG(seed, 99)), results: append([]interface{}{}, src.results...)}
+	restored := &replica{name: "restored", s: openScratch(t, window, history), r: rand.New(rand.NewPCG(seed, 99)), results: append([]interface{}{}, src.results...)}
 	if err := restoreBytes(restored.s, snapshotBytes(t, src.s)); err != nil {
 		t.Fatalf("restore at %d: %v", snapAt, err)
 	}

@@ -223,6 +223,12 @@ func (s *Store) swap(tmp string, index uint64) error {
 		s.setErr(err)
 	} else {
 		s.setErr(nil)
+		_ = db.View(func(tx *bbolt.Tx) error {
+			s.loadHistoryStats(tx)
+			return nil
+		})
+		// Watchers behind the restored index read its history.
+		s.hub.reset(index)
 		// Under the lock: ApplyBatch's replay check must never pair the
 		// new file with the old index.
 		s.setApplied(index)

@@ -42,6 +42,14 @@ type Options struct {
 	// number of raft log entries it applied and the time the bbolt
 	// transaction took. It runs on the apply path and must be cheap.
 	ObserveBatch func(entries int, took time.Duration)
+	// WatchHistory is how many raft indexes of change history the store
+	// keeps for watches: the events of the last WatchHistory indexes. Zero
+	// keeps none (watches then see only the changes applied while they
+	// are open). Nodes that share a cluster should keep the same.
+	WatchHistory uint64
+	// WatchWindow bounds the memory of recent events shared by watchers,
+	// in bytes; zero means DefaultWatchWindow.
+	WatchWindow int
 
 	// syncDB, when set, replaces (*bbolt.DB).Sync wherever the store
 	// syncs kv.db: tests of package store make it fail, as fsync does
@@ -79,6 +87,10 @@ type Store struct {
 	// idemWindow is IdempotencyWindow; tests of package store shrink it
 	// to reach expiry in a few entries, through the same code.
 	idemWindow uint64
+	// historyKeep is Options.WatchHistory.
+	historyKeep uint64
+	history     historyStats
+	hub         *hub
 
 	// mu guards the db pointer: reads, applies and snapshots take RLock
 	// around their bbolt transaction, Restore and Close take Lock to swap it.
@@ -108,12 +120,13 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.InitialMmapSize = 1 << 30
 	}
 	s := &Store{
-		path:       path,
-		opts:       opts,
-		log:        opts.Logger,
-		idemWindow: IdempotencyWindow,
-		waitCh:     make(chan struct{}),
-		done:       make(chan struct{}),
+		path:        path,
+		opts:        opts,
+		log:         opts.Logger,
+		idemWindow:  IdempotencyWindow,
+		historyKeep: opts.WatchHistory,
+		waitCh:      make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -180,8 +193,14 @@ func Open(path string, opts Options) (*Store, error) {
 			}
 		}
 		var err error
-		index, _, err = readMeta(tx)
-		return err
+		if index, _, err = readMeta(tx); err != nil {
+			return err
+		}
+		if _, err := s.historyBucket(tx, index); err != nil {
+			return err
+		}
+		s.loadHistoryStats(tx)
+		return nil
 	})
 	if err != nil {
 		_ = db.Close()
@@ -189,6 +208,11 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.db = db
 	s.applied.Store(index)
+	window := opts.WatchWindow
+	if window <= 0 {
+		window = DefaultWatchWindow
+	}
+	s.hub = newHub(index, window)
 	return s, nil
 }
 
@@ -223,6 +247,7 @@ func (s *Store) Close() error {
 	s.db = nil
 	s.mu.Unlock()
 	close(s.done)
+	s.hub.close()
 
 	var err error
 	if db != nil {

@@ -11,7 +11,7 @@ import (
 
 // applyTxn evaluates t's compares against the current state and runs the
 // success or the failure ops in order, each seeing the ones before it.
-func applyTxn(b *bbolt.Bucket, t *kv.Txn, index uint64) (kv.TxnResult, error) {
+func applyTxn(b *bbolt.Bucket, rec *recorder, t *kv.Txn, index uint64) (kv.TxnResult, error) {
 	res := kv.TxnResult{Succeeded: true, Index: index}
 	for _, c := range t.Compare {
 		ok, err := holds(b, c)
@@ -33,11 +33,11 @@ func applyTxn(b *bbolt.Bucket, t *kv.Txn, index uint64) (kv.TxnResult, error) {
 		var err error
 		switch op.Type {
 		case kv.TxnPut:
-			r.Put, _, err = put(b, Command{Op: OpPut, Key: op.Key, Value: op.Value}, index)
+			r.Put, _, err = put(b, rec, Command{Op: OpPut, Key: op.Key, Value: op.Value}, index)
 		case kv.TxnDelete:
-			r.Deleted, _, err = del(b, Command{Op: OpDelete, Key: op.Key})
+			r.Deleted, _, err = del(b, rec, Command{Op: OpDelete, Key: op.Key})
 		case kv.TxnDeletePrefix:
-			r.Deleted, err = deletePrefix(b, op.Key)
+			r.Deleted, err = deletePrefix(b, rec, op.Key)
 		case kv.TxnGet:
 			if v := b.Get(op.Key); v != nil {
 				var rec kv.Record

@@ -42,6 +42,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	snapInterval := fs.Duration("snapshot-interval", 0, "how often raft checks whether to snapshot (0: default 30s)")
 	trailingLogs := fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (0: default 10240)")
 	leaderWait := fs.Duration("leader-wait", 0, "how long a write or linearizable read waits for a leader when none took it (0: default 5s)")
+	watchHistory := fs.Int("watch-history", raftkv.DefaultWatchHistory, "raft indexes of change history kept for watches (0: none; a watch then sees only changes made while it is open)")
+	maxWatchers := fs.Int("max-watchers", raftkv.DefaultMaxWatchers, "most watches and blocking reads served at once; past it 503 too_many_watchers")
 	fsmSync := fs.Bool("fsm-sync", false, "fsync kv.db on every applied batch (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -53,6 +55,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *id == "" || *dataDir == "" {
 		return usagef("serve: --id and --data-dir are required")
+	}
+	if *watchHistory < 0 || *maxWatchers < 1 {
+		return usagef("serve: --watch-history must be 0 or more and --max-watchers 1 or more")
+	}
+	if *watchHistory == 0 {
+		*watchHistory = -1 // Config: negative keeps none
 	}
 	logger, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -86,6 +94,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Join:            joinAddrs,
 		BootstrapExpect: *expect,
 		MaxValueSize:    *maxValue,
+		WatchHistory:    *watchHistory,
+		MaxWatchers:     *maxWatchers,
 		Logger:          logger,
 		RaftLogLevel:    *raftLogLevel,
 		Pprof:           *pprofOn,

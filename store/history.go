@@ -1,0 +1,219 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// The change history (bucket history): one record per event, keyed by the
+// 8-byte big-endian raft index of the entry that made the change and a
+// 4-byte big-endian position within the entry, so a cursor walks the
+// events in the order they were applied. Applying an entry writes its
+// events in the same transaction as the change; compaction, at the end of
+// each batch, deletes the events of indexes below the history floor.
+//
+// The floor (meta history_floor) is the oldest index whose events are all
+// kept: after applying index A with retention H it is at least A+1-H, and
+// never below the first index applied after history began (a file from a
+// version without history, or one restored from such a snapshot, begins
+// at its applied index + 1). Retention 0 keeps no events: the floor is
+// then always applied+1. Both depend only on the log and the retention,
+// never on a clock or on where batches end.
+//
+// An event record is: a type byte (1 put, 2 delete), uvarint key length
+// and the key, uvarint create_index, mod_index and version, a byte that
+// is 1 when the previous record follows (uvarint create_index, mod_index,
+// version, uvarint value length and the value), then, for a put, the
+// value.
+
+var (
+	bucketHistory   = []byte("history")
+	keyHistoryFloor = []byte("history_floor")
+)
+
+const (
+	eventPut    = 1
+	eventDelete = 2
+)
+
+// historyKey is the history bucket key of the event at (index, pos).
+func historyKey(index uint64, pos uint32) []byte {
+	k := make([]byte, 12)
+	binary.BigEndian.PutUint64(k, index)
+	binary.BigEndian.PutUint32(k[8:], pos)
+	return k
+}
+
+// recorder collects the events of the entries a batch applies, and writes
+// them to the history bucket (nil when retention is 0).
+type recorder struct {
+	hist  *bbolt.Bucket
+	index uint64
+	pos   uint32
+	// events of the current entry; out, every entry's with events.
+	events []kv.Event
+	out    []kv.WatchResponse
+	added  int
+}
+
+// begin starts the entry at index.
+func (r *recorder) begin(index uint64) {
+	r.index, r.pos, r.events = index, 0, nil
+}
+
+// end closes the current entry.
+func (r *recorder) end() {
+	if len(r.events) > 0 {
+		r.out = append(r.out, kv.WatchResponse{Index: r.index, Events: r.events})
+	}
+	r.events = nil
+}
+
+// put records that key now holds value at the record's indexes; prev is
+// the record it replaced, if any. The event owns copies of every slice.
+func (r *recorder) put(key, value []byte, create, mod, version uint64, prev *kv.Record) error {
+	e := kv.Event{Type: kv.EventPut, Record: kv.Record{Key: bytes.Clone(key), Value: bytes.Clone(value), CreateIndex: create, ModIndex: mod, Version: version}, Prev: prev}
+	if e.Value == nil {
+		e.Value = []byte{}
+	}
+	return r.add(e)
+}
+
+// del records that key was removed; prev is the record removed.
+func (r *recorder) del(key []byte, prev *kv.Record) error {
+	return r.add(kv.Event{Type: kv.EventDelete, Record: kv.Record{Key: bytes.Clone(key), ModIndex: r.index}, Prev: prev})
+}
+
+func (r *recorder) add(e kv.Event) error {
+	if e.Prev != nil {
+		e.Prev.Key = e.Key
+	}
+	r.events = append(r.events, e)
+	r.added++
+	if r.hist == nil {
+		return nil
+	}
+	// A new buffer each time: bbolt keeps the slices it is given until the
+	// transaction commits.
+	err := r.hist.Put(historyKey(r.index, r.pos), appendEvent(nil, e))
+	r.pos++
+	return err
+}
+
+func appendEvent(dst []byte, e kv.Event) []byte {
+	t := byte(eventPut)
+	if e.Type == kv.EventDelete {
+		t = eventDelete
+	}
+	dst = append(dst, t)
+	dst = binary.AppendUvarint(dst, uint64(len(e.Key)))
+	dst = append(dst, e.Key...)
+	dst = binary.AppendUvarint(dst, e.CreateIndex)
+	dst = binary.AppendUvarint(dst, e.ModIndex)
+	dst = binary.AppendUvarint(dst, e.Version)
+	if e.Prev == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = append(dst, 1)
+		dst = binary.AppendUvarint(dst, e.Prev.CreateIndex)
+		dst = binary.AppendUvarint(dst, e.Prev.ModIndex)
+		dst = binary.AppendUvarint(dst, e.Prev.Version)
+		dst = binary.AppendUvarint(dst, uint64(len(e.Prev.Value)))
+		dst = append(dst, e.Prev.Value...)
+	}
+	if e.Type == kv.EventPut {
+		dst = append(dst, e.Value...)
+	}
+	return dst
+}
+
+// eventKey returns the key of a stored event without decoding the rest.
+func eventKey(v []byte) ([]byte, error) {
+	d := decoder{b: v}
+	d.byte("type")
+	key := d.bytes("key")
+	return key, d.err
+}
+
+// decodeEvent parses a stored event into one that owns its memory.
+func decodeEvent(v []byte) (kv.Event, error) {
+	d := decoder{b: v}
+	var e kv.Event
+	switch t := d.byte("type"); t {
+	case eventPut:
+		e.Type = kv.EventPut
+	case eventDelete:
+		e.Type = kv.EventDelete
+	default:
+		if d.err == nil {
+			return kv.Event{}, fmt.Errorf("corrupt event: type %d", t)
+		}
+	}
+	e.Key = bytes.Clone(d.bytes("key"))
+	e.CreateIndex = d.uvarint("create_index")
+	e.ModIndex = d.uvarint("mod_index")
+	e.Version = d.uvarint("version")
+	if d.byte("prev") == 1 {
+		e.Prev = &kv.Record{Key: e.Key}
+		e.Prev.CreateIndex = d.uvarint("prev create_index")
+		e.Prev.ModIndex = d.uvarint("prev mod_index")
+		e.Prev.Version = d.uvarint("prev version")
+		e.Prev.Value = append([]byte{}, d.bytes("prev value")...)
+	}
+	if d.err != nil {
+		return kv.Event{}, fmt.Errorf("corrupt event: %w", d.err)
+	}
+	if e.Type == kv.EventPut {
+		e.Value = append([]byte{}, d.b...)
+	} else if len(d.b) != 0 {
+		return kv.Event{}, fmt.Errorf("corrupt event: %d bytes after a delete", len(d.b))
+	}
+	return e, nil
+}
+
+// historyFloor reads the floor of tx's history: the oldest index whose
+// events are all kept. A file without history (a version before it, a
+// snapshot from one) keeps none: the floor is applied+1.
+func historyFloor(tx *bbolt.Tx, applied uint64) uint64 {
+	if tx.Bucket(bucketHistory) == nil {
+		return applied + 1
+	}
+	f, ok := getU64(tx.Bucket(bucketMeta), keyHistoryFloor)
+	if !ok {
+		return applied + 1
+	}
+	return f
+}
+
+// compactHistory raises the floor to applied+1-keep (applied+1 with keep
+// 0) and deletes the events below it. It returns the new floor and how
+// many events it deleted.
+func compactHistory(tx *bbolt.Tx, applied, keep uint64) (uint64, int, error) {
+	meta := tx.Bucket(bucketMeta)
+	floor := historyFloor(tx, applied)
+	want := uint64(1)
+	if applied+1 > keep {
+		want = applied + 1 - keep
+	}
+	if want <= floor {
+		return floor, 0, nil
+	}
+	n := 0
+	if hist := tx.Bucket(bucketHistory); hist != nil {
+		c := hist.Cursor()
+		// Seek again after each delete: a bbolt cursor may skip the key
+		// that follows a deleted one.
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < want; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return floor, n, err
+			}
+			n++
+		}
+	}
+	return want, n, meta.Put(keyHistoryFloor, u64(want))
+}

@@ -1,0 +1,331 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/raftkv/raftkv/kv"
+)
+
+// Watches. Every committed batch publishes its events to the hub, a
+// shared, bounded window of the most recent ones in memory; a watcher is
+// a cursor (the next index it has to look at), not a buffer. A watcher
+// that keeps up reads the window; one that falls behind it (a slow
+// consumer, or one that starts from an old index) reads the history
+// bucket, in bounded pages, until it is back in the window, and ends with
+// a *kv.CompactedError only when the history no longer holds the index it
+// needs. Publishing never waits for a watcher, so no watcher slows
+// applying or another watcher.
+//
+// A batch is committed to bbolt before it is published, so the history a
+// watcher reads is never behind the window; the cursor only moves forward
+// and every response is at or above it, so an index is never delivered
+// twice or skipped.
+
+// DefaultWatchWindow is the memory, in bytes of keys and values, that the
+// window of recent events may hold.
+const DefaultWatchWindow = 16 << 20
+
+// historyPage bounds one read of the history bucket: a watcher reading
+// far behind returns to its caller (and sees Close) between pages.
+const historyPage = 1024
+
+type hub struct {
+	maxBytes int
+
+	mu sync.Mutex
+	// ring holds the responses of the indexes from start to through that
+	// have events, in index order: every event of those indexes.
+	ring    []kv.WatchResponse
+	sizes   []int
+	bytes   int
+	start   uint64
+	through uint64
+	notify  chan struct{} // closed and replaced at each publish
+	closed  bool
+}
+
+func newHub(applied uint64, maxBytes int) *hub {
+	return &hub{maxBytes: maxBytes, start: applied + 1, through: applied, notify: make(chan struct{})}
+}
+
+// publish adds the responses of a committed batch that ends at applied.
+func (h *hub) publish(resps []kv.WatchResponse, applied uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range resps {
+		n := responseSize(r)
+		h.ring = append(h.ring, r)
+		h.sizes = append(h.sizes, n)
+		h.bytes += n
+	}
+	drop := 0
+	for h.bytes > h.maxBytes && drop < len(h.ring) {
+		h.bytes -= h.sizes[drop]
+		h.start = h.ring[drop].Index + 1
+		drop++
+	}
+	if drop > 0 {
+		h.ring = append(h.ring[:0:0], h.ring[drop:]...)
+		h.sizes = append(h.sizes[:0:0], h.sizes[drop:]...)
+	}
+	if applied > h.through {
+		h.through = applied
+	}
+	if len(h.ring) == 0 && h.start <= h.through {
+		h.start = h.through + 1
+	}
+	close(h.notify)
+	h.notify = make(chan struct{})
+}
+
+// reset empties the window after a restore replaced the state at applied:
+// watchers below it read the restored history.
+func (h *hub) reset(applied uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ring, h.sizes, h.bytes = nil, nil, 0
+	h.start, h.through = applied+1, applied
+	close(h.notify)
+	h.notify = make(chan struct{})
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		close(h.notify)
+	}
+}
+
+func responseSize(r kv.WatchResponse) int {
+	n := 16
+	for _, e := range r.Events {
+		n += 64 + len(e.Key) + len(e.Value)
+		if e.Prev != nil {
+			n += len(e.Prev.Value)
+		}
+	}
+	return n
+}
+
+// historyStats mirrors the history for metrics.
+type historyStats struct {
+	floor  atomic.Uint64
+	events atomic.Int64
+}
+
+func (h *historyStats) committed(floor uint64, added, removed int) {
+	h.floor.Store(floor)
+	h.events.Add(int64(added - removed))
+}
+
+// HistoryStats describes the change history: the oldest index whose events
+// are kept, and how many events are kept.
+func (s *Store) HistoryStats() (oldest uint64, events int64) {
+	return s.history.floor.Load(), s.history.events.Load()
+}
+
+// historyBucket returns tx's history bucket, creating it (with its floor
+// after applied) in a file that has none: one from a version without
+// history, or restored from such a snapshot. It returns nil when the
+// store keeps no history.
+func (s *Store) historyBucket(tx *bbolt.Tx, applied uint64) (*bbolt.Bucket, error) {
+	b := tx.Bucket(bucketHistory)
+	if b == nil {
+		var err error
+		if b, err = tx.CreateBucket(bucketHistory); err != nil {
+			return nil, err
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyHistoryFloor, u64(applied+1)); err != nil {
+			return nil, err
+		}
+	}
+	if s.historyKeep == 0 {
+		return nil, nil
+	}
+	b.FillPercent = 1 // keys only ever grow: pack pages full
+	return b, nil
+}
+
+// loadHistoryStats reads the floor and the number of events kept.
+func (s *Store) loadHistoryStats(tx *bbolt.Tx) {
+	applied, _, _ := readMeta(tx)
+	s.history.floor.Store(historyFloor(tx, applied))
+	var n int64
+	if b := tx.Bucket(bucketHistory); b != nil {
+		n = int64(b.Stats().KeyN)
+	}
+	s.history.events.Store(n)
+}
+
+// Watcher is a cursor over the store's events (Store.Watch). Its methods
+// are for one goroutine at a time, except Close.
+type Watcher struct {
+	s    *Store
+	opts kv.WatchOptions
+	next uint64 // every event below next was delivered or skipped
+	done chan struct{}
+	once sync.Once
+}
+
+// Watch opens a watcher on the events opts select, from opts.FromIndex
+// (zero: after the applied index). It fails with a *kv.CompactedError when
+// FromIndex is below the oldest index the history keeps, or with an error
+// wrapping kv.ErrClosed.
+func (s *Store) Watch(opts kv.WatchOptions) (*Watcher, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return nil, fmt.Errorf("store: %w", kv.ErrClosed)
+	}
+	applied := s.applied.Load()
+	next := opts.FromIndex
+	if next == 0 {
+		next = applied + 1
+	}
+	if floor := s.history.floor.Load(); next < floor && next <= applied {
+		return nil, &kv.CompactedError{FromIndex: next, OldestIndex: floor, CurrentIndex: applied}
+	}
+	return &Watcher{s: s, opts: opts, next: next, done: make(chan struct{})}, nil
+}
+
+// Position is the next index the watcher looks at: it has delivered every
+// event it selects below it.
+func (w *Watcher) Position() uint64 { return w.next }
+
+// Close ends the watcher; a Next blocked in it returns kv.ErrClosed.
+func (w *Watcher) Close() { w.once.Do(func() { close(w.done) }) }
+
+// Next returns the next responses the watcher selects, in index order, one
+// per index (with that index's selected events, in the order applied),
+// blocking until there is at least one. It fails with a *kv.CompactedError
+// when the history no longer holds the next index, with an error wrapping
+// kv.ErrClosed when the watcher or the store closes, or with ctx's error.
+// The responses are shared with other watchers: their slices must not be
+// modified.
+func (w *Watcher) Next(ctx context.Context) ([]kv.WatchResponse, error) {
+	h := w.s.hub
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, fmt.Errorf("store: %w", kv.ErrClosed)
+		}
+		if w.next < h.start {
+			h.mu.Unlock()
+			out, err := w.readHistory()
+			if err != nil || len(out) > 0 {
+				return out, err
+			}
+			continue
+		}
+		ch := h.notify
+		i := sort.Search(len(h.ring), func(i int) bool { return h.ring[i].Index >= w.next })
+		out := w.selectFrom(h.ring[i:])
+		if h.through >= w.next {
+			w.next = h.through + 1
+		}
+		h.mu.Unlock()
+		if len(out) > 0 {
+			return out, nil
+		}
+		select {
+		case <-ch:
+		case <-w.done:
+			return nil, fmt.Errorf("watcher: %w", kv.ErrClosed)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// selectFrom returns the responses with the events the watcher selects.
+func (w *Watcher) selectFrom(resps []kv.WatchResponse) []kv.WatchResponse {
+	var out []kv.WatchResponse
+	for _, r := range resps {
+		var evs []kv.Event
+		for _, e := range r.Events {
+			if !w.opts.Matches(e.Key) {
+				continue
+			}
+			if !w.opts.PrevValue {
+				e.Prev = nil
+			}
+			evs = append(evs, e)
+		}
+		if len(evs) > 0 {
+			out = append(out, kv.WatchResponse{Index: r.Index, Events: evs})
+		}
+	}
+	return out
+}
+
+// readHistory reads up to historyPage indexes' events from the history
+// bucket, from w.next on, and moves w.next past what it read.
+func (w *Watcher) readHistory() ([]kv.WatchResponse, error) {
+	var out []kv.WatchResponse
+	err := w.s.view(func(tx *bbolt.Tx) error {
+		applied, _, err := readMeta(tx)
+		if err != nil {
+			return err
+		}
+		if floor := historyFloor(tx, applied); w.next < floor && w.next <= applied {
+			return &kv.CompactedError{FromIndex: w.next, OldestIndex: floor, CurrentIndex: applied}
+		}
+		hist := tx.Bucket(bucketHistory)
+		if hist == nil || w.next > applied {
+			w.next = max(w.next, applied+1)
+			return nil
+		}
+		c := hist.Cursor()
+		indexes := 0
+		var cur kv.WatchResponse
+		for k, v := c.Seek(historyKey(w.next, 0)); k != nil; k, v = c.Next() {
+			index := binary.BigEndian.Uint64(k)
+			if index != cur.Index {
+				if len(cur.Events) > 0 {
+					out = append(out, cur)
+				}
+				if indexes == historyPage {
+					w.next = index // index is the first one not read
+					return nil
+				}
+				indexes++
+				cur = kv.WatchResponse{Index: index}
+			}
+			key, err := eventKey(v)
+			if err != nil {
+				return fmt.Errorf("history at index %d: %w", index, err)
+			}
+			if !w.opts.Matches(key) {
+				continue
+			}
+			e, err := decodeEvent(v)
+			if err != nil {
+				return fmt.Errorf("history at index %d: %w", index, err)
+			}
+			if !w.opts.PrevValue {
+				e.Prev = nil
+			}
+			cur.Events = append(cur.Events, e)
+		}
+		if len(cur.Events) > 0 {
+			out = append(out, cur)
+		}
+		w.next = applied + 1
+		return nil
+	})
+	return out, err
+}
