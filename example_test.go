@@ -93,3 +93,42 @@ func openExampleNode() (node *raftkv.Node, done func()) {
 		_ = os.RemoveAll(dir)
 	}
 }
+
+// A watch on a prefix: the list-then-watch pattern. List the keys, then
+// watch from the listing's index + 1, so nothing is missed or seen twice.
+func ExampleNode_Watch() {
+	node, done := openExampleNode() // as in the package example
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	if _, err := node.Put(ctx, []byte("app/color"), []byte("blue")); err != nil {
+		log.Fatal(err)
+	}
+	list, err := node.List(ctx, kv.ListOptions{Prefix: []byte("app/")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("listed", len(list.Items), "key")
+	go func() {
+		_, _ = node.Put(ctx, []byte("app/color"), []byte("green"))
+		_, _ = node.Delete(ctx, []byte("app/color"))
+	}()
+	seen := 0
+	for resp, err := range node.Watch(ctx, kv.WatchOptions{Key: []byte("app/"), Prefix: true, FromIndex: list.Index + 1, PrevValue: true}) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, ev := range resp.Events {
+			fmt.Printf("%s %s %q (was %q)\n", ev.Type, ev.Key, ev.Value, ev.Prev.Value)
+			seen++
+		}
+		if seen == 2 {
+			break
+		}
+	}
+	// Output:
+	// listed 1 key
+	// put app/color "green" (was "blue")
+	// delete app/color "" (was "green")
+}

@@ -19,6 +19,8 @@ import (
 // follower's linearizable read waits for the leader's read index). Only
 // the membership calls are leader-only at the handler: on a follower it
 // relays them to the leader (Join, RemoveNode, TransferLeadership).
+// Watches, like reads, are served by the node that receives them, from its
+// own applied state.
 type Backend interface {
 	// ID is the node's raft server id.
 	ID() string

@@ -4,9 +4,9 @@
 // # Basics
 //
 // Handler owns its routing, from one route table (routes.go; a test holds
-// it and docs/http-api.md together): /v1/kv/ keys are taken from the
-// escaped request path as they are (ServeMux would clean "a//b" or "../x"
-// and redirect), and every other route dispatches on the method itself, so
+// it and docs/http-api.md together): /v1/kv/ and /v1/watch/ keys are
+// taken from the escaped request path as they are (ServeMux would clean
+// "a//b" or "../x" and redirect), and every other route dispatches on the method itself, so
 // that a wrong method gets a JSON 405 with Allow like every other error.
 // Every response of an API route (not /debug/pprof/, not Go's own
 // plain-text 400s) carries X-Raft-Index (the applied index it reflects, or
@@ -30,6 +30,19 @@
 // follower serves linearizable reads itself once it has applied the
 // leader's read index (GET ReadIndexPath). The internal routes
 // (internal.go) are never relayed.
+//
+// Watches (watch.go) are served like reads, by the node that receives
+// them, from its own applied state (Backend.Watch). The watch opens before
+// the status is written, so a watch that cannot open is an ordinary error
+// answer (410 compacted with the history kept, 503 too_many_watchers);
+// then the 200's header is flushed at once, every line is one whole JSON
+// object (NDJSON) or server-sent event, flushed after each batch the
+// Watcher returns, and no write deadline applies. A stream the server
+// ends (compacted, shutting down, any failure of the Watcher) ends with an
+// error line, never silently; a stream whose client went away just stops.
+// The handler always closes the Watcher. A blocking read (?wait_index) is
+// a read with kv.ReadOptions.WaitIndex: its ?wait bounds the wait for a
+// change, and the request that wait plus the bound of a read.
 //
 // Metrics holds the HTTP request metrics only; the node registers its own
 // (raft, the state machine, write batches) on the same registry.

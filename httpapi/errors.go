@@ -26,7 +26,9 @@ func statusOf(err error) int {
 		return http.StatusMethodNotAllowed
 	case "wrong_node":
 		return http.StatusMisdirectedRequest
-	case "no_leader", "not_leader", "shutting_down", "too_stale":
+	case "compacted":
+		return http.StatusGone
+	case "no_leader", "not_leader", "shutting_down", "too_stale", "too_many_watchers":
 		return http.StatusServiceUnavailable
 	case "outcome_unknown", "timeout":
 		return http.StatusGatewayTimeout
@@ -45,6 +47,14 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "1")
 	}
+	writeJSON(w, status, kv.ErrorResponse{Error: errorBody(err)})
+}
+
+// errorBody is err's JSON error body: its code, its message and the
+// fields its type carries (applied_index of a *kv.WaitError, oldest_index
+// and current_index of a *kv.CompactedError). An error answer and the last
+// line of a watch stream both carry it.
+func errorBody(err error) kv.ErrorBody {
 	code := kv.Code(err)
 	if code == "not_leader" {
 		// Not the leader, nothing applied (a batch or read index sent to a
@@ -56,7 +66,11 @@ func writeError(w http.ResponseWriter, err error) {
 	if errors.As(err, &we) {
 		body.AppliedIndex = we.AppliedIndex
 	}
-	writeJSON(w, status, kv.ErrorResponse{Error: body})
+	var ce *kv.CompactedError
+	if errors.As(err, &ce) {
+		body.OldestIndex, body.CurrentIndex = ce.OldestIndex, ce.CurrentIndex
+	}
+	return body
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,8 @@ import (
 // server would hand them over (requests the server itself refuses are
 // skipped). Whatever comes in, the handler must not panic, must answer 5xx
 // only with 503/504 of leadership or time, must give every error a JSON
-// body with a code, and must stamp X-Raft-Node.
+// body with a code, and must stamp X-Raft-Node; a watch that opens must
+// stream whole lines of its framing (checkWatchStream).
 func FuzzHandler(f *testing.F) {
 	seeds := []struct {
 		method, path, query, headers string
@@ -71,6 +73,19 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/nope", "", "", ""},
 		{"GET", "/v1/kv/a", "", "X-Raft-Forwarded-By: n9", ""},
 		{"PUT", "/v1/kv/a", "", "Content-Length: 5", "toolongbody"},
+		{"GET", "/v1/kv/a", "wait_index=1&wait=10ms", "", ""},
+		{"GET", "/v1/kv/", "prefix&wait_index=99999999&wait=10ms", "", ""},
+		{"GET", "/v1/kv/a", "wait_index=abc", "", ""},
+		{"GET", "/v1/watch/a", "", "", ""},
+		{"GET", "/v1/watch/", "prefix&from_index=1&prev_value", "", ""},
+		{"GET", "/v1/watch/a%2Fb%00", "from_index=0&prefix=false", "", ""},
+		{"GET", "/v1/watch/a", "from_index=-1", "", ""},
+		{"GET", "/v1/watch/a", "from_index=99999999", "", ""},
+		{"GET", "/v1/watch/", "", "", ""},
+		{"GET", "/v1/watch/a", "wait=1s", "", ""},
+		{"GET", "/v1/watch/a", "", "Accept: text/event-stream\nLast-Event-ID: 3", ""},
+		{"GET", "/v1/watch/a", "prefix", "Accept: text/event-stream;q=0.5, application/x-ndjson\nLast-Event-ID: x", ""},
+		{"POST", "/v1/watch/a", "", "", "x"},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, s.headers, []byte(s.body))
@@ -96,13 +111,82 @@ func FuzzHandler(f *testing.F) {
 		if mutatesMembership(req) {
 			return // would take the only node's cluster apart
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		// A watch and a blocking read last until their context ends: give
+		// them less time, so that the fuzzer gets on.
+		bound := 2 * time.Second
+		if isWatch(req) || req.URL.Query().Has("wait_index") {
+			bound = 200 * time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
 		req = req.WithContext(ctx)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		checkResponse(t, req, rec)
 	})
+}
+
+// isWatch reports whether r is on the watch route.
+func isWatch(r *http.Request) bool { return strings.HasPrefix(r.URL.EscapedPath(), "/v1/watch/") }
+
+// checkWatchStream checks the body of a watch that opened: every NDJSON
+// line one whole JSON object, a response that decodes or an error with a
+// code; in SSE every event an id (the index) and such data, or an error
+// event.
+func checkWatchStream(t *testing.T, what string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	body := rec.Body.String()
+	if body != "" && !strings.HasSuffix(body, "\n") {
+		t.Fatalf("%s: stream does not end with a whole line: %q", what, body)
+	}
+	checkLine := func(data string) (index uint64, isErr bool) {
+		var line kv.WatchLineJSON
+		dec := json.NewDecoder(strings.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&line); err != nil || dec.More() {
+			t.Fatalf("%s: line %q is not one watch object: %v", what, data, err)
+		}
+		if line.Error != nil {
+			if line.Error.Code == "" {
+				t.Fatalf("%s: error line without a code: %q", what, data)
+			}
+			return 0, true
+		}
+		if _, err := (kv.WatchResponseJSON{Index: line.Index, Events: line.Events}).WatchResponse(); err != nil || line.Index == 0 || line.Events == nil {
+			t.Fatalf("%s: line %q does not decode to a response: %v", what, data, err)
+		}
+		return line.Index, false
+	}
+	switch ct := rec.Header().Get("Content-Type"); ct {
+	case "application/x-ndjson":
+		for l := range strings.Lines(body) {
+			checkLine(strings.TrimSuffix(l, "\n"))
+		}
+	case "text/event-stream":
+		if body != "" && !strings.HasSuffix(body, "\n\n") {
+			t.Fatalf("%s: stream does not end with a whole event: %q", what, body)
+		}
+		for ev := range strings.SplitSeq(strings.TrimSuffix(body, "\n\n"), "\n\n") {
+			if ev == "" {
+				continue
+			}
+			if data, ok := strings.CutPrefix(ev, "event: error\ndata: "); ok {
+				if _, isErr := checkLine(data); !isErr {
+					t.Fatalf("%s: error event without an error: %q", what, ev)
+				}
+				continue
+			}
+			id, data, ok := strings.Cut(strings.TrimPrefix(ev, "id: "), "\ndata: ")
+			if !ok || !strings.HasPrefix(ev, "id: ") {
+				t.Fatalf("%s: malformed event %q", what, ev)
+			}
+			if index, isErr := checkLine(data); isErr || strconv.FormatUint(index, 10) != id {
+				t.Fatalf("%s: event id %s for %q", what, id, data)
+			}
+		}
+	default:
+		t.Fatalf("%s: watch stream with Content-Type %q", what, ct)
+	}
 }
 
 // buildRequest makes the request Go's server would pass to a handler, or
@@ -177,6 +261,10 @@ func checkResponse(t *testing.T, req *http.Request, rec *httptest.ResponseRecord
 	what := req.Method + " " + req.RequestURI
 	if got := rec.Header().Get(httpapi.HeaderNode); got != "n1" {
 		t.Errorf("%s: %s = %q, want n1", what, httpapi.HeaderNode, got)
+	}
+	if rec.Code == http.StatusOK && isWatch(req) {
+		checkWatchStream(t, what, rec)
+		return
 	}
 	if rec.Code < 400 {
 		return

@@ -40,6 +40,7 @@ type Handler struct {
 	routes   []route
 	mux      *http.ServeMux
 	kv       http.Handler
+	watch    http.Handler
 	notFound http.Handler
 	metrics  http.Handler
 }

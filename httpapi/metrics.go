@@ -77,10 +77,17 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 }
 
 // Flush lets streaming handlers flush through the wrapper.
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
+func (w *statusWriter) Flush() { _ = w.FlushError() }
+
+// FlushError flushes what was written, sending the header first (with the
+// contract headers, as WriteHeader stamps them) when it was not sent yet;
+// it reports a failed write (the client went away). http.ResponseController
+// calls it.
+func (w *statusWriter) FlushError() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
 	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Unwrap gives http.ResponseController the underlying writer.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -74,8 +75,12 @@ func (p params) duration(name string) (time.Duration, error) {
 	return d, nil
 }
 
-// readOptions reads consistency, max_stale, min_index and wait; wait
-// bounds the whole read (DefaultReadWait when absent).
+// readOptions reads consistency, max_stale, min_index, wait_index and
+// wait, and returns the bound of the whole request. Without wait_index
+// (or wait_index=0) ?wait bounds the whole read (DefaultReadWait when
+// absent). With it the read is a blocking read: ?wait bounds the wait for
+// a change (ReadOptions.WaitTime, kv.DefaultBlockingWait when absent) and
+// the request is bounded by that wait plus DefaultReadWait for the read.
 func (p params) readOptions() (kv.ReadOptions, time.Duration, error) {
 	c, err := kv.ParseConsistency(p.Get("consistency"))
 	if err != nil {
@@ -93,9 +98,23 @@ func (p params) readOptions() (kv.ReadOptions, time.Duration, error) {
 			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"min_index\" must be a whole number, not %q", kv.ErrBadRequest, p.Get("min_index"))
 		}
 	}
+	if p.Has("wait_index") {
+		if ro.WaitIndex, err = strconv.ParseUint(p.Get("wait_index"), 10, 64); err != nil {
+			return kv.ReadOptions{}, 0, fmt.Errorf("%w: parameter \"wait_index\" must be a whole number, not %q", kv.ErrBadRequest, p.Get("wait_index"))
+		}
+	}
 	wait, err := p.wait()
 	if err != nil {
 		return kv.ReadOptions{}, 0, err
+	}
+	if ro.WaitIndex != 0 {
+		// A blocking read: ?wait bounds the wait for a change, and the
+		// read that follows keeps the bound of any read.
+		ro.WaitTime = wait
+		if ro.WaitTime == 0 {
+			ro.WaitTime = kv.DefaultBlockingWait
+		}
+		return ro, ro.WaitTime + DefaultReadWait, nil
 	}
 	if wait == 0 {
 		wait = DefaultReadWait
@@ -119,7 +138,7 @@ func (p params) wait() (time.Duration, error) {
 }
 
 // readParams are the parameters GET /v1/kv/ takes, for one key and lists.
-var readParams = []string{"prefix", "format", "consistency", "max_stale", "min_index", "wait", "limit", "after", "keys_only"}
+var readParams = []string{"prefix", "format", "consistency", "max_stale", "min_index", "wait_index", "wait", "limit", "after", "keys_only"}
 
 // oneKeyRead reads the key and format of a GET of one key (p has no
 // ?prefix): "raw" or "json".
@@ -173,7 +192,14 @@ func listOptions(r *http.Request, p params, ro kv.ReadOptions) (kv.ListOptions, 
 // keyOf extracts and validates the key of a /v1/kv/ request; prefix
 // requests may name the empty prefix.
 func keyOf(r *http.Request, allowEmpty bool) ([]byte, error) {
-	raw := strings.TrimPrefix(r.URL.EscapedPath(), kvPrefix)
+	return keyUnder(r, kvPrefix, allowEmpty)
+}
+
+// keyUnder extracts and validates the key of a request on a route that
+// takes the escaped path after routePrefix as a key (kvPrefix,
+// watchPrefix); prefix requests may name the empty prefix.
+func keyUnder(r *http.Request, routePrefix string, allowEmpty bool) ([]byte, error) {
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), routePrefix)
 	s, err := url.PathUnescape(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: key is not valid percent-encoding: %w", kv.ErrInvalidKey, err)
@@ -186,6 +212,47 @@ func keyOf(r *http.Request, allowEmpty bool) ([]byte, error) {
 		return nil, err
 	}
 	return key, nil
+}
+
+// watchParams are the parameters GET /v1/watch/ takes.
+var watchParams = []string{"prefix", "from_index", "prev_value"}
+
+// headerLastEventID is the header an EventSource sends when it reconnects:
+// the id of the last event it received (a watch stream's index).
+const headerLastEventID = "Last-Event-ID"
+
+// watchOptions reads a watch: its key, or with ?prefix its prefix (may be
+// empty: every key), from_index, prev_value. A from_index of 0 is the
+// same as none; without one, a Last-Event-ID of N (an EventSource
+// resuming) watches from N+1.
+func watchOptions(r *http.Request) (kv.WatchOptions, error) {
+	p, err := queryOf(r, watchParams...)
+	if err != nil {
+		return kv.WatchOptions{}, err
+	}
+	var o kv.WatchOptions
+	if o.Prefix, err = p.flag("prefix"); err != nil {
+		return kv.WatchOptions{}, err
+	}
+	if o.PrevValue, err = p.flag("prev_value"); err != nil {
+		return kv.WatchOptions{}, err
+	}
+	if p.Has("from_index") {
+		if o.FromIndex, err = strconv.ParseUint(p.Get("from_index"), 10, 64); err != nil {
+			return kv.WatchOptions{}, fmt.Errorf("%w: parameter \"from_index\" must be a whole number, not %q", kv.ErrBadRequest, p.Get("from_index"))
+		}
+	}
+	if v := strings.TrimSpace(r.Header.Get(headerLastEventID)); o.FromIndex == 0 && v != "" {
+		last, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || last == math.MaxUint64 {
+			return kv.WatchOptions{}, fmt.Errorf("%w: %s must be the index of an event (a whole number), not %q", kv.ErrBadRequest, headerLastEventID, v)
+		}
+		o.FromIndex = last + 1
+	}
+	if o.Key, err = keyUnder(r, watchPrefix, o.Prefix); err != nil {
+		return kv.WatchOptions{}, err
+	}
+	return o, o.Validate()
 }
 
 // condition reads If-Match: "<mod_index>" and If-None-Match: *.

@@ -157,6 +157,19 @@ func TestReadOptions(t *testing.T) {
 		{"wait=5m1s", kv.ReadOptions{}, 0, kv.ErrBadRequest},
 		{"wait=-1s", kv.ReadOptions{}, 0, kv.ErrBadRequest},
 		{"wait=later", kv.ReadOptions{}, 0, kv.ErrBadRequest},
+		// Blocking reads: ?wait bounds the wait for a change, the request
+		// that wait plus a read's own bound.
+		{"wait_index=0", kv.ReadOptions{Consistency: kv.Linearizable}, DefaultReadWait, nil},
+		{"wait_index=0&wait=2s", kv.ReadOptions{Consistency: kv.Linearizable}, 2 * time.Second, nil},
+		{"wait_index=7", kv.ReadOptions{Consistency: kv.Linearizable, WaitIndex: 7, WaitTime: kv.DefaultBlockingWait}, kv.DefaultBlockingWait + DefaultReadWait, nil},
+		{"wait_index=7&wait=30s", kv.ReadOptions{Consistency: kv.Linearizable, WaitIndex: 7, WaitTime: 30 * time.Second}, 30*time.Second + DefaultReadWait, nil},
+		{"wait_index=7&wait=5m&consistency=stale&min_index=3", kv.ReadOptions{Consistency: kv.Stale, MinIndex: 3, WaitIndex: 7, WaitTime: 5 * time.Minute}, 5*time.Minute + DefaultReadWait, nil},
+		{"wait_index", kv.ReadOptions{}, 0, kv.ErrBadRequest},
+		{"wait_index=", kv.ReadOptions{}, 0, kv.ErrBadRequest},
+		{"wait_index=-1", kv.ReadOptions{}, 0, kv.ErrBadRequest},
+		{"wait_index=soon", kv.ReadOptions{}, 0, kv.ErrBadRequest},
+		{"wait_index=1.5", kv.ReadOptions{}, 0, kv.ErrBadRequest},
+		{"wait_index=7&wait=6m", kv.ReadOptions{}, 0, kv.ErrBadRequest},
 	}
 	for _, tt := range tests {
 		p, err := queryOf(request(t, "GET", "/v1/kv/a?"+tt.query), readParams...)
@@ -270,6 +283,61 @@ func TestKeyOf(t *testing.T) {
 		got, err := keyOf(request(t, "GET", tt.target), tt.allowEmpty)
 		if checkErr(t, "key of "+tt.target, err, tt.err) && string(got) != tt.want {
 			t.Errorf("key of %s = %q, want %q", tt.target, got, tt.want)
+		}
+	}
+}
+
+func TestWatchOptions(t *testing.T) {
+	long := strings.Repeat("k", kv.MaxKeySize)
+	tests := []struct {
+		target string
+		header []string
+		want   kv.WatchOptions
+		err    error
+	}{
+		{"/v1/watch/a", nil, kv.WatchOptions{Key: []byte("a")}, nil},
+		{"/v1/watch/a%2Fb%00//../c", nil, kv.WatchOptions{Key: []byte("a/b\x00//../c")}, nil},
+		{"/v1/watch/" + long, nil, kv.WatchOptions{Key: []byte(long)}, nil},
+		{"/v1/watch/app/?prefix", nil, kv.WatchOptions{Key: []byte("app/"), Prefix: true}, nil},
+		{"/v1/watch/?prefix", nil, kv.WatchOptions{Key: []byte{}, Prefix: true}, nil},
+		{"/v1/watch/?prefix=true&prev_value", nil, kv.WatchOptions{Key: []byte{}, Prefix: true, PrevValue: true}, nil},
+		{"/v1/watch/a?prev_value=false", nil, kv.WatchOptions{Key: []byte("a")}, nil},
+		{"/v1/watch/a?from_index=1", nil, kv.WatchOptions{Key: []byte("a"), FromIndex: 1}, nil},
+		{"/v1/watch/a?from_index=18446744073709551615", nil, kv.WatchOptions{Key: []byte("a"), FromIndex: 1<<64 - 1}, nil},
+		{"/v1/watch/a?from_index=0", nil, kv.WatchOptions{Key: []byte("a")}, nil}, // 0 is the default
+		// An EventSource resuming: Last-Event-ID N is from_index N+1, unless
+		// from_index says otherwise.
+		{"/v1/watch/a", []string{"Last-Event-ID", "41"}, kv.WatchOptions{Key: []byte("a"), FromIndex: 42}, nil},
+		{"/v1/watch/a", []string{"Last-Event-ID", " 41 "}, kv.WatchOptions{Key: []byte("a"), FromIndex: 42}, nil},
+		{"/v1/watch/a", []string{"Last-Event-ID", "0"}, kv.WatchOptions{Key: []byte("a"), FromIndex: 1}, nil},
+		{"/v1/watch/a?from_index=0", []string{"Last-Event-ID", "41"}, kv.WatchOptions{Key: []byte("a"), FromIndex: 42}, nil},
+		{"/v1/watch/a?from_index=7", []string{"Last-Event-ID", "41"}, kv.WatchOptions{Key: []byte("a"), FromIndex: 7}, nil},
+		{"/v1/watch/a?from_index=7", []string{"Last-Event-ID", "junk"}, kv.WatchOptions{Key: []byte("a"), FromIndex: 7}, nil},
+		{"/v1/watch/a", []string{"Last-Event-ID", "junk"}, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a", []string{"Last-Event-ID", "-1"}, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a", []string{"Last-Event-ID", "18446744073709551615"}, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?from_index=-1", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?from_index=abc", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?from_index=", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?from_index", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?from_index=%2B5", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?from_index=18446744073709551616", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?from_index=1&from_index=2", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?prefix=maybe", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?prev_value=2", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/a?recursive", nil, kv.WatchOptions{}, kv.ErrBadRequest}, // unknown
+		{"/v1/watch/a?wait=1s", nil, kv.WatchOptions{}, kv.ErrBadRequest},   // a read's, not a watch's
+		{"/v1/watch/a?consistency=stale", nil, kv.WatchOptions{}, kv.ErrBadRequest},
+		{"/v1/watch/", nil, kv.WatchOptions{}, kv.ErrInvalidKey}, // a key, unless ?prefix
+		{"/v1/watch/?prefix=false", nil, kv.WatchOptions{}, kv.ErrInvalidKey},
+		{"/v1/watch/" + long + "k", nil, kv.WatchOptions{}, kv.ErrInvalidKey},
+		{"/v1/watch/" + long + "k?prefix", nil, kv.WatchOptions{}, kv.ErrInvalidKey},
+	}
+	for _, tt := range tests {
+		got, err := watchOptions(request(t, "GET", tt.target, tt.header...))
+		what := "watch " + tt.target + " " + strings.Join(tt.header, ": ")
+		if checkErr(t, what, err, tt.err) && !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: %+v, want %+v", what, got, tt.want)
 		}
 	}
 }

@@ -21,8 +21,8 @@ import (
 // served on it.
 type route struct {
 	// pattern is the path as the contract names it, and the route label of
-	// the request metrics: a ServeMux pattern, except kvPattern, which
-	// ServeHTTP routes by hand.
+	// the request metrics: a ServeMux pattern, except kvPattern and
+	// watchPattern, which ServeHTTP routes by hand.
 	pattern string
 	methods methods
 	// plain routes (net/http/pprof) are mounted as they are: no contract
@@ -31,8 +31,10 @@ type route struct {
 }
 
 const (
-	kvPrefix  = "/v1/kv/"
-	kvPattern = kvPrefix + "{key}"
+	kvPrefix     = "/v1/kv/"
+	kvPattern    = kvPrefix + "{key}"
+	watchPrefix  = "/v1/watch/"
+	watchPattern = watchPrefix + "{key}"
 )
 
 // New builds the API handler.
@@ -65,6 +67,8 @@ func New(cfg Config) (*Handler, error) {
 		switch {
 		case rt.pattern == kvPattern:
 			h.kv = h.instrument(rt.pattern, rt.methods.serve)
+		case rt.pattern == watchPattern:
+			h.watch = h.instrument(rt.pattern, rt.methods.serve)
 		case rt.plain:
 			h.mux.HandleFunc(rt.pattern, rt.methods.serve)
 		default:
@@ -84,6 +88,7 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) routeTable(withPprof bool) []route {
 	rs := []route{
 		{pattern: kvPattern, methods: methods{http.MethodGet: h.getKV, http.MethodPut: h.putKV, http.MethodDelete: h.deleteKV}},
+		{pattern: watchPattern, methods: methods{http.MethodGet: h.getWatch}},
 		{pattern: "/v1/txn", methods: methods{http.MethodPost: h.postTxn}},
 		{pattern: "/v1/cluster", methods: methods{http.MethodGet: jsonGET(h.getCluster)}},
 		{pattern: "/v1/cluster/nodes", methods: methods{http.MethodPost: h.postNode}},
@@ -134,11 +139,15 @@ func (ms methods) serve(w http.ResponseWriter, r *http.Request) {
 	f(w, r)
 }
 
-// ServeHTTP dispatches a request. /v1/kv/ is routed here, not by the mux,
-// so that keys keep every byte of their escaped path.
+// ServeHTTP dispatches a request. /v1/kv/ and /v1/watch/ are routed here,
+// not by the mux, so that keys keep every byte of their escaped path.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.EscapedPath(), kvPrefix) {
+	switch p := r.URL.EscapedPath(); {
+	case strings.HasPrefix(p, kvPrefix):
 		h.kv.ServeHTTP(w, r)
+		return
+	case strings.HasPrefix(p, watchPrefix):
+		h.watch.ServeHTTP(w, r)
 		return
 	}
 	if p := r.URL.Path; !canonical(p) {

@@ -100,7 +100,15 @@ func (r *recorder) add(e kv.Event) error {
 	}
 	// A new buffer each time: bbolt keeps the slices it is given until the
 	// transaction commits.
-	err := r.hist.Put(historyKey(r.index, r.pos), appendEvent(nil, e))
+	size := 12 + 40 + len(e.Key) + len(e.Value)
+	if e.Prev != nil {
+		size += 30 + len(e.Prev.Value)
+	}
+	buf := make([]byte, 12, size)
+	binary.BigEndian.PutUint64(buf, r.index)
+	binary.BigEndian.PutUint32(buf[8:], r.pos)
+	buf = appendEvent(buf, e)
+	err := r.hist.Put(buf[:12:12], buf[12:])
 	r.pos++
 	return err
 }

@@ -40,10 +40,13 @@ type hub struct {
 	maxBytes int
 
 	mu sync.Mutex
-	// ring holds the responses of the indexes from start to through that
-	// have events, in index order: every event of those indexes.
+	// ring[head:] holds the responses of the indexes from start to through
+	// that have events, in index order: every event of those indexes.
+	// Entries before head are dropped ones, reclaimed by copying the live
+	// part down once they are the larger half (amortized O(1) a publish).
 	ring    []kv.WatchResponse
 	sizes   []int
+	head    int
 	bytes   int
 	start   uint64
 	through uint64
@@ -65,20 +68,23 @@ func (h *hub) publish(resps []kv.WatchResponse, applied uint64) {
 		h.sizes = append(h.sizes, n)
 		h.bytes += n
 	}
-	drop := 0
-	for h.bytes > h.maxBytes && drop < len(h.ring) {
-		h.bytes -= h.sizes[drop]
-		h.start = h.ring[drop].Index + 1
-		drop++
+	for h.bytes > h.maxBytes && h.head < len(h.ring) {
+		h.bytes -= h.sizes[h.head]
+		h.start = h.ring[h.head].Index + 1
+		h.ring[h.head] = kv.WatchResponse{}
+		h.head++
 	}
-	if drop > 0 {
-		h.ring = append(h.ring[:0:0], h.ring[drop:]...)
-		h.sizes = append(h.sizes[:0:0], h.sizes[drop:]...)
+	if h.head > 0 && h.head >= len(h.ring)-h.head {
+		n := copy(h.ring, h.ring[h.head:])
+		clear(h.ring[n:])
+		h.ring = h.ring[:n]
+		h.sizes = h.sizes[:copy(h.sizes, h.sizes[h.head:])]
+		h.head = 0
 	}
 	if applied > h.through {
 		h.through = applied
 	}
-	if len(h.ring) == 0 && h.start <= h.through {
+	if h.head == len(h.ring) && h.start <= h.through {
 		h.start = h.through + 1
 	}
 	close(h.notify)
@@ -90,7 +96,7 @@ func (h *hub) publish(resps []kv.WatchResponse, applied uint64) {
 func (h *hub) reset(applied uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.ring, h.sizes, h.bytes = nil, nil, 0
+	h.ring, h.sizes, h.head, h.bytes = nil, nil, 0, 0
 	h.start, h.through = applied+1, applied
 	close(h.notify)
 	h.notify = make(chan struct{})
@@ -232,8 +238,9 @@ func (w *Watcher) Next(ctx context.Context) ([]kv.WatchResponse, error) {
 			continue
 		}
 		ch := h.notify
-		i := sort.Search(len(h.ring), func(i int) bool { return h.ring[i].Index >= w.next })
-		out := w.selectFrom(h.ring[i:])
+		live := h.ring[h.head:]
+		i := sort.Search(len(live), func(i int) bool { return live[i].Index >= w.next })
+		out := w.selectFrom(live[i:])
 		if h.through >= w.next {
 			w.next = h.through + 1
 		}
