@@ -133,7 +133,7 @@ func TestWatchOnCluster(t *testing.T) {
 // A watch whose node stops resumes on another node: it delivers every
 // write under its prefix exactly once, in order, with no gap, while a
 // writer keeps writing through the leader, across the stop and the
-// restart of the node it read from.
+// restart of the node it read from, twice.
 func TestWatchResumesOnCluster(t *testing.T) {
 	c := testkit.NewCluster(t, 3, testkit.Options{})
 	f := c.Follower()
@@ -216,12 +216,52 @@ func TestWatchResumesOnCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	servedBy := func(want ...int) (at int) {
+		t.Helper()
+		counts := map[int]int{}
+		for i := range c.Size() {
+			if c.Node(i) == nil {
+				continue
+			}
+			n, err := watchers(c, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				counts[i] = n
+			}
+		}
+		if len(counts) != 1 {
+			t.Fatalf("watches per node %v; want the one watch on one of %v", counts, want)
+		}
+		for i, n := range counts {
+			if n != 1 || !slices.Contains(want, i) {
+				t.Fatalf("watches per node %v; want the one watch on one of %v", counts, want)
+			}
+			at = i
+		}
+		return at
+	}
 	deliveredPast("at the start", 10)
+	servedBy(f)
 	c.Stop(f) // the watch's node
 	deliveredPast("after its node stopped", 10)
+	var others []int
+	for i := range c.Size() {
+		if i != f {
+			others = append(others, i)
+		}
+	}
+	g := servedBy(others...)
 	c.Restart(f)
 	c.WaitReady()
 	deliveredPast("after the node came back", 10)
+	// Again, from the node it moved to (the leader, maybe).
+	c.Stop(g)
+	deliveredPast("after its second node stopped", 10)
+	c.Restart(g)
+	c.WaitReady()
+	deliveredPast("after the second node came back", 10)
 	close(stopW)
 	writerWG.Wait()
 	deliveredPast("after the last write", 0)
@@ -273,7 +313,7 @@ func TestWatchResumesOnCluster(t *testing.T) {
 	if len(list.Items) != len(seen) {
 		t.Errorf("%d keys in the store, %d delivered", len(list.Items), len(seen))
 	}
-	t.Logf("%d writes delivered across a stop and a restart (%d with an unknown outcome)", len(seen), len(unknown))
+	t.Logf("%d writes delivered across two stops and restarts (%d with an unknown outcome)", len(seen), len(unknown))
 }
 
 // Breaking out of a watch's loop leaves no goroutine behind, in the
