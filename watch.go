@@ -86,6 +86,7 @@ type watch struct {
 	n        *Node
 	w        *store.Watcher
 	progress time.Duration
+	start    uint64
 	started  bool // has returned anything (a later compaction is "slow")
 	once     sync.Once
 }
@@ -123,7 +124,7 @@ func (n *Node) openWatch(opts kv.WatchOptions) (*watch, error) {
 	if progress <= 0 {
 		progress = kv.DefaultWatchProgress
 	}
-	return &watch{n: n, w: w, progress: progress}, nil
+	return &watch{n: n, w: w, progress: progress, start: opts.FromIndex}, nil
 }
 
 // Next returns the next responses (see httpapi.Watcher): events, or a
@@ -157,6 +158,9 @@ func (w *watch) Next(ctx context.Context) ([]kv.WatchResponse, error) {
 	}
 	return nil, err
 }
+
+// Start is the first index the watch looks at.
+func (w *watch) Start() uint64 { return w.start }
 
 // Close ends the watch and frees its slot.
 func (w *watch) Close() {

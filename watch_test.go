@@ -56,7 +56,7 @@ func startWatch(ctx context.Context, t *testing.T, n *raftkv.Node, opts kv.Watch
 			switch {
 			case err != nil:
 				l.err = err
-			case r.Index <= l.last && !(r.IsProgress() && r.Index == l.last):
+			case r.Index < l.last, r.Index == l.last && !r.IsProgress():
 				l.err = fmt.Errorf("index %d after %d", r.Index, l.last)
 			case r.IsProgress():
 				l.progress = append(l.progress, r.Index)

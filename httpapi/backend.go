@@ -92,6 +92,9 @@ type Watcher interface {
 	// an error wrapping kv.ErrClosed when the node shuts down, or ctx's
 	// error. After an error the watch is over.
 	Next(ctx context.Context) ([]kv.WatchResponse, error)
+	// Start is the first index the watch looks at: opts.FromIndex, or,
+	// for a watch from now, the applied index when it opened + 1.
+	Start() uint64
 	// Close ends the watch and releases its slot; it is idempotent.
 	Close()
 }

@@ -52,10 +52,9 @@ func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetWriteDeadline(time.Time{})
 	out := &watchStream{w: w, sse: wantsSSE(r.Header.Values("Accept"))}
 	hd := w.Header()
-	// Read after the watch opened: without from_index the watch started
-	// at an applied index no later than this one, so the stream holds
-	// every change after it.
-	hd.Set(HeaderIndex, strconv.FormatUint(h.b.AppliedIndex(), 10))
+	// The index the stream starts after: without from_index, the stream
+	// holds exactly the changes after it (list at it, then watch).
+	hd.Set(HeaderIndex, strconv.FormatUint(wa.Start()-1, 10))
 	hd.Set("Content-Type", contentTypeNDJSON)
 	if out.sse {
 		hd.Set("Content-Type", contentTypeSSE)

@@ -51,6 +51,9 @@ func (s *scriptWatcher) Next(ctx context.Context) ([]kv.WatchResponse, error) {
 
 func (s *scriptWatcher) Close() { s.once.Do(func() { close(s.closed) }) }
 
+// Start is what a watch from index 41 says.
+func (s *scriptWatcher) Start() uint64 { return 41 }
+
 // send hands the watch its next step; it fails the test if the handler
 // does not ask for one in time.
 func (s *scriptWatcher) send(t *testing.T, st step) {

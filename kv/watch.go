@@ -181,7 +181,7 @@ func (r WatchResponseJSON) WatchResponse() (WatchResponse, error) {
 		if ej.Type != EventPut && ej.Type != EventDelete {
 			return WatchResponse{}, fmt.Errorf("event %d: unknown type %q", i, ej.Type)
 		}
-		rec, err := ej.RecordJSON.Record()
+		rec, err := ej.Record()
 		if err != nil {
 			return WatchResponse{}, fmt.Errorf("event %d: %w", i, err)
 		}

@@ -43,7 +43,9 @@ type hub struct {
 	// ring[head:] holds the responses of the indexes from start to through
 	// that have events, in index order: every event of those indexes.
 	// Entries before head are dropped ones, reclaimed by copying the live
-	// part down once they are the larger half (amortized O(1) a publish).
+	// part to a new array once they are the larger half (amortized O(1) a
+	// publish). An element, once written, is never written again, so a
+	// watcher filters a slice of the ring it took under mu without it.
 	ring    []kv.WatchResponse
 	sizes   []int
 	head    int
@@ -71,14 +73,12 @@ func (h *hub) publish(resps []kv.WatchResponse, applied uint64) {
 	for h.bytes > h.maxBytes && h.head < len(h.ring) {
 		h.bytes -= h.sizes[h.head]
 		h.start = h.ring[h.head].Index + 1
-		h.ring[h.head] = kv.WatchResponse{}
 		h.head++
 	}
 	if h.head > 0 && h.head >= len(h.ring)-h.head {
-		n := copy(h.ring, h.ring[h.head:])
-		clear(h.ring[n:])
-		h.ring = h.ring[:n]
-		h.sizes = h.sizes[:copy(h.sizes, h.sizes[h.head:])]
+		live := len(h.ring) - h.head
+		h.ring = append(make([]kv.WatchResponse, 0, max(2*live, 64)), h.ring[h.head:]...)
+		h.sizes = append(make([]int, 0, max(2*live, 64)), h.sizes[h.head:]...)
 		h.head = 0
 	}
 	if applied > h.through {
@@ -237,14 +237,13 @@ func (w *Watcher) Next(ctx context.Context) ([]kv.WatchResponse, error) {
 			}
 			continue
 		}
-		ch := h.notify
-		live := h.ring[h.head:]
+		ch, live, through := h.notify, h.ring[h.head:], h.through
+		h.mu.Unlock()
 		i := sort.Search(len(live), func(i int) bool { return live[i].Index >= w.next })
 		out := w.selectFrom(live[i:])
-		if h.through >= w.next {
-			w.next = h.through + 1
+		if through >= w.next {
+			w.next = through + 1
 		}
-		h.mu.Unlock()
 		if len(out) > 0 {
 			return out, nil
 		}

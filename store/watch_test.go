@@ -355,3 +355,72 @@ func TestWatcherBlocksAndEnds(t *testing.T) {
 		t.Fatalf("Watch on a closed store: %v", err)
 	}
 }
+
+// Watchers reading while batches apply (the race detector watches the
+// shared window), with a window small enough that they also fall behind
+// it, deliver exactly what a reference store's history holds.
+func TestWatchersConcurrentWithApply(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	logs := randomLog(r, 2000)
+	ref := openHistory(t, 1<<20, 0)
+	for _, l := range logs {
+		ref.ApplyBatch([]*raft.Log{l})
+	}
+	s := openHistory(t, 1<<20, 4096)
+	opts := []kv.WatchOptions{{Prefix: true, FromIndex: 1}, {Key: []byte("b/"), Prefix: true}, {Key: []byte("c/1"), FromIndex: 1, PrevValue: true}}
+	type result struct {
+		i   int
+		got []kv.WatchResponse
+	}
+	results := make(chan result, len(opts))
+	var ws []*Watcher
+	for _, o := range opts {
+		w, err := s.Watch(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		ws = append(ws, w)
+	}
+	last := uint64(len(logs))
+	for i, w := range ws {
+		go func() {
+			var got []kv.WatchResponse
+			for w.Position() <= last {
+				rs, err := w.Next(context.Background())
+				if err != nil {
+					break
+				}
+				got = append(got, rs...)
+			}
+			results <- result{i, got}
+		}()
+	}
+	for next := 0; next < len(logs); {
+		end := min(next+1+r.IntN(20), len(logs))
+		s.ApplyBatch(logs[next:end])
+		next = end
+	}
+	// A last write every watch selects, so each sees past the end.
+	s.ApplyBatch([]*raft.Log{{Index: last + 1, Term: 1, Type: raft.LogCommand, Data: EncodeEntry(nil, ptrs([]Command{putCmd("b/0", "end", kv.Condition{}), putCmd("c/1", "end", kv.Condition{})}))}})
+	for range ws {
+		res := <-results
+		o := opts[res.i]
+		if o.FromIndex == 0 {
+			continue // started at a moment the test does not know
+		}
+		wr, err := ref.Watch(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := collect(t, wr, last)
+		wr.Close()
+		got := res.got
+		for len(got) > 0 && got[len(got)-1].Index > last {
+			got = got[:len(got)-1]
+		}
+		if d := linesDiff(lines(got), lines(want)); d != "" {
+			t.Fatalf("watch %+v: %s", o, d)
+		}
+	}
+}
