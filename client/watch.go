@@ -31,9 +31,8 @@ const idleProgresses = 3
 //
 // opts.FromIndex starts the watch at that index (the events of indexes >=
 // FromIndex, from the server's history); zero starts it with the changes
-// after the watch opens on the server (after the first stream's
-// X-Raft-Index, the serving node's applied index then; a few changes at or
-// just before it may come too). opts.PrevValue fills
+// after the index the serving node had applied when the watch opened (the
+// first stream's X-Raft-Index). opts.PrevValue fills
 // each event's Prev. opts.ProgressInterval is the server's progress
 // interval (zero: kv.DefaultWatchProgress): a stream silent for three
 // times that is taken for a lost connection.
@@ -80,8 +79,9 @@ type watch struct {
 	// from now that has delivered nothing; every index is news then.
 	next uint64
 	// start is the first stream's X-Raft-Index + 1, for a watch from now:
-	// where it resumes when it delivered nothing. (That stream itself may
-	// deliver a few events at or before its X-Raft-Index: they are news.)
+	// where it resumes when it delivered nothing. (That stream's own
+	// responses all pass: a server that sent one at or before its
+	// X-Raft-Index would not lose it.)
 	start uint64
 	// lost counts the streams in a row lost before they delivered a line:
 	// the pause before the next one grows with it.

@@ -315,9 +315,9 @@ func TestWatchFromNow(t *testing.T) {
 	}
 }
 
-// A watch without FromIndex delivers what its first stream sends, the
-// events at or before the stream's X-Raft-Index included, and resumes
-// after the last of them.
+// A watch without FromIndex delivers what its first stream sends, even
+// events at or before the stream's X-Raft-Index (the server sends none
+// today), and resumes after the last of them.
 func TestWatchFromNowEarlyEvents(t *testing.T) {
 	s := newWatchScript(t, history(1, 12), // applied: 12
 		streamPlan{lines: 1, end: "drop"}, // 11
