@@ -448,7 +448,7 @@ func TestBackoffBoundedByContext(t *testing.T) {
 	// The deadline ends either a pause between attempts (the last answer,
 	// no_leader, is the error) or an attempt in flight (the write may have
 	// reached the server, so its outcome is unknown); which one is timing.
-	if !errors.Is(err, context.DeadlineExceeded) || !(errors.Is(err, kv.ErrNoLeader) || errors.Is(err, kv.ErrOutcomeUnknown)) {
+	if either := errors.Is(err, kv.ErrNoLeader) || errors.Is(err, kv.ErrOutcomeUnknown); !errors.Is(err, context.DeadlineExceeded) || !either {
 		t.Fatalf("error %v, want context.DeadlineExceeded with kv.ErrNoLeader or kv.ErrOutcomeUnknown", err)
 	}
 	if took > limit+500*time.Millisecond {
