@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -41,22 +42,29 @@ type watchSpec struct {
 	// prefix of the transaction clients'): the writes check covers them.
 	keys      []string
 	txnPrefix string
+	// client are the watches through the Go client. FromIndex 0 stands for
+	// the round's start index.
+	client []kv.WatchOptions
 }
 
-// roundWatches are a round's watchers: one per node over HTTP.
+// roundWatches are a round's watchers: one per node over HTTP, and some
+// through the Go client.
 type roundWatches struct {
-	spec   watchSpec
-	start  uint64
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	nodes  []*nodeWatcher
-	once   sync.Once
+	spec    watchSpec
+	start   uint64
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	nodes   []*nodeWatcher
+	clients []*clientWatcher
+	cl      *client.Client
+	once    sync.Once
 }
 
 func (rw *roundWatches) stop() {
 	rw.once.Do(func() {
 		rw.cancel()
 		rw.wg.Wait()
+		rw.cl.Close()
 	})
 }
 
@@ -66,13 +74,17 @@ func (rw *roundWatches) streams() []*WatchStream {
 	for _, w := range rw.nodes {
 		out = append(out, w.stream())
 	}
+	for _, w := range rw.clients {
+		out = append(out, w.stream())
+	}
 	return out
 }
 
 // startWatchers starts, before the clients write, a watcher on every node
 // over HTTP (prefix spec.prefix; n1's from index 1, n2's from now, the
 // others' from the round's start index, the next index the leader applies;
-// previous records on all but n2's). r.finish checks them (checkWatches).
+// previous records on all but n2's) and spec.client through the Go
+// client. r.finish checks them (checkWatches).
 func (r *round) startWatchers(spec watchSpec) {
 	r.t.Helper()
 	leader := r.leader()
@@ -82,7 +94,9 @@ func (r *round) startWatchers(spec watchSpec) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rw := &roundWatches{spec: spec, start: d.AppliedIndex + 1, cancel: cancel}
+	var urls []string
 	for i, id := range r.c.IDs() {
+		urls = append(urls, r.c.URL(id))
 		opts := kv.WatchOptions{Key: []byte(spec.prefix), Prefix: true, FromIndex: rw.start, PrevValue: i != 1}
 		switch i {
 		case 0:
@@ -92,7 +106,28 @@ func (r *round) startWatchers(spec watchSpec) {
 		}
 		rw.nodes = append(rw.nodes, newNodeWatcher(r.c, id, opts, r.rec.Now, r.logf))
 	}
+	if rw.cl, err = client.New(client.Config{Endpoints: urls}); err != nil {
+		cancel()
+		r.fatalf("client: %v", err)
+	}
+	for _, opts := range spec.client {
+		if !strings.HasPrefix(string(opts.Key), spec.prefix) {
+			cancel()
+			r.fatalf("watchers: the client's watch of %q is not under the prefix %q", opts.Key, spec.prefix)
+		}
+		if opts.FromIndex == 0 {
+			opts.FromIndex = rw.start
+		}
+		rw.clients = append(rw.clients, newClientWatcher(rw.cl, opts, r.logf))
+	}
 	for _, w := range rw.nodes {
+		rw.wg.Add(1)
+		go func() {
+			defer rw.wg.Done()
+			w.run(ctx)
+		}()
+	}
+	for _, w := range rw.clients {
 		rw.wg.Add(1)
 		go func() {
 			defer rw.wg.Done()
@@ -191,6 +226,9 @@ func (r *round) checkWatches() {
 	for _, w := range rw.nodes {
 		ws = append(ws, w)
 	}
+	for _, w := range rw.clients {
+		ws = append(ws, w)
+	}
 	err = Poll(ctx, 30*time.Second, func() error {
 		for _, w := range ws {
 			s := w.stream()
@@ -287,7 +325,8 @@ func (r *round) writeWatchFiles(ref History, streams []*WatchStream) []string {
 // linearizability workload on w/k0..w/k4, and transaction clients on
 // w/t/: transactions with several events, a key put twice, prefix
 // deletes), while one watcher per node streams /v1/watch/w/?prefix over
-// HTTP, reopening on the same node after every kill; the cluster snapshots every
+// HTTP, reopening on the same node after every kill, and two watch through
+// the Go client (which resumes across nodes); the cluster snapshots every
 // 64 entries, so restarted nodes restore history from snapshots. The
 // faults: SIGKILL a node, SIGSTOP the leader, isolate the leader, SIGKILL
 // every node (each once in the short pass; with -chaos.duration, picked
@@ -306,7 +345,15 @@ func TestWatchExactUnderFaults(t *testing.T) {
 			}
 			r := newRoundConfig(t, roundSeed(400, rd), roundConfig{args: append(args, snap...)})
 			keys := []string{"w/k0", "w/k1", "w/k2", "w/k3", "w/k4"}
-			r.startWatchers(watchSpec{prefix: "w/", keys: keys, txnPrefix: "w/t/"})
+			r.startWatchers(watchSpec{
+				prefix: "w/", keys: keys, txnPrefix: "w/t/",
+				client: []kv.WatchOptions{
+					{Key: []byte("w/t/"), Prefix: true, PrevValue: true},
+					// Silent for 3 s, the client takes the stream for lost
+					// and reopens it: resumes while nothing happens too.
+					{Key: []byte("w/k1"), FromIndex: 1, ProgressInterval: time.Second},
+				},
+			})
 			r.startClients(WorkloadConfig{Keys: keys, TxnClients: 2, TxnPrefix: "w/t/", TxnKeys: []string{"w/t/a", "w/t/b", "w/t/c", "w/t/d"}})
 			r.warmUp()
 			killOne := func() {
