@@ -317,8 +317,13 @@ func (c *Cluster) ReadHistory(ctx context.Context, id, prefix string, from, thro
 	defer resp.Body.Close()
 	h := History{Prefix: prefix, From: from, Through: through}
 	var reached uint64
+	var order error
 	err = readStream(resp.Body, func(r kv.WatchResponse) bool {
-		reached = max(reached, r.Index)
+		if !r.IsProgress() && r.Index <= reached || r.Index < reached {
+			order = fmt.Errorf("%s's history stream from %d: index %d after index %d: %s", id, from, r.Index, reached, responseString(r))
+			return false
+		}
+		reached = r.Index
 		if !r.IsProgress() && r.Index <= through {
 			h.Responses = append(h.Responses, r)
 		}
@@ -327,7 +332,7 @@ func (c *Cluster) ReadHistory(ctx context.Context, id, prefix string, from, thro
 	if err != nil {
 		return h, fmt.Errorf("watch on %s from %d ended at index %d before %d: %w", id, from, reached, until, err)
 	}
-	return h, nil
+	return h, order
 }
 
 // ListAll reads every key under prefix on node id (a stale read, every
