@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -45,7 +44,16 @@ func (c *Cluster) watchURL(id string, opts kv.WatchOptions) string {
 		}
 		query += enc
 	}
-	return c.URL(id) + "/v1/watch/" + client.EscapeKey(opts.Key) + "?" + query
+	return c.URL(id) + "/v1/watch/" + escapeKey(string(opts.Key)) + "?" + query
+}
+
+// escapeKey percent-encodes a key for a URL path, segment by segment.
+func escapeKey(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
 }
 
 // watchHTTP is an HTTP client for streams: no timeout but the dial's and
@@ -342,7 +350,7 @@ func (c *Cluster) ListAll(ctx context.Context, id, prefix string) ([]kv.Record, 
 	var index uint64
 	after := ""
 	for page := 0; ; page++ {
-		u := c.URL(id) + "/v1/kv/" + client.EscapeKey([]byte(prefix)) + "?prefix&consistency=stale&limit=1000"
+		u := c.URL(id) + "/v1/kv/" + escapeKey(prefix) + "?prefix&consistency=stale&limit=1000"
 		if after != "" {
 			u += "&after=" + url.QueryEscape(after)
 		}
