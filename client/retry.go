@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
@@ -133,6 +136,18 @@ func writeHeader(ctx context.Context, o kv.WriteOptions) (http.Header, class) {
 	return h, keyedWrite
 }
 
+// tracesConns reports whether the client's transport reports the
+// connections it hands out (httptrace's GotConn): net/http's own does; a
+// RoundTripper of the caller's may not, and then an attempt without one
+// cannot be taken for one that sent nothing.
+func (c *Client) tracesConns() bool {
+	switch c.hc.Transport.(type) {
+	case nil, *http.Transport:
+		return true
+	}
+	return false
+}
+
 // verdict is what one attempt's answer means for the call.
 type verdict int
 
@@ -231,6 +246,11 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 			return err
 		}
 		a := c.attempt(ctx, base, req, out)
+		if last != nil && a.err != nil && kv.NotSent(a.err) && ctx.Err() != nil {
+			// The caller's context ended before this attempt reached a
+			// server: as if it had ended in the pause before it.
+			return failure(ctx.Err(), last, unknown, notSentAll, attempt-1)
+		}
 		switch {
 		case a.verdict == done && a.err == nil:
 			c.eps.answered(base)
@@ -287,11 +307,19 @@ func (c *Client) attempt(ctx context.Context, base string, req request, out any)
 			cancel()
 		}
 	}()
+	// Whether a connection was ever handed to the request: without one,
+	// nothing was sent, however the attempt failed (a deadline that ends
+	// the dial reads as the context's error, not as a dial error).
+	var gotConn atomic.Bool
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }})
 	hr, err := c.newHTTPRequest(actx, base, req)
 	if err != nil {
 		return answer{verdict: done, err: err}
 	}
 	resp, err := c.hc.Do(hr)
+	if err != nil && !gotConn.Load() && !kv.NotSent(err) && c.tracesConns() {
+		err = &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	}
 	if err == nil && isStream && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		if stopTimer() {
 			st.base, st.resp, st.cancel = base, resp, cancel
