@@ -51,8 +51,10 @@ bench: build
 	./scripts/bench.sh
 
 ## chaos: the fault harness (internal/chaos, docs/chaos.md) at length: every
-## fault for CHAOS_DURATION, CHAOS_ROUNDS rounds on fresh clusters. A failure
-## prints its seed: CHAOS_SEED=<seed> replays the same choices.
+## fault for CHAOS_DURATION, CHAOS_ROUNDS rounds on fresh clusters, each with
+## the linearizability check and the watch check (watchers on every node and
+## through the Go client against the committed history). A failure prints
+## its seed: CHAOS_SEED=<seed> replays the same choices.
 ## First, the state machine's determinism property (store.TestDeterminism)
 ## on DETERMINISM_SEEDS random logs of DETERMINISM_ENTRIES entries each; a
 ## failure prints the go test line that replays its seed. It runs one

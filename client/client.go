@@ -224,16 +224,19 @@ func (c *Client) PutIf(ctx context.Context, key, value []byte, cond kv.Condition
 }
 
 // Get reads the record under key; the error wraps kv.ErrNotFound when there
-// is none.
+// is none. With opts.WaitIndex it is a blocking read (?wait_index): the
+// server answers once the key changes at an index above WaitIndex (pass
+// the ModIndex of the record read before), or when opts.WaitTime runs out
+// (at most five minutes, the server's bound, and never past ctx's
+// deadline), with the record as it is then; ctx bounds the whole call.
 func (c *Client) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.Record, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.Record{}, err
 	}
 	var q query
 	q.set("format", "json")
-	q.read(opts)
 	var rec kv.RecordJSON
-	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(key), query: q, wait: true}, &rec); err != nil {
+	if err := c.call(ctx, readRequest(kvPath(key), q, opts), &rec); err != nil {
 		return kv.Record{}, withMinIndex(err, opts.MinIndex)
 	}
 	r, err := rec.Record()
@@ -284,6 +287,9 @@ func (c *Client) delete(ctx context.Context, req request) (kv.DeleteResult, erro
 
 // List returns one page of the keys that start with opts.Prefix, after
 // opts.After; pass the result's Next as After to get the following page.
+// With opts.WaitIndex it is a blocking read, as for Get: it answers once a
+// key under the prefix changes at an index above WaitIndex (pass the Index
+// of the listing before) or opts.WaitTime runs out.
 func (c *Client) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, error) {
 	var q query
 	q.flag("prefix")
@@ -296,9 +302,8 @@ func (c *Client) List(ctx context.Context, opts kv.ListOptions) (kv.ListResult, 
 	if opts.KeysOnly {
 		q.flag("keys_only")
 	}
-	q.read(opts.ReadOptions)
 	var resp kv.ListResponse
-	if err := c.call(ctx, request{method: http.MethodGet, path: kvPath(opts.Prefix), query: q, wait: true}, &resp); err != nil {
+	if err := c.call(ctx, readRequest(kvPath(opts.Prefix), q, opts.ReadOptions), &resp); err != nil {
 		return kv.ListResult{}, withMinIndex(err, opts.MinIndex)
 	}
 	out := kv.ListResult{Items: make([]kv.Record, 0, len(resp.Items)), More: resp.More, Index: resp.Index}
@@ -417,16 +422,16 @@ func withMinIndex(err error, minIndex uint64) error {
 const maxErrorBody = 64 << 10
 
 // DecodeError turns a non-2xx response into an error: the JSON error body
-// becomes kv.FromCode(code, message), a *kv.WireError that errors.Is matches
+// becomes kv.ErrorFromBody(body), a *kv.WireError that errors.Is matches
 // against the kv sentinel of its code, with the response's ETag header kept
-// in its ETag field. A body that is not a JSON error becomes a WireError with
+// in its ETag field (a compacted error is a *kv.CompactedError). A body that is not a JSON error becomes a WireError with
 // code kv.CodeInternal whose message carries the status. DecodeError reads
 // the body but does not close it.
 func DecodeError(resp *http.Response) error {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var er kv.ErrorResponse
 	if err == nil && json.Unmarshal(body, &er) == nil && er.Error.Code != "" {
-		err = kv.FromCode(er.Error.Code, er.Error.Message)
+		err = kv.ErrorFromBody(er.Error)
 		if er.Error.Code == "timeout" && er.Error.AppliedIndex > 0 {
 			// A read that waited for min_index: say how far the node got.
 			return &kv.WaitError{AppliedIndex: er.Error.AppliedIndex}

@@ -77,6 +77,34 @@
 // connect, the error wraps ErrUnreachable (and, if that is why the call
 // stopped, the context's error).
 //
+// # Watches
+//
+// Watch streams the changes to a key or a prefix (GET /v1/watch/{key},
+// NDJSON) as a range-over-func sequence of kv.WatchResponse, one per raft
+// index, progress notifications included. A watch is a chain of streams:
+// when one is lost (the connection fails, or stays silent for three
+// progress intervals: a paused or cut-off node), or the server ends it
+// because it shuts down, or a node refuses it (503 too_many_watchers,
+// no_leader...), the next opens on another endpoint, through the same
+// endpoint choice and backoff as every call, from the index after the last
+// one delivered. The invariant: the indexes a watch delivers never go down,
+// no index's events are delivered twice, and none is skipped; an index the
+// nodes no longer keep ends the watch with a *kv.CompactedError instead.
+// The attempt timeout bounds only the wait for a stream's header. The
+// sequence runs in the caller's goroutine (the client starts none for it),
+// and breaking out of the range loop closes the stream's connection.
+//
+// # Blocking reads
+//
+// Get and List with kv.ReadOptions.WaitIndex are blocking reads
+// (?wait_index): the server holds the answer until the key (a key under
+// the prefix) changes at an index above WaitIndex, or WaitTime passes
+// (default kv.DefaultBlockingWait, at most five minutes), then reads. The
+// client sends what is left of WaitTime as ?wait, cut to nine tenths of
+// what is left of the context (so the answer, the state at that moment,
+// comes before the caller gives up), and bounds each attempt by that wait
+// plus the attempt timeout.
+//
 // # Caveats
 //
 // A write without an idempotency key (kv.WithoutIdempotencyKey, and Join,

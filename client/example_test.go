@@ -66,3 +66,80 @@ func ExampleClient_Put() {
 	// greeting: version 1
 	// order/42: version 1, the retry replayed it: true
 }
+
+// A watch of a prefix from an index: every change from there on, one
+// response per raft index, resumed on another node if the one it reads
+// from goes away. A compacted error means the index is older than the
+// history the nodes keep: list the keys instead and watch from the
+// listing's Index + 1.
+func ExampleClient_Watch() {
+	addr, done := openExampleNode() // as in ExampleClient_Put
+	defer done()
+	c, err := client.New(client.Config{Endpoints: []string{addr}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	first, err := c.Put(ctx, []byte("app/a"), []byte("1"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := c.Put(ctx, []byte("app/b"), []byte("2")); err != nil {
+		log.Fatal(err)
+	}
+	last, err := c.DeletePrefix(ctx, []byte("app/"))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	opts := kv.WatchOptions{Key: []byte("app/"), Prefix: true, FromIndex: first.ModIndex}
+	for resp, err := range c.Watch(ctx, opts) {
+		if errors.Is(err, kv.ErrCompacted) {
+			log.Fatal("too old: list app/ and watch from the listing's index + 1: ", err)
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, e := range resp.Events {
+			if e.Type == kv.EventPut {
+				fmt.Printf("put %s=%s\n", e.Key, e.Value)
+			} else {
+				fmt.Printf("delete %s\n", e.Key)
+			}
+		}
+		if resp.Index >= last.Index {
+			break // closes the stream
+		}
+	}
+	// Output:
+	// put app/a=1
+	// put app/b=2
+	// delete app/a
+	// delete app/b
+}
+
+// openExampleNode opens a ready single-node cluster in a temporary
+// directory, as ExampleClient_Put does, and returns its API address; done
+// closes it and removes the directory.
+func openExampleNode() (addr string, done func()) {
+	dir, err := os.MkdirTemp("", "raftkv-client-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	node, err := raftkv.Open(raftkv.Config{ID: "n1", DataDir: dir, HTTPAddr: "127.0.0.1:0"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		log.Fatal(err)
+	}
+	return node.HTTPAddr(), func() {
+		_ = node.Close()
+		_ = os.RemoveAll(dir)
+	}
+}

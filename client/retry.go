@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
@@ -48,7 +51,28 @@ type request struct {
 	// min_index, a read index, the leader's readiness) with ?wait, set
 	// per attempt to end before the attempt does.
 	wait bool
+	// blockUntil, for a blocking read (?wait_index), is when its wait for
+	// a change ends (ReadOptions.WaitTime after the call began): each
+	// attempt sends what is left of it as ?wait, and is bounded by that
+	// plus the attempt timeout.
+	blockUntil time.Time
+	block      time.Duration // set by attempt: this attempt's ?wait
 }
+
+// blockFor is the ?wait of a blocking read's attempt under ctx: what is
+// left of its wait for a change, no more than nine tenths of what is left
+// of ctx (so the server answers, with the current state, before the
+// caller gives up), between 1ms and the 5m the server accepts.
+func (r request) blockFor(ctx context.Context) time.Duration {
+	d := time.Until(r.blockUntil)
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)*9/10)
+	}
+	return min(max(d, time.Millisecond), maxServerWait)
+}
+
+// maxServerWait is the longest ?wait the server accepts.
+const maxServerWait = 5 * time.Minute
 
 // query builds a raw query string; flag adds a bare parameter (?prefix).
 type query []string
@@ -56,7 +80,8 @@ type query []string
 func (q *query) set(name, value string) { *q = append(*q, name+"="+url.QueryEscape(value)) }
 func (q *query) flag(name string)       { *q = append(*q, name) }
 
-// read adds the read options. ?wait is added per attempt (request.wait).
+// read adds the read options. ?wait is added per attempt (request.wait,
+// request.blockUntil).
 func (q *query) read(opts kv.ReadOptions) {
 	if opts.Consistency != "" {
 		q.set("consistency", string(opts.Consistency))
@@ -67,6 +92,22 @@ func (q *query) read(opts kv.ReadOptions) {
 	if opts.MinIndex > 0 {
 		q.set("min_index", strconv.FormatUint(opts.MinIndex, 10))
 	}
+	if opts.WaitIndex > 0 {
+		q.set("wait_index", strconv.FormatUint(opts.WaitIndex, 10))
+	}
+}
+
+// readRequest is a kv read (GET path?q) with opts: it asks the server to
+// wait (?wait) within each attempt and, with opts.WaitIndex, is a
+// blocking read whose wait for a change ends opts.WaitTime (default
+// kv.DefaultBlockingWait) from now.
+func readRequest(path string, q query, opts kv.ReadOptions) request {
+	q.read(opts)
+	req := request{method: http.MethodGet, path: path, query: q, wait: true}
+	if opts.WaitIndex > 0 {
+		req.blockUntil = time.Now().Add(orDefault(opts.WaitTime, kv.DefaultBlockingWait))
+	}
+	return req
 }
 
 // writeHeader carries a write's options: its condition (If-Match,
@@ -93,6 +134,18 @@ func writeHeader(ctx context.Context, o kv.WriteOptions) (http.Header, class) {
 	}
 	h.Set("Idempotency-Key", key)
 	return h, keyedWrite
+}
+
+// tracesConns reports whether the client's transport reports the
+// connections it hands out (httptrace's GotConn): net/http's own does; a
+// RoundTripper of the caller's may not, and then an attempt without one
+// cannot be taken for one that sent nothing.
+func (c *Client) tracesConns() bool {
+	switch c.hc.Transport.(type) {
+	case nil, *http.Transport:
+		return true
+	}
+	return false
 }
 
 // verdict is what one attempt's answer means for the call.
@@ -141,6 +194,22 @@ func resolves(err error) bool {
 	return errors.Is(err, kv.ErrPreconditionFailed) || errors.Is(err, kv.ErrIdempotencyKeyReused)
 }
 
+// stream is the out of a call whose 2xx answer is read as it comes (a
+// watch): attempt hands it the open response, unread, and the function
+// that ends it (cancel, then close the body). The attempt timeout bounds
+// only the wait for the response's header.
+type stream struct {
+	base   string
+	resp   *http.Response
+	cancel context.CancelFunc
+}
+
+// close ends the stream and releases its connection.
+func (s *stream) close() {
+	s.cancel()
+	_ = s.resp.Body.Close()
+}
+
 // answer is one attempt's result.
 type answer struct {
 	verdict verdict
@@ -152,7 +221,8 @@ type answer struct {
 }
 
 // call sends req, retrying as the package doc's "Failover" says, and
-// decodes a 2xx JSON answer into out (unless out is nil); any other final
+// decodes a 2xx JSON answer into out (unless out is nil; a *stream gets
+// the response itself, which the caller must close); any other final
 // status becomes DecodeError's error.
 func (c *Client) call(ctx context.Context, req request, out any) error {
 	c.maybeRefresh(false)
@@ -176,6 +246,11 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 			return err
 		}
 		a := c.attempt(ctx, base, req, out)
+		if last != nil && a.err != nil && kv.NotSent(a.err) && ctx.Err() != nil {
+			// The caller's context ended before this attempt reached a
+			// server: as if it had ended in the pause before it.
+			return failure(ctx.Err(), last, unknown, notSentAll, attempt-1)
+		}
 		switch {
 		case a.verdict == done && a.err == nil:
 			c.eps.answered(base)
@@ -205,16 +280,56 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 
 // attempt sends req to one endpoint.
 func (c *Client) attempt(ctx context.Context, base string, req request, out any) answer {
-	actx, cancel := ctx, context.CancelFunc(func() {})
-	if c.attemptTimeout > 0 && req.class != unkeyedWrite {
-		actx, cancel = context.WithTimeout(ctx, c.attemptTimeout)
+	timeout := c.attemptTimeout
+	if !req.blockUntil.IsZero() {
+		req.block = req.blockFor(ctx)
+		timeout += req.block // the wait for a change, then a read
 	}
-	defer cancel()
+	st, isStream := out.(*stream)
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	stopTimer := func() bool { return true }
+	bounded := c.attemptTimeout > 0 && req.class != unkeyedWrite
+	switch {
+	case isStream:
+		// A stream lasts as long as its reader wants (st.cancel ends it):
+		// the bound covers the wait for its header only.
+		actx, cancel = context.WithCancel(ctx)
+		if bounded {
+			stopTimer = time.AfterFunc(timeout, cancel).Stop
+		}
+	case bounded:
+		actx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			stopTimer()
+			cancel()
+		}
+	}()
+	// Whether a connection was ever handed to the request: without one,
+	// nothing was sent, however the attempt failed (a deadline that ends
+	// the dial reads as the context's error, not as a dial error).
+	var gotConn atomic.Bool
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }})
 	hr, err := c.newHTTPRequest(actx, base, req)
 	if err != nil {
 		return answer{verdict: done, err: err}
 	}
 	resp, err := c.hc.Do(hr)
+	if err != nil && !gotConn.Load() && !kv.NotSent(err) && c.tracesConns() {
+		err = &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	}
+	if err == nil && isStream && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		if stopTimer() {
+			st.base, st.resp, st.cancel = base, resp, cancel
+			handedOver = true
+			return answer{verdict: done}
+		}
+		// The bound ran out just as the header came: the body is cut off.
+		_ = resp.Body.Close()
+		err = fmt.Errorf("%w (the header came as the attempt ran out)", context.Canceled)
+	}
 	if err != nil {
 		a := answer{verdict: judge(req.class, err, 0, ""), err: err, avoid: c.maxBackoff}
 		if ctx.Err() == nil && actx.Err() != nil {
@@ -223,7 +338,7 @@ func (c *Client) attempt(ctx context.Context, base string, req request, out any)
 			// (a connection that was never made stays kv.NotSent).
 			a.avoid = max(a.avoid, c.attemptTimeout)
 			if !kv.NotSent(err) {
-				a.err = fmt.Errorf("%s %s: no answer within the attempt timeout (%s): %v", req.method, base, c.attemptTimeout, err)
+				a.err = fmt.Errorf("%s %s: no answer within the attempt timeout (%s): %v", req.method, base, timeout, err)
 			}
 		}
 		return a
@@ -348,12 +463,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 func (c *Client) newHTTPRequest(ctx context.Context, base string, req request) (*http.Request, error) {
 	q := req.query
-	if req.wait {
+	if req.block > 0 {
+		q = append(q[:len(q):len(q)], "wait="+url.QueryEscape(req.block.String()))
+	} else if req.wait {
 		if dl, ok := ctx.Deadline(); ok {
 			// Nine tenths of what is left, so the server's answer (a
 			// timeout with the applied index, say) arrives before the
 			// attempt or the caller gives up.
-			q = append(q[:len(q):len(q)], "wait="+url.QueryEscape(min(max(time.Until(dl)*9/10, time.Millisecond), 5*time.Minute).String()))
+			q = append(q[:len(q):len(q)], "wait="+url.QueryEscape(min(max(time.Until(dl)*9/10, time.Millisecond), maxServerWait).String()))
 		}
 	}
 	u := base + req.path

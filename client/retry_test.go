@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -448,7 +449,7 @@ func TestBackoffBoundedByContext(t *testing.T) {
 	// The deadline ends either a pause between attempts (the last answer,
 	// no_leader, is the error) or an attempt in flight (the write may have
 	// reached the server, so its outcome is unknown); which one is timing.
-	if !errors.Is(err, context.DeadlineExceeded) || !(errors.Is(err, kv.ErrNoLeader) || errors.Is(err, kv.ErrOutcomeUnknown)) {
+	if either := errors.Is(err, kv.ErrNoLeader) || errors.Is(err, kv.ErrOutcomeUnknown); !errors.Is(err, context.DeadlineExceeded) || !either {
 		t.Fatalf("error %v, want context.DeadlineExceeded with kv.ErrNoLeader or kv.ErrOutcomeUnknown", err)
 	}
 	if took > limit+500*time.Millisecond {
@@ -550,5 +551,23 @@ func TestMinIndexUntilDeadline(t *testing.T) {
 	}
 	if !servers["A"] || !servers["B"] {
 		t.Errorf("requests %+v, want both endpoints asked", s.seen())
+	}
+}
+
+// A write whose context ends while its connection is still being made was
+// never sent: its error says so (the deadline, or ErrUnreachable), never
+// an unknown outcome, even without an idempotency key.
+func TestDeadlineDuringDialIsNotSent(t *testing.T) {
+	hang := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		<-ctx.Done() // a dial that never completes (a black-holed address)
+		return nil, ctx.Err()
+	}}
+	defer hang.CloseIdleConnections()
+	c := newClient(t, Config{Endpoints: []string{"127.0.0.1:1"}, HTTPClient: &http.Client{Transport: hang}})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Put(ctx, []byte("k"), []byte("v"), kv.WithoutIdempotencyKey())
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kv.ErrOutcomeUnknown) {
+		t.Fatalf("Put = %v, want the deadline and not an unknown outcome", err)
 	}
 }

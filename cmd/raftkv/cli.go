@@ -33,12 +33,14 @@ Usage:
   raftkv ls [flags] [PREFIX]        list keys and values
   raftkv cluster [flags]            show the members and the leader
   raftkv txn [flags] [FILE]         apply a transaction read as JSON from FILE or stdin
+  raftkv watch [flags] KEY          print the changes to KEY (--prefix: under KEY) until Ctrl-C
   raftkv bench [flags]              measure throughput and latency under load
   raftkv version                    print the version
   raftkv help [COMMAND]             show this help, or the flags of COMMAND
 
 The client commands take --addr (comma-separated endpoints; default
-$RAFTKV_ADDR, else http://127.0.0.1:8001) and --timeout (default 10s).
+$RAFTKV_ADDR, else http://127.0.0.1:8001) and --timeout (default 10s; none
+for watch).
 Flags may follow the arguments; put -- before a key that starts with "-".
 `
 
@@ -66,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runCluster(ctx, args, stdout, stderr)
 	case "txn":
 		err = runTxn(ctx, args, stdin, stdout, stderr)
+	case "watch":
+		err = runWatch(ctx, args, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args, stdout, stderr)
 	case "version":
@@ -115,14 +119,17 @@ func newCommand(name, synopsis, summary string, stderr io.Writer) *command {
 	return c
 }
 
-// clientFlags adds --addr and --timeout.
-func (c *command) clientFlags() *command {
+// clientFlags adds --addr and --timeout (default 10s).
+func (c *command) clientFlags() *command { return c.clientFlagsTimeout(10 * time.Second) }
+
+// clientFlagsTimeout adds --addr and --timeout, whose default is timeout.
+func (c *command) clientFlagsTimeout(timeout time.Duration) *command {
 	addr := os.Getenv("RAFTKV_ADDR")
 	if addr == "" {
 		addr = defaultAddr
 	}
 	c.fs.StringVar(&c.addr, "addr", addr, "comma-separated API endpoints of cluster nodes ($RAFTKV_ADDR)")
-	c.fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline for the whole command (0: none)")
+	c.fs.DurationVar(&c.timeout, "timeout", timeout, "deadline for the whole command (0: none)")
 	return c
 }
 

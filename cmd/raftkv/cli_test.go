@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -36,6 +37,10 @@ func TestUsageErrors(t *testing.T) {
 		{"cluster", "extra"},
 		{"get", "--addr", "ftp://x", "k"},
 		{"help", "bogus"},
+		{"watch"},
+		{"watch", "a", "b"},
+		{"watch", ""},
+		{"watch", "--from-index", "-1", "k"},
 	}
 	for _, args := range tests {
 		var stdout, stderr bytes.Buffer
@@ -63,7 +68,7 @@ func TestHelp(t *testing.T) {
 	}
 	var stdout bytes.Buffer
 	_ = run(context.Background(), []string{"help"}, nil, &stdout, io.Discard)
-	for _, cmd := range []string{"serve", "get", "put", "del", "ls", "cluster"} {
+	for _, cmd := range []string{"serve", "get", "put", "del", "ls", "cluster", "txn", "watch"} {
 		if !strings.Contains(stdout.String(), "raftkv "+cmd) {
 			t.Errorf("help does not mention %q", cmd)
 		}
@@ -181,4 +186,109 @@ func reply(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// raftkv watch against a scripted stream: the lines it prints, --json, and
+// its exit on Ctrl-C (ctx canceled) and on compacted history.
+func TestWatchCommand(t *testing.T) {
+	stream := []kv.WatchResponse{
+		{Index: 7, Events: []kv.Event{
+			{Type: kv.EventPut, Record: kv.Record{Key: []byte("app/a b"), Value: []byte("1"), CreateIndex: 7, ModIndex: 7, Version: 1}},
+			{Type: kv.EventPut, Record: kv.Record{Key: []byte("app/bin\xff"), Value: []byte("x\ny"), CreateIndex: 7, ModIndex: 7, Version: 1},
+				Prev: &kv.Record{Value: []byte("old")}},
+		}},
+		{Index: 8},
+		{Index: 9, Events: []kv.Event{{Type: kv.EventDelete, Record: kv.Record{Key: []byte("app/a b"), ModIndex: 9}}}},
+	}
+	var lines []byte
+	for _, r := range stream {
+		b, _ := json.Marshal(kv.EncodeWatchResponse(r))
+		lines = append(append(lines, b...), '\n')
+	}
+	served := make(chan url.Values, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/watch/") { // the client's discovery
+			reply(w, http.StatusNotFound, kv.ErrorResponse{Error: kv.ErrorBody{Code: "not_found"}})
+			return
+		}
+		served <- r.URL.Query()
+		if r.URL.Query().Get("from_index") == "1" {
+			reply(w, http.StatusGone, kv.ErrorResponse{Error: kv.ErrorBody{Code: "compacted", Message: "compacted (test)", OldestIndex: 5, CurrentIndex: 9}})
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("X-Raft-Index", "6")
+		_, _ = w.Write(lines)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a stream stays open
+	}))
+	defer srv.Close()
+
+	watch := func(lines int, args ...string) (string, error) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		out := &syncBuffer{}
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, append([]string{"watch", "--addr", srv.URL}, args...), nil, out, io.Discard) }()
+		select {
+		case q := <-served:
+			if q.Has("prefix") != slices.Contains(args, "--prefix") || q.Has("prev_value") != slices.Contains(args, "--prev") {
+				t.Errorf("watch %q sent %v", args, q)
+			}
+		case err := <-done:
+			return out.String(), err
+		}
+		if lines == 0 {
+			return out.String(), <-done
+		}
+		// Ctrl-C once the stream's last line is printed.
+		if err := testkitEventually(func() bool { return strings.Count(out.String(), "\n") >= lines }); err != nil {
+			t.Errorf("watch %q printed %q", args, out.String())
+		}
+		cancel()
+		return out.String(), <-done
+	}
+	out, err := watch(3, "--prefix", "--prev", "app/")
+	if want := "PUT app/a b 1\nPUT \"app/bin\\xff\" \"x\\ny\" (prev old)\nDELETE app/a b\n"; err != nil || out != want {
+		t.Errorf("watch = %q, %v; want %q", out, err, want)
+	}
+	out, err = watch(3, "app/a b", "--json")
+	if err != nil || out != string(lines) {
+		t.Errorf("watch --json = %q, %v; want %q", out, err, lines)
+	}
+	_, err = watch(0, "--from-index", "1", "k")
+	if err == nil || !strings.Contains(err.Error(), "no longer kept") || !strings.Contains(err.Error(), "keeps indexes 5 to 9") || exitCode(err, io.Discard) != 1 {
+		t.Errorf("watch from a compacted index: %v", err)
+	}
+}
+
+// testkitEventually polls f for up to 10s.
+func testkitEventually(f func() bool) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		time.Sleep(5 * time.Millisecond) // a poll interval; f is re-checked
+	}
+	return nil
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

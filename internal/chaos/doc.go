@@ -40,6 +40,26 @@
 // reveals them, and every write's index must exceed the last known one in
 // linearization order.
 //
+// # Watches
+//
+// A round may run watchers (the fault matrix and TestWatchExactUnderFaults
+// do): one per node over plain HTTP, which reopens on the same node from
+// the last index it received + 1 whenever its stream ends (a kill, a
+// shutting_down line), and some through the Go client, which resume across
+// nodes by themselves. Each records every response it receives. At the end
+// the committed history of the watched keys is read from every node (from
+// index 1, with previous records, through the index all converged to); the
+// nodes' histories must be identical, and the history must follow the state
+// machine's rules (CheckHistory: mod_index, version, create_index, prev),
+// hold every acknowledged write at its index and nothing a client did not
+// send or was told was not applied, and replay to every node's keys. Each
+// watcher's record must then equal the history of its range from its start
+// index through the last index it reached (CheckStream): no gap, no
+// duplicate, no index going back, identical events. A watcher that ends
+// with compacted fails the round: the harness keeps the history of the
+// whole run (--watch-history), so that is a finding. The comparisons are
+// pure functions over recorded streams (watchcheck.go), tested on their own.
+//
 // A Ledger is the crash-durability check: after every node was SIGKILLed
 // under load, a key must hold its last acknowledged write (highest
 // mod_index) or a later write of unknown outcome, with a version between

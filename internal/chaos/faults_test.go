@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // faultCase is one row of the fault matrix.
@@ -190,21 +192,30 @@ var faultMatrix = []faultCase{
 // cluster under client load, -chaos.rounds times, each for
 // -chaos.duration (one cycle in the short pass). Every round ends with a
 // healed cluster that must elect a leader within 10 s, take a write,
-// converge to one state hash, and have produced a linearizable history.
+// converge to one state hash, and have produced a linearizable history;
+// and its watchers (one per node over HTTP, one through the Go client, all
+// on the clients' keys) must each have received exactly the committed
+// history of those keys (checkWatches).
 func TestFaults(t *testing.T) {
 	for fi, fc := range faultMatrix {
 		t.Run(fc.name, func(t *testing.T) {
 			for rd := 1; rd <= *flagRounds; rd++ {
 				t.Run("round"+itoa(rd), func(t *testing.T) {
-					var args []string
+					args, err := watchHistoryArgs()
+					if err != nil {
+						t.Fatal(err)
+					}
 					if fc.args != nil {
-						var err error
-						if args, err = fc.args(); err != nil {
+						more, err := fc.args()
+						if err != nil {
 							t.Fatal(err)
 						}
+						args = append(args, more...)
 					}
 					r := newRoundConfig(t, roundSeed(fi+1, rd), roundConfig{args: args, proxyHTTP: fc.proxyHTTP})
-					r.startClients(WorkloadConfig{})
+					keys := []string{"k0", "k1", "k2", "k3", "k4"}
+					r.startWatchers(watchSpec{prefix: "k", keys: keys, client: []kv.WatchOptions{{Key: []byte("k"), Prefix: true}}})
+					r.startClients(WorkloadConfig{Keys: keys})
 					r.warmUp()
 					fc.run(r)
 					r.finish()

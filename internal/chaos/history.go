@@ -200,3 +200,27 @@ func (r *Recorder) WriteHistory(path string) error {
 	}
 	return f.Close()
 }
+
+// Writes returns the history's writes (gets left out) for the watch
+// check, in the order they were recorded.
+func (r *Recorder) Writes() []SentWrite {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []SentWrite
+	for _, op := range r.ops {
+		in, o := op.Input.(Input), op.Output.(Output)
+		w := SentWrite{Who: fmt.Sprintf("p%d via %v", op.ClientId, op.Metadata), Key: in.Key, Value: in.Value, Outcome: o.Outcome}
+		switch in.Kind {
+		case OpGet:
+			continue
+		case OpDelete:
+			w.Kind = WriteDelete
+			w.Index, w.Deleted = o.Index, o.Deleted
+		default:
+			w.Kind = WritePut
+			w.Index, w.CreateIndex, w.Version = o.ModIndex, o.CreateIndex, o.Version
+		}
+		out = append(out, w)
+	}
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ var (
 	raftkvBin string
 	baseSeed  uint64
 	// serveFlags records which of the snapshot tuning flags F10 and F11
-	// use `raftkv serve` has.
+	// use, and --watch-history (the watch check), `raftkv serve` has.
 	serveFlags = map[string]bool{}
 )
 
@@ -62,7 +63,7 @@ func run(m *testing.M) int {
 		}
 	}
 	help, _ := exec.Command(raftkvBin, "serve", "-h").CombinedOutput()
-	for _, f := range snapshotFlags {
+	for _, f := range append(slices.Clone(snapshotFlags), "watch-history") {
 		serveFlags[f] = strings.Contains(string(help), "-"+f+" ")
 	}
 	return m.Run()

@@ -32,6 +32,7 @@ type round struct {
 	rec         *Recorder
 	wl          *Workload
 	stopClients func()
+	watch       *roundWatches // startWatchers; checked by finish
 
 	logMu sync.Mutex
 	log   *os.File
@@ -230,7 +231,7 @@ func (r *round) afterHeal() {
 }
 
 // finish heals everything, checks recovery once more, stops the clients
-// and checks the history.
+// and checks the watches (when the round has watchers) and the history.
 func (r *round) finish() {
 	r.t.Helper()
 	r.c.Heal()
@@ -246,6 +247,9 @@ func (r *round) finish() {
 	}
 	if u := r.wl.Unexpected(); len(u) > 0 {
 		r.fatalf("answers outside the HTTP contract: %s", strings.Join(u, "; "))
+	}
+	if r.watch != nil {
+		r.checkWatches()
 	}
 	r.checkHistory()
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,17 @@ type WorkloadConfig struct {
 	Think time.Duration
 	// Seed seeds the clients' choices.
 	Seed uint64
+	// TxnClients is the number of further clients that send transactions
+	// (POST /v1/txn: several puts and deletes, a key put twice, a prefix
+	// delete, sometimes behind a compare) and prefix deletes on TxnKeys
+	// (default none). Their writes are not part of the linearizability
+	// check: TxnWrites returns them, for the watch check.
+	TxnClients int
+	// TxnPrefix is the prefix every one of TxnKeys starts with; prefix
+	// deletes remove every key under it.
+	TxnPrefix string
+	// TxnKeys are the keys the transaction clients write.
+	TxnKeys []string
 }
 
 // Workload runs clients that get, put, compare-and-swap, create and
@@ -45,7 +57,8 @@ type Workload struct {
 	wg     sync.WaitGroup
 
 	mu         sync.Mutex
-	unexpected []string // answers outside the HTTP contract
+	unexpected []string    // answers outside the HTTP contract
+	txnWrites  []SentWrite // the transaction clients' writes
 }
 
 // StartWorkload starts the clients; Stop ends them.
@@ -68,7 +81,18 @@ func StartWorkload(c *Cluster, rec *Recorder, cfg WorkloadConfig) *Workload {
 		w.wg.Add(1)
 		go w.client(ctx, i)
 	}
+	for i := range cfg.TxnClients {
+		w.wg.Add(1)
+		go w.txnClient(ctx, i)
+	}
 	return w
+}
+
+// TxnWrites returns the transaction clients' writes.
+func (w *Workload) TxnWrites() []SentWrite {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.txnWrites)
 }
 
 // Pause waits for every operation in flight to return and holds new ones
@@ -301,4 +325,152 @@ func errorCode(body []byte) string {
 		return ""
 	}
 	return er.Error.Code
+}
+
+// txnClient sends transactions, prefix deletes and deletes on the
+// TxnKeys through random nodes, and records each with its outcome.
+func (w *Workload) txnClient(ctx context.Context, i int) {
+	defer w.wg.Done()
+	rng := rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1001))
+	seq := 0
+	backoff := false
+	for ctx.Err() == nil {
+		think := time.Duration(rng.Int64N(int64(w.cfg.Think) + 1))
+		if backoff {
+			think += 50*time.Millisecond + time.Duration(rng.Int64N(int64(50*time.Millisecond)))
+		}
+		t := time.NewTimer(think)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C: // pacing between operations
+		}
+		w.gate.RLock()
+		nodes := w.c.RunningIDs()
+		if len(nodes) == 0 {
+			w.gate.RUnlock()
+			backoff = true
+			continue
+		}
+		node := nodes[rng.IntN(len(nodes))]
+		sw := SentWrite{Who: fmt.Sprintf("txn client %d via %s", i, node)}
+		value := func() string {
+			seq++
+			return fmt.Sprintf("t%d-%d", i, seq)
+		}
+		key := func() string { return w.cfg.TxnKeys[rng.IntN(len(w.cfg.TxnKeys))] }
+		switch p := rng.IntN(100); {
+		case p < 70:
+			sw.Kind = WriteTxn
+			steps := func(n int, puts bool) []TxnStep {
+				var out []TxnStep
+				for range n {
+					switch q := rng.IntN(100); {
+					case puts || q < 65:
+						out = append(out, TxnStep{Kind: WritePut, Key: key(), Value: value()})
+					case q < 90:
+						out = append(out, TxnStep{Kind: WriteDelete, Key: key()})
+					default:
+						out = append(out, TxnStep{Kind: WriteDeletePrefix, Key: w.cfg.TxnPrefix})
+					}
+				}
+				if n > 1 && rng.IntN(4) == 0 && out[0].Kind == WritePut {
+					// The same key twice in one entry: two events at one index.
+					out = append(out, TxnStep{Kind: WritePut, Key: out[0].Key, Value: value()})
+				}
+				return out
+			}
+			sw.Success = steps(1+rng.IntN(4), false)
+			if rng.IntN(3) == 0 {
+				sw.IfExists = key()
+				sw.Failure = steps(1+rng.IntN(2), true)
+			}
+		case p < 88:
+			sw.Kind, sw.Key = WriteDeletePrefix, w.cfg.TxnPrefix
+		default:
+			sw.Kind, sw.Key = WriteDelete, key()
+		}
+		rctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+		w.sendTxn(rctx, node, &sw)
+		cancel()
+		w.gate.RUnlock()
+		w.mu.Lock()
+		w.txnWrites = append(w.txnWrites, sw)
+		w.mu.Unlock()
+		backoff = sw.Outcome == NotApplied || sw.Outcome == Unknown
+	}
+}
+
+// sendTxn sends a transaction client's write and classifies the answer as
+// the HTTP contract says (see classify).
+func (w *Workload) sendTxn(ctx context.Context, node string, sw *SentWrite) {
+	var method, url string
+	var body []byte
+	switch sw.Kind {
+	case WriteTxn:
+		ops := func(steps []TxnStep) []kv.TxnOpJSON {
+			out := []kv.TxnOpJSON{}
+			for _, st := range steps {
+				op := kv.TxnOpJSON{Key: st.Key}
+				switch st.Kind {
+				case WritePut:
+					v := st.Value
+					op.Op, op.Value = kv.TxnPut, &v
+				case WriteDelete:
+					op.Op = kv.TxnDelete
+				case WriteDeletePrefix:
+					op.Op = kv.TxnDeletePrefix
+				}
+				out = append(out, op)
+			}
+			return out
+		}
+		req := kv.TxnRequest{Compare: []kv.CompareJSON{}, Success: ops(sw.Success), Failure: ops(sw.Failure)}
+		if sw.IfExists != "" {
+			req.Compare = append(req.Compare, kv.CompareJSON{Key: sw.IfExists, Target: kv.TargetExists, Op: kv.OpEqual, Value: json.RawMessage("true")})
+		}
+		b, err := json.Marshal(req)
+		if err != nil {
+			w.noteUnexpected("encoding a transaction: %v", err)
+			sw.Outcome = NotApplied
+			return
+		}
+		method, url, body = http.MethodPost, w.c.URL(node)+"/v1/txn", b
+	case WriteDeletePrefix:
+		method, url = http.MethodDelete, w.c.URL(node)+"/v1/kv/"+sw.Key+"?prefix"
+	default:
+		method, url = http.MethodDelete, w.c.URL(node)+"/v1/kv/"+sw.Key
+	}
+	status, _, b, err := w.c.Do(ctx, method, url, body, nil)
+	switch {
+	case err != nil && kv.NotSent(err):
+		sw.Outcome = NotApplied
+	case err != nil:
+		sw.Outcome = Unknown
+	case status == http.StatusOK && sw.Kind == WriteTxn:
+		var tr kv.TxnResponse
+		if err := json.Unmarshal(b, &tr); err != nil {
+			w.noteUnexpected("POST /v1/txn on %s: bad body %q", node, b)
+			sw.Outcome = Unknown
+			return
+		}
+		sw.Outcome, sw.Index, sw.Succeeded = Ok, tr.Index, tr.Succeeded
+	case status == http.StatusOK:
+		var dr kv.DeleteResponse
+		if err := json.Unmarshal(b, &dr); err != nil {
+			w.noteUnexpected("%s %s on %s: bad body %q", method, url, node, b)
+			sw.Outcome = Unknown
+			return
+		}
+		sw.Outcome, sw.Index, sw.Deleted = Ok, dr.Index, dr.Deleted
+	case status == http.StatusServiceUnavailable && errorCode(b) == "no_leader",
+		status == http.StatusGatewayTimeout && errorCode(b) == "timeout":
+		sw.Outcome = NotApplied
+	case status >= 500:
+		sw.Outcome = Unknown
+	default:
+		w.noteUnexpected("%s %s on %s: %d %s", method, url, node, status, strings.TrimSpace(string(b)))
+		sw.Outcome = Unknown
+	}
 }
