@@ -64,7 +64,18 @@ func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 	if err := rc.Flush(); err != nil {
 		return // the client is gone
 	}
+	// At most one flush every watchFlushGap: while events come faster, a
+	// stream waits out the gap before it asks for more, and writes what
+	// came meanwhile together (one wakeup, one write, instead of one per
+	// index).
+	gap := time.NewTimer(0)
+	defer gap.Stop()
 	for {
+		select {
+		case <-gap.C:
+		case <-ctx.Done():
+			return
+		}
 		rs, err := wa.Next(ctx)
 		if err != nil {
 			h.endWatch(ctx, out, rc, err)
@@ -78,8 +89,12 @@ func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 		if err := rc.Flush(); err != nil {
 			return
 		}
+		gap.Reset(watchFlushGap)
 	}
 }
+
+// watchFlushGap is the least time between two flushes of a watch stream.
+const watchFlushGap = 40 * time.Millisecond
 
 // endWatch ends a stream whose Watcher failed with err: with an error line
 // saying why (compacted, shutting_down, or whatever else ended it), unless
@@ -100,17 +115,20 @@ func (h *Handler) endWatch(ctx context.Context, out *watchStream, rc *http.Respo
 type watchStream struct {
 	w   http.ResponseWriter
 	sse bool
+	buf []byte
 }
 
 // response writes one response: an NDJSON line, or an event whose id is
 // the response's index (what an EventSource sends back as Last-Event-ID).
+// The JSON of a response every watcher of its index gets whole is encoded
+// once for all of them (kv.WatchResponse.Shared): b is shared, read-only.
 func (s *watchStream) response(r kv.WatchResponse) error {
-	b, err := json.Marshal(kv.EncodeWatchResponse(r))
+	b, err := r.MarshalJSON()
 	if err != nil {
 		_ = s.fail(err)
 		return err
 	}
-	var line []byte
+	line := s.buf[:0]
 	if s.sse {
 		line = append(line, "id: "...)
 		line = strconv.AppendUint(line, r.Index, 10)
@@ -118,9 +136,12 @@ func (s *watchStream) response(r kv.WatchResponse) error {
 		line = append(line, b...)
 		line = append(line, "\n\n"...)
 	} else {
-		line = append(b, '\n')
+		line = append(append(line, b...), '\n')
 	}
 	_, err = s.w.Write(line)
+	if cap(line) <= 64<<10 { // a buffer grown by a large value is not kept
+		s.buf = line
+	}
 	return err
 }
 

@@ -1,8 +1,10 @@
 package kv
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -42,6 +44,36 @@ type WatchResponse struct {
 	// progress notification, the index the watch has scanned through.
 	Index  uint64
 	Events []Event
+
+	// enc, when set (Shared), holds the JSON encoding once for every copy.
+	enc *sharedJSON
+}
+
+type sharedJSON struct {
+	once sync.Once
+	b    []byte
+	err  error
+}
+
+// Shared returns r set to encode its JSON once, however many watchers
+// deliver it: the copies share the bytes. The caller must not change r's
+// events afterwards.
+func (r WatchResponse) Shared() WatchResponse {
+	r.enc = &sharedJSON{}
+	return r
+}
+
+// MarshalJSON returns r's wire form (WatchResponseJSON), the NDJSON line
+// of a watch stream without its newline. For a Shared response the bytes
+// are shared: the caller must not modify them.
+func (r WatchResponse) MarshalJSON() ([]byte, error) {
+	if r.enc == nil {
+		return json.Marshal(EncodeWatchResponse(r))
+	}
+	r.enc.once.Do(func() {
+		r.enc.b, r.enc.err = json.Marshal(EncodeWatchResponse(r))
+	})
+	return r.enc.b, r.enc.err
 }
 
 // IsProgress reports whether r is a progress notification (no events).

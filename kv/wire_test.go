@@ -83,3 +83,35 @@ func TestCodesRoundTrip(t *testing.T) {
 		t.Error("unknown error is not internal")
 	}
 }
+
+// A Shared response encodes its JSON once for every copy, and the same as
+// an unshared one.
+func TestWatchResponseSharedJSON(t *testing.T) {
+	r := WatchResponse{Index: 7, Events: []Event{
+		{Type: EventPut, Record: Record{Key: []byte("k"), Value: []byte("v\xff"), CreateIndex: 3, ModIndex: 7, Version: 2}, Prev: &Record{Key: []byte("k"), Value: []byte("u"), CreateIndex: 3, ModIndex: 3, Version: 1}},
+		{Type: EventDelete, Record: Record{Key: []byte("d"), ModIndex: 7}},
+	}}
+	want, err := json.Marshal(EncodeWatchResponse(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := r.MarshalJSON()
+	if err != nil || string(plain) != string(want) {
+		t.Fatalf("MarshalJSON = %s, %v; want %s", plain, err, want)
+	}
+	s := r.Shared()
+	copy1, copy2 := s, s
+	a, _ := copy1.MarshalJSON()
+	b, _ := copy2.MarshalJSON()
+	if string(a) != string(want) || &a[0] != &b[0] {
+		t.Fatalf("shared copies: %s at %p and %p, want %s encoded once", a, &a[0], &b[0], want)
+	}
+	var back WatchResponseJSON
+	if err := json.Unmarshal(a, &back); err != nil {
+		t.Fatal(err)
+	}
+	got, err := back.WatchResponse()
+	if err != nil || got.Index != 7 || len(got.Events) != 2 || string(got.Events[0].Value) != "v\xff" || string(got.Events[0].Prev.Value) != "u" {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+}

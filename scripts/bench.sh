@@ -81,7 +81,7 @@ watch_idle=${BENCH_WATCH_IDLE:-10000}
 watch_watchers=${BENCH_WATCH_WATCHERS:-1000}
 watch_rate=${BENCH_WATCH_RATE:-1000}
 watch_dur=${BENCH_WATCH_DURATION:-10}
-watch_conns=${BENCH_WATCH_CONNECTIONS:-16}
+watch_conns=${BENCH_WATCH_CONNECTIONS:-64}
 watch_pairs=${BENCH_WATCH_PAIRS:-2}
 read -r -a node_flags <<<"${BENCH_NODE_FLAGS:-}"
 warmup=1s # raftkv bench only; wrk has no warm-up

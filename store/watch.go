@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,7 @@ type hub struct {
 	// part to a new array once they are the larger half (amortized O(1) a
 	// publish). An element, once written, is never written again, so a
 	// watcher filters a slice of the ring it took under mu without it.
-	ring    []kv.WatchResponse
+	ring    []shared
 	sizes   []int
 	head    int
 	bytes   int
@@ -66,18 +67,18 @@ func (h *hub) publish(resps []kv.WatchResponse, applied uint64) {
 	defer h.mu.Unlock()
 	for _, r := range resps {
 		n := responseSize(r)
-		h.ring = append(h.ring, r)
+		h.ring = append(h.ring, newShared(r))
 		h.sizes = append(h.sizes, n)
 		h.bytes += n
 	}
 	for h.bytes > h.maxBytes && h.head < len(h.ring) {
 		h.bytes -= h.sizes[h.head]
-		h.start = h.ring[h.head].Index + 1
+		h.start = h.ring[h.head].full.Index + 1
 		h.head++
 	}
 	if h.head > 0 && h.head >= len(h.ring)-h.head {
 		live := len(h.ring) - h.head
-		h.ring = append(make([]kv.WatchResponse, 0, max(2*live, 64)), h.ring[h.head:]...)
+		h.ring = append(make([]shared, 0, max(2*live, 64)), h.ring[h.head:]...)
 		h.sizes = append(make([]int, 0, max(2*live, 64)), h.sizes[h.head:]...)
 		h.head = 0
 	}
@@ -109,6 +110,31 @@ func (h *hub) close() {
 		h.closed = true
 		close(h.notify)
 	}
+}
+
+// shared is a published response in the two forms a watcher that selects
+// every event of its index delivers as they are, each encoding its JSON
+// once for all such watchers (kv.WatchResponse.Shared): with the previous
+// records and without them.
+type shared struct {
+	full, noPrev kv.WatchResponse
+}
+
+func newShared(r kv.WatchResponse) shared {
+	s := shared{full: r.Shared()}
+	s.noPrev = s.full
+	copied := false
+	for i, e := range r.Events {
+		if e.Prev == nil {
+			continue
+		}
+		if !copied {
+			s.noPrev = kv.WatchResponse{Index: r.Index, Events: slices.Clone(r.Events)}.Shared()
+			copied = true
+		}
+		s.noPrev.Events[i].Prev = nil
+	}
+	return s
 }
 
 func responseSize(r kv.WatchResponse) int {
@@ -239,7 +265,7 @@ func (w *Watcher) Next(ctx context.Context) ([]kv.WatchResponse, error) {
 		}
 		ch, live, through := h.notify, h.ring[h.head:], h.through
 		h.mu.Unlock()
-		i := sort.Search(len(live), func(i int) bool { return live[i].Index >= w.next })
+		i := sort.Search(len(live), func(i int) bool { return live[i].full.Index >= w.next })
 		out := w.selectFrom(live[i:])
 		if through >= w.next {
 			w.next = through + 1
@@ -257,21 +283,32 @@ func (w *Watcher) Next(ctx context.Context) ([]kv.WatchResponse, error) {
 	}
 }
 
-// selectFrom returns the responses with the events the watcher selects.
-func (w *Watcher) selectFrom(resps []kv.WatchResponse) []kv.WatchResponse {
+// selectFrom returns the responses of the window with the events the
+// watcher selects: a response the watcher takes whole is the shared one.
+func (w *Watcher) selectFrom(ring []shared) []kv.WatchResponse {
 	var out []kv.WatchResponse
-	for _, r := range resps {
-		var evs []kv.Event
-		for _, e := range r.Events {
-			if !w.opts.Matches(e.Key) {
-				continue
-			}
-			if !w.opts.PrevValue {
-				e.Prev = nil
-			}
-			evs = append(evs, e)
+	for _, sh := range ring {
+		r := sh.noPrev
+		if w.opts.PrevValue {
+			r = sh.full
 		}
-		if len(evs) > 0 {
+		n := 0
+		for _, e := range r.Events {
+			if w.opts.Matches(e.Key) {
+				n++
+			}
+		}
+		switch n {
+		case 0:
+		case len(r.Events):
+			out = append(out, r)
+		default:
+			evs := make([]kv.Event, 0, n)
+			for _, e := range r.Events {
+				if w.opts.Matches(e.Key) {
+					evs = append(evs, e)
+				}
+			}
 			out = append(out, kv.WatchResponse{Index: r.Index, Events: evs})
 		}
 	}
