@@ -88,7 +88,9 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 			if l.Type == raft.LogCommand {
 				rec.begin(l.Index)
 				out[i] = s.applyEntry(b, l)
-				rec.end()
+				if err := rec.end(); err != nil {
+					return err
+				}
 			}
 		}
 		if n == 0 {

@@ -10,12 +10,15 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// The change history (bucket history): one record per event, keyed by the
-// 8-byte big-endian raft index of the entry that made the change and a
-// 4-byte big-endian position within the entry, so a cursor walks the
-// events in the order they were applied. Applying an entry writes its
-// events in the same transaction as the change; compaction, at the end of
-// each batch, deletes the events of indexes below the history floor.
+// The change history (bucket history): one record per raft index that
+// changed keys, keyed by the 8-byte big-endian index, holding every event
+// of that entry in the order applied (uvarint count, then each event as
+// uvarint length and its encoding), so a cursor walks the events in the
+// order they were applied. Applying an entry writes its record in the same
+// transaction as the change; compaction, at the end of each batch,
+// deletes the records of indexes below the history floor. (One record
+// per index, not per event: an entry of group commit holds many writes,
+// and one B-tree insert and one delete for all of them cost less.)
 //
 // The floor (meta history_floor) is the oldest index whose events are all
 // kept: after applying index A with retention H it is at least A+1-H, and
@@ -41,20 +44,11 @@ const (
 	eventDelete = 2
 )
 
-// historyKey is the history bucket key of the event at (index, pos).
-func historyKey(index uint64, pos uint32) []byte {
-	k := make([]byte, 12)
-	binary.BigEndian.PutUint64(k, index)
-	binary.BigEndian.PutUint32(k[8:], pos)
-	return k
-}
-
 // recorder collects the events of the entries a batch applies, and writes
-// them to the history bucket (nil when retention is 0).
+// each entry's to the history bucket (nil when retention is 0).
 type recorder struct {
 	hist  *bbolt.Bucket
 	index uint64
-	pos   uint32
 	// events of the current entry; out, every entry's with events.
 	events []kv.Event
 	out    []kv.WatchResponse
@@ -63,15 +57,70 @@ type recorder struct {
 
 // begin starts the entry at index.
 func (r *recorder) begin(index uint64) {
-	r.index, r.pos, r.events = index, 0, nil
+	r.index, r.events = index, nil
 }
 
-// end closes the current entry.
-func (r *recorder) end() {
-	if len(r.events) > 0 {
-		r.out = append(r.out, kv.WatchResponse{Index: r.index, Events: r.events})
+// end closes the current entry and writes its history record.
+func (r *recorder) end() error {
+	if len(r.events) == 0 {
+		return nil
 	}
+	r.out = append(r.out, kv.WatchResponse{Index: r.index, Events: r.events})
+	events := r.events
 	r.events = nil
+	if r.hist == nil {
+		return nil
+	}
+	size := binary.MaxVarintLen64
+	for _, e := range events {
+		size += 2*binary.MaxVarintLen64 + 40 + len(e.Key) + len(e.Value)
+		if e.Prev != nil {
+			size += 30 + len(e.Prev.Value)
+		}
+	}
+	// A new buffer each time: bbolt keeps the slices it is given until the
+	// transaction commits.
+	buf := make([]byte, 0, size)
+	buf = binary.AppendUvarint(buf, uint64(len(events)))
+	var ev []byte
+	for _, e := range events {
+		ev = appendEvent(ev[:0], e)
+		buf = binary.AppendUvarint(buf, uint64(len(ev)))
+		buf = append(buf, ev...)
+	}
+	return r.hist.Put(u64(r.index), buf)
+}
+
+// historyEvents calls fn with each encoded event of a history record, in
+// order; it stops at fn's first error.
+func historyEvents(v []byte, fn func(ev []byte) error) error {
+	d := decoder{b: v}
+	n := d.count("events", len(v))
+	for range n {
+		ev := d.bytes("event")
+		if d.err != nil {
+			break
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d bytes after the events", len(d.b))
+	}
+	if d.err != nil {
+		return fmt.Errorf("corrupt history record: %w", d.err)
+	}
+	return nil
+}
+
+// historyCount returns how many events a history record holds.
+func historyCount(v []byte) int {
+	n, k := binary.Uvarint(v)
+	if k <= 0 {
+		return 0
+	}
+	return int(n)
 }
 
 // put records that key now holds value at the record's indexes; prev is
@@ -95,22 +144,7 @@ func (r *recorder) add(e kv.Event) error {
 	}
 	r.events = append(r.events, e)
 	r.added++
-	if r.hist == nil {
-		return nil
-	}
-	// A new buffer each time: bbolt keeps the slices it is given until the
-	// transaction commits.
-	size := 12 + 40 + len(e.Key) + len(e.Value)
-	if e.Prev != nil {
-		size += 30 + len(e.Prev.Value)
-	}
-	buf := make([]byte, 12, size)
-	binary.BigEndian.PutUint64(buf, r.index)
-	binary.BigEndian.PutUint32(buf[8:], r.pos)
-	buf = appendEvent(buf, e)
-	err := r.hist.Put(buf[:12:12], buf[12:])
-	r.pos++
-	return err
+	return nil
 }
 
 func appendEvent(dst []byte, e kv.Event) []byte {
@@ -199,7 +233,7 @@ func historyFloor(tx *bbolt.Tx, applied uint64) uint64 {
 }
 
 // compactHistory raises the floor to applied+1-keep (applied+1 with keep
-// 0) and deletes the events below it. It returns the new floor and how
+// 0) and deletes the records below it. It returns the new floor and how
 // many events it deleted.
 func compactHistory(tx *bbolt.Tx, applied, keep uint64) (uint64, int, error) {
 	meta := tx.Bucket(bucketMeta)
@@ -216,11 +250,11 @@ func compactHistory(tx *bbolt.Tx, applied, keep uint64) (uint64, int, error) {
 		c := hist.Cursor()
 		// Seek again after each delete: a bbolt cursor may skip the key
 		// that follows a deleted one.
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < want; k, _ = c.First() {
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) < want; k, v = c.First() {
+			n += historyCount(v)
 			if err := c.Delete(); err != nil {
 				return floor, n, err
 			}
-			n++
 		}
 	}
 	return want, n, meta.Put(keyHistoryFloor, u64(want))

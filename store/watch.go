@@ -193,7 +193,10 @@ func (s *Store) loadHistoryStats(tx *bbolt.Tx) {
 	s.history.floor.Store(historyFloor(tx, applied))
 	var n int64
 	if b := tx.Bucket(bucketHistory); b != nil {
-		n = int64(b.Stats().KeyN)
+		_ = b.ForEach(func(_, v []byte) error {
+			n += int64(historyCount(v))
+			return nil
+		})
 	}
 	s.history.events.Store(n)
 }
@@ -334,38 +337,35 @@ func (w *Watcher) readHistory() ([]kv.WatchResponse, error) {
 		}
 		c := hist.Cursor()
 		indexes := 0
-		var cur kv.WatchResponse
-		for k, v := c.Seek(historyKey(w.next, 0)); k != nil; k, v = c.Next() {
+		for k, v := c.Seek(u64(w.next)); k != nil; k, v = c.Next() {
 			index := binary.BigEndian.Uint64(k)
-			if index != cur.Index {
-				if len(cur.Events) > 0 {
-					out = append(out, cur)
-				}
-				if indexes == historyPage {
-					w.next = index // index is the first one not read
-					return nil
-				}
-				indexes++
-				cur = kv.WatchResponse{Index: index}
+			if indexes == historyPage {
+				w.next = index // the first index not read
+				return nil
 			}
-			key, err := eventKey(v)
+			indexes++
+			cur := kv.WatchResponse{Index: index}
+			err := historyEvents(v, func(ev []byte) error {
+				key, err := eventKey(ev)
+				if err != nil || !w.opts.Matches(key) {
+					return err
+				}
+				e, err := decodeEvent(ev)
+				if err != nil {
+					return err
+				}
+				if !w.opts.PrevValue {
+					e.Prev = nil
+				}
+				cur.Events = append(cur.Events, e)
+				return nil
+			})
 			if err != nil {
 				return fmt.Errorf("history at index %d: %w", index, err)
 			}
-			if !w.opts.Matches(key) {
-				continue
+			if len(cur.Events) > 0 {
+				out = append(out, cur)
 			}
-			e, err := decodeEvent(v)
-			if err != nil {
-				return fmt.Errorf("history at index %d: %w", index, err)
-			}
-			if !w.opts.PrevValue {
-				e.Prev = nil
-			}
-			cur.Events = append(cur.Events, e)
-		}
-		if len(cur.Events) > 0 {
-			out = append(out, cur)
 		}
 		w.next = applied + 1
 		return nil
