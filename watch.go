@@ -130,7 +130,12 @@ func (n *Node) openWatch(opts kv.WatchOptions) (*watch, error) {
 // Next returns the next responses (see httpapi.Watcher): events, or a
 // progress notification after w.progress without any.
 func (w *watch) Next(ctx context.Context) ([]kv.WatchResponse, error) {
-	// The node's end ends the watch.
+	// The node's end ends the watch: at once if it has come (AfterFunc
+	// would cancel from another goroutine, and a stream with events ready
+	// could go on delivering), or while Next waits.
+	if w.n.life.Err() != nil {
+		return nil, fmt.Errorf("watch: %w", kv.ErrClosed)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(w.n.life, cancel)()

@@ -32,6 +32,10 @@ type Event struct {
 	Record
 	// Prev is the record the change replaced, when the watch asked for it
 	// (WatchOptions.PrevValue) and the key existed before; nil otherwise.
+	// Its Value is nil (and an empty value is non-nil) when the node no
+	// longer knows it: a watch that reads the stored history (one from an
+	// old index, or one that fell behind) finds the previous value at the
+	// write that set it, which may be older than the history kept.
 	Prev *Record
 }
 
@@ -194,7 +198,7 @@ func EncodeWatchResponse(r WatchResponse) WatchResponseJSON {
 	for i, e := range r.Events {
 		ej := EventJSON{Type: e.Type, RecordJSON: EncodeRecord(e.Record, e.Type == EventDelete)}
 		if e.Prev != nil {
-			p := EncodeRecord(*e.Prev, false)
+			p := EncodeRecord(*e.Prev, e.Prev.Value == nil) // no value: not known any more
 			p.Key, p.KeyBase64 = "", ""
 			ej.Prev = &p
 		}
@@ -226,10 +230,7 @@ func (r WatchResponseJSON) WatchResponse() (WatchResponse, error) {
 			if err != nil {
 				return WatchResponse{}, fmt.Errorf("event %d: prev: %w", i, err)
 			}
-			p.Key = rec.Key
-			if p.Value == nil {
-				p.Value = []byte{}
-			}
+			p.Key = rec.Key // Value stays nil when the line has none
 			e.Prev = &p
 		}
 		out.Events[i] = e

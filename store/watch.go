@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -327,7 +328,8 @@ func (w *Watcher) readHistory() ([]kv.WatchResponse, error) {
 		if err != nil {
 			return err
 		}
-		if floor := historyFloor(tx, applied); w.next < floor && w.next <= applied {
+		floor := historyFloor(tx, applied)
+		if w.next < floor && w.next <= applied {
 			return &kv.CompactedError{FromIndex: w.next, OldestIndex: floor, CurrentIndex: applied}
 		}
 		hist := tx.Bucket(bucketHistory)
@@ -354,11 +356,18 @@ func (w *Watcher) readHistory() ([]kv.WatchResponse, error) {
 				if err != nil {
 					return err
 				}
-				if !w.opts.PrevValue {
+				switch {
+				case !w.opts.PrevValue:
 					e.Prev = nil
+				case e.Prev != nil && e.Prev.ModIndex == index:
+					// Changed twice in this entry: the value is the
+					// earlier event's, already read.
+					e.Prev.Value = lastPut(cur.Events, e.Key)
+				default:
+					err = lookupPrev(hist, floor, &e)
 				}
 				cur.Events = append(cur.Events, e)
-				return nil
+				return err
 			})
 			if err != nil {
 				return fmt.Errorf("history at index %d: %w", index, err)
@@ -371,4 +380,14 @@ func (w *Watcher) readHistory() ([]kv.WatchResponse, error) {
 		return nil
 	})
 	return out, err
+}
+
+// lastPut returns the value of key's last put among evs (nil if none).
+func lastPut(evs []kv.Event, key []byte) []byte {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Type == kv.EventPut && bytes.Equal(evs[i].Key, key) {
+			return evs[i].Value
+		}
+	}
+	return nil
 }

@@ -279,6 +279,20 @@ func TestHistoryCompaction(t *testing.T) {
 	if got[0].Index != 21 {
 		t.Fatalf("first index %d, want 21", got[0].Index)
 	}
+	// A previous value older than the history is unknown (nil); a newer
+	// one is looked up in it.
+	wp, err := s.Watch(kv.WatchOptions{Key: []byte("k"), FromIndex: 21, PrevValue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wp.Close()
+	prevs := collect(t, wp, 22)
+	if p := prevs[0].Events[0].Prev; p == nil || p.ModIndex != 20 || p.Value != nil {
+		t.Fatalf("prev of the event at 21 (set at 20, compacted): %+v, want indexes without a value", p)
+	}
+	if p := prevs[1].Events[0].Prev; p == nil || p.ModIndex != 21 || string(p.Value) != "20" {
+		t.Fatalf("prev of the event at 22: %+v, want the value written at 21", p)
+	}
 	pos := w.Position()
 	// The watcher stops reading; applying goes on past its position.
 	for i := 30; i < 30+2*keep; i++ {
