@@ -59,7 +59,7 @@
 # It needs BENCH_WATCH_IDLE + 1024 open files per process: it raises the
 # soft limit (ulimit -n) up to the hard one, and stops if that is too low.
 #   BENCH_WATCH_IDLE=10000  BENCH_WATCH_WATCHERS=1000  BENCH_WATCH_RATE=1000
-#   BENCH_WATCH_DURATION=10  BENCH_WATCH_CONNECTIONS=16 (watch-delay's writers)
+#   BENCH_WATCH_DURATION=10  BENCH_WATCH_CONNECTIONS=64 (watch-delay's writers)
 #   BENCH_WATCH_PAIRS=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
