@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/writeq"
@@ -188,7 +190,13 @@ func (b *Batcher) roundTrip(ctx context.Context, ctxs []context.Context, cmds []
 		b.cfg.Observe(len(cmds))
 	}
 	body := AppendRequest(nil, cmds, timeouts)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+leader+Path, bytes.NewReader(body))
+	// Whether the request ever got a connection: without one nothing was
+	// sent, however the round trip ended (net/http reports a context that
+	// ends while the connection is being made as the context's error,
+	// not as a dial error).
+	var gotConn atomic.Bool
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }})
+	req, err := http.NewRequestWithContext(tctx, http.MethodPost, "http://"+leader+Path, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: forward to %s: %w", kv.ErrNoLeader, leader, err)
 	}
@@ -201,6 +209,15 @@ func (b *Batcher) roundTrip(ctx context.Context, ctxs []context.Context, cmds []
 		switch {
 		case kv.NotSent(err):
 			return nil, fmt.Errorf("%w: leader at %s unreachable: %w", kv.ErrNoLeader, leader, err)
+		case !gotConn.Load() && b.tracesConns():
+			// Not sent: say why it stopped.
+			switch {
+			case errors.Is(context.Cause(ctx), errLeaderChanged), ctx.Err() == nil:
+				return nil, fmt.Errorf("%w: no connection to the leader at %s: %w", kv.ErrNoLeader, leader, err)
+			case errors.Is(ctx.Err(), context.DeadlineExceeded):
+				return nil, fmt.Errorf("%w: no connection to the leader at %s in time: %w", kv.ErrTimeout, leader, err)
+			}
+			return nil, fmt.Errorf("%w: the batch for %s was not sent: %w", kv.ErrClosed, leader, err)
 		case errors.Is(context.Cause(ctx), errLeaderChanged):
 			return nil, fmt.Errorf("%w: abandoned the batch sent to %s: %w", kv.ErrOutcomeUnknown, leader, errLeaderChanged)
 		}
@@ -257,4 +274,16 @@ func refusal(leader string, status int, body []byte) error {
 	default:
 		return fmt.Errorf("forward: %s refused the batch with %d %s: %s (not applied)", leader, status, eb.Code, eb.Message)
 	}
+}
+
+// tracesConns reports whether the Batcher's client reports the connections
+// it hands out (httptrace's GotConn): net/http's own transport does; a
+// RoundTripper of the caller's may not, and then a round trip without one
+// cannot be taken for one that sent nothing.
+func (b *Batcher) tracesConns() bool {
+	switch b.cfg.Client.Transport.(type) {
+	case nil, *http.Transport:
+		return true
+	}
+	return false
 }

@@ -325,3 +325,32 @@ func TestBatcherAbandonsBatchesToAnOldLeader(t *testing.T) {
 		t.Fatalf("write to a silent leader without a deadline: %v, want outcome unknown at MaxWait", err)
 	}
 }
+
+// A batch abandoned for a new leader before it had a connection was never
+// sent: its writes answer no_leader (the node sends them on), not an
+// unknown outcome, though net/http reports the cancelled dial as the
+// context's error.
+func TestLeaderChangeWhileConnectingIsNotSent(t *testing.T) {
+	var dialing atomic.Int32
+	hang := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		dialing.Add(1)
+		<-ctx.Done() // a dial that never completes (a leader that just went away)
+		return nil, ctx.Err()
+	}}
+	defer hang.CloseIdleConnections()
+	var current atomic.Value
+	current.Store("127.0.0.1:1")
+	b := New(Config{Leader: func() string { return current.Load().(string) }, Client: &http.Client{Transport: hang}})
+	defer b.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.Apply(context.Background(), put("k"))
+		errc <- err
+	}()
+	waitFor(t, "the batch to be connecting", func() bool { return dialing.Load() > 0 })
+	current.Store("127.0.0.1:2")
+	b.LeaderChanged("127.0.0.1:2")
+	if err := <-errc; !errors.Is(err, kv.ErrNoLeader) || errors.Is(err, kv.ErrOutcomeUnknown) {
+		t.Fatalf("write whose batch was abandoned while connecting: %v, want no leader", err)
+	}
+}
