@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/store"
 )
 
 // Config configures a Node. ID and DataDir are required.
@@ -63,6 +64,11 @@ type Config struct {
 	// none, so a watch sees only the changes applied while it is open.
 	// Members of one cluster should keep the same.
 	WatchHistory int
+	// WatchWindow bounds the memory, in bytes of keys and values, of the
+	// recent events the node keeps for watchers that keep up (default
+	// DefaultWatchWindow, 16 MiB); a watcher behind it reads the
+	// stored history instead.
+	WatchWindow int
 	// MaxWatchers bounds the watches and blocking reads the node serves at
 	// once (default DefaultMaxWatchers); past it they fail with
 	// kv.ErrTooManyWatchers.
@@ -119,6 +125,7 @@ type Tuning struct {
 const (
 	DefaultWatchHistory = 100_000
 	DefaultMaxWatchers  = 10_000
+	DefaultWatchWindow  = store.DefaultWatchWindow
 )
 
 func (c *Config) setDefaults() error {

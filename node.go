@@ -97,6 +97,7 @@ func Open(cfg Config) (n *Node, err error) {
 		NoSync:       !cfg.Tuning.FSMSync,
 		ObserveBatch: n.observeApply(metrics.observeApplyBatch),
 		WatchHistory: uint64(max(cfg.WatchHistory, 0)),
+		WatchWindow:  cfg.WatchWindow,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)

@@ -246,9 +246,11 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 			return err
 		}
 		a := c.attempt(ctx, base, req, out)
-		if last != nil && a.err != nil && kv.NotSent(a.err) && ctx.Err() != nil {
-			// The caller's context ended before this attempt reached a
-			// server: as if it had ended in the pause before it.
+		if last != nil && a.err != nil && ctx.Err() != nil && (kv.NotSent(a.err) || req.class == read) {
+			// The caller's context ended this attempt before it reached a
+			// server, or before a read's answer (which changes nothing):
+			// as if it had ended in the pause before it, so the call's
+			// error is the last answer's (a read's min_index timeout, say).
 			return failure(ctx.Err(), last, unknown, notSentAll, attempt-1)
 		}
 		switch {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -569,5 +570,28 @@ func TestDeadlineDuringDialIsNotSent(t *testing.T) {
 	_, err := c.Put(ctx, []byte("k"), []byte("v"), kv.WithoutIdempotencyKey())
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kv.ErrOutcomeUnknown) {
 		t.Fatalf("Put = %v, want the deadline and not an unknown outcome", err)
+	}
+}
+
+// A read whose context ends while a later attempt is still waiting for
+// its answer reports the last answer it had (here the node's min_index
+// timeout, with the index it had applied), not the cut-off attempt.
+func TestReadCutByDeadlineKeepsLastAnswer(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			writeJSON(w, http.StatusGatewayTimeout, kv.ErrorResponse{Error: kv.ErrorBody{Code: "timeout", AppliedIndex: 3}})
+			return
+		}
+		<-r.Context().Done() // the next attempt gets no answer in time
+	}))
+	defer srv.Close()
+	c := newClient(t, Config{Endpoints: []string{srv.URL}, MinBackoff: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := c.Get(ctx, []byte("k"), kv.ReadOptions{MinIndex: 99})
+	var we *kv.WaitError
+	if !errors.As(err, &we) || we.AppliedIndex != 3 || !errors.Is(err, kv.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("error %v, want the node's min_index timeout (applied 3) and the deadline", err)
 	}
 }

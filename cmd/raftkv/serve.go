@@ -43,6 +43,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	trailingLogs := fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (0: default 10240)")
 	leaderWait := fs.Duration("leader-wait", 0, "how long a write or linearizable read waits for a leader when none took it (0: default 5s)")
 	watchHistory := fs.Int("watch-history", raftkv.DefaultWatchHistory, "raft indexes of change history kept for watches (0: none; a watch then sees only changes made while it is open)")
+	watchWindow := fs.Int("watch-window", raftkv.DefaultWatchWindow, "bytes of recent events kept in memory for watchers that keep up; one behind reads the stored history")
 	maxWatchers := fs.Int("max-watchers", raftkv.DefaultMaxWatchers, "most watches and blocking reads served at once; past it 503 too_many_watchers")
 	fsmSync := fs.Bool("fsm-sync", false, "fsync kv.db on every applied batch (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
@@ -56,8 +57,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *id == "" || *dataDir == "" {
 		return usagef("serve: --id and --data-dir are required")
 	}
-	if *watchHistory < 0 || *maxWatchers < 1 {
-		return usagef("serve: --watch-history must be 0 or more and --max-watchers 1 or more")
+	if *watchHistory < 0 || *maxWatchers < 1 || *watchWindow < 1 {
+		return usagef("serve: --watch-history must be 0 or more, --max-watchers and --watch-window 1 or more")
 	}
 	if *watchHistory == 0 {
 		*watchHistory = -1 // Config: negative keeps none
@@ -96,6 +97,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxValueSize:    *maxValue,
 		WatchHistory:    *watchHistory,
 		MaxWatchers:     *maxWatchers,
+		WatchWindow:     *watchWindow,
 		Logger:          logger,
 		RaftLogLevel:    *raftLogLevel,
 		Pprof:           *pprofOn,

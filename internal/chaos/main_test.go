@@ -63,7 +63,7 @@ func run(m *testing.M) int {
 		}
 	}
 	help, _ := exec.Command(raftkvBin, "serve", "-h").CombinedOutput()
-	for _, f := range append(slices.Clone(snapshotFlags), "watch-history") {
+	for _, f := range append(slices.Clone(snapshotFlags), "watch-history", "watch-window") {
 		serveFlags[f] = strings.Contains(string(help), "-"+f+" ")
 	}
 	return m.Run()

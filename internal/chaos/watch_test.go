@@ -20,12 +20,18 @@ import (
 
 // watchHistoryArgs keeps every index's events for the whole run: a
 // watcher that ends with compacted is then a finding, not the history
-// being too small.
+// being too small. The window of recent events in memory is small (a few
+// dozen events), so watchers also fall behind it and read the stored
+// history, in pages, while the faults go on.
 func watchHistoryArgs() ([]string, error) {
 	if !serveFlags["watch-history"] {
 		return nil, errors.New("the watch check needs `raftkv serve --watch-history`, which this binary lacks")
 	}
-	return []string{"--watch-history", "10000000"}, nil
+	args := []string{"--watch-history", "10000000"}
+	if serveFlags["watch-window"] {
+		args = append(args, "--watch-window", "8192")
+	}
+	return args, nil
 }
 
 // watchEndKey, under a round's watch prefix, is written once the
