@@ -444,15 +444,7 @@ func (w *watcherBook) read(ctx context.Context, body io.Reader, b *delayBook) ou
 		}
 		return true
 	})
-	switch {
-	case ended.kind != "":
-		return ended
-	case ctx.Err() != nil:
-		return outcome{}
-	case errors.Is(err, io.EOF):
-		return outcome{kind: "stream ended: closed", message: "the node closed the stream without an error line"}
-	}
-	return outcome{kind: "stream ended: " + transportErrorKind(err), message: err.Error()}
+	return streamEnd(ctx, ended, err)
 }
 
 // delayWriter is one writer goroutine of RunWatchDelay and what it

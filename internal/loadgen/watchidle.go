@@ -175,15 +175,7 @@ func readIdle(ctx context.Context, body io.Reader, events *atomic.Int64) outcome
 		events.Add(int64(len(l.Events)))
 		return true
 	})
-	switch {
-	case ended.kind != "":
-		return ended
-	case ctx.Err() != nil:
-		return outcome{}
-	case errors.Is(err, io.EOF):
-		return outcome{kind: "stream ended: closed", message: "the node closed the stream without an error line"}
-	}
-	return outcome{kind: "stream ended: " + transportErrorKind(err), message: err.Error()}
+	return streamEnd(ctx, ended, err)
 }
 
 // waitWatchers polls the node's raftkv_watchers until ok holds, for at
@@ -242,4 +234,19 @@ func (e *errorCounts) summary() string {
 		return "no error recorded"
 	}
 	return fmt.Sprintf("%d failed, most as %s (%s)", total, l[0].Kind, l[0].Example)
+}
+
+// streamEnd is how a watch stream ended: with the error line the node sent
+// (ended), by the run's own end (ctx: no outcome), or by the connection
+// (err from reading it).
+func streamEnd(ctx context.Context, ended outcome, err error) outcome {
+	switch {
+	case ended.kind != "":
+		return ended
+	case ctx.Err() != nil:
+		return outcome{}
+	case errors.Is(err, io.EOF):
+		return outcome{kind: "stream ended: closed", message: "the node closed the stream without an error line"}
+	}
+	return outcome{kind: "stream ended: " + transportErrorKind(err), message: err.Error()}
 }
