@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -202,20 +201,14 @@ func (w *watch) read(ctx context.Context, st *stream, yield func(kv.WatchRespons
 		if !delivered {
 			delivered, w.lost = true, 0
 		}
-		var l kv.WatchLineJSON
-		if err := json.Unmarshal(line, &l); err != nil {
-			return nil, fmt.Errorf("watch: %s sent a malformed line: %w", st.base, err)
-		}
-		if l.Error != nil {
-			err := kv.ErrorFromBody(*l.Error)
-			if errors.Is(err, kv.ErrClosed) {
-				return fmt.Errorf("%s: %w", st.base, err), nil // it shuts down: resume elsewhere
-			}
-			return nil, w.compacted(err)
-		}
-		resp, err := kv.WatchResponseJSON{Index: l.Index, Events: l.Events}.WatchResponse()
-		if err != nil {
-			return nil, fmt.Errorf("watch: %s sent a malformed response at index %d: %w", st.base, l.Index, err)
+		resp, ended, err := kv.DecodeWatchLine(line)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("watch: %s sent a malformed line %.80q: %w", st.base, line, err)
+		case errors.Is(ended, kv.ErrClosed):
+			return fmt.Errorf("%s: %w", st.base, ended), nil // it shuts down: resume elsewhere
+		case ended != nil:
+			return nil, w.compacted(ended)
 		}
 		if !w.fresh(resp) {
 			continue // delivered before, by an earlier stream

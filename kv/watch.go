@@ -247,3 +247,20 @@ func ErrorFromBody(b ErrorBody) error {
 	}
 	return FromCode(b.Code, b.Message)
 }
+
+// DecodeWatchLine decodes one line of a watch stream (NDJSON, or an SSE
+// event's data). A response comes back as resp. The line that ends a
+// stream comes back as ended, the error it carries (ErrorFromBody: errors.Is
+// ErrClosed for shutting_down, a *CompactedError for compacted). err
+// reports a line that is not a valid response or error line.
+func DecodeWatchLine(line []byte) (resp WatchResponse, ended, err error) {
+	var l WatchLineJSON
+	if err := json.Unmarshal(line, &l); err != nil {
+		return WatchResponse{}, nil, err
+	}
+	if l.Error != nil {
+		return WatchResponse{}, ErrorFromBody(*l.Error), nil
+	}
+	resp, err = WatchResponseJSON{Index: l.Index, Events: l.Events}.WatchResponse()
+	return resp, nil, err
+}

@@ -115,3 +115,25 @@ func TestWatchResponseSharedJSON(t *testing.T) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 }
+
+// DecodeWatchLine tells a response, the error line that ends a stream,
+// and a malformed line apart.
+func TestDecodeWatchLine(t *testing.T) {
+	resp, ended, err := DecodeWatchLine([]byte(`{"index":9,"events":[{"type":"put","key":"k","value":"v","create_index":9,"mod_index":9,"version":1}]}`))
+	if err != nil || ended != nil || resp.Index != 9 || len(resp.Events) != 1 || string(resp.Events[0].Value) != "v" {
+		t.Fatalf("response line: %+v, %v, %v", resp, ended, err)
+	}
+	if _, ended, err := DecodeWatchLine([]byte(`{"error":{"code":"shutting_down","message":"bye"}}`)); err != nil || !errors.Is(ended, ErrClosed) {
+		t.Fatalf("shutting_down line: %v, %v", ended, err)
+	}
+	_, ended, err = DecodeWatchLine([]byte(`{"error":{"code":"compacted","message":"gone","oldest_index":5,"current_index":8}}`))
+	var ce *CompactedError
+	if err != nil || !errors.As(ended, &ce) || ce.OldestIndex != 5 || ce.CurrentIndex != 8 {
+		t.Fatalf("compacted line: %v, %v", ended, err)
+	}
+	for _, bad := range []string{`{"index":`, `{"index":3,"events":[{"type":"rename","key":"k"}]}`} {
+		if _, ended, err := DecodeWatchLine([]byte(bad)); err == nil || ended != nil {
+			t.Errorf("%s: %v, %v; want a decoding error", bad, ended, err)
+		}
+	}
+}

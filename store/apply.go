@@ -118,7 +118,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	if n == 0 {
 		return out
 	}
-	s.history.committed(floor, rec.added, compacted)
+	s.history.committed(floor, rec.added(), compacted)
 	s.hub.publish(rec.out, index)
 	s.setApplied(index)
 	if s.opts.ObserveBatch != nil {
@@ -276,7 +276,8 @@ func put(b *bbolt.Bucket, rec *recorder, cmd Command, index uint64) (kv.PutResul
 	if err := b.Put(cmd.Key, stored); err != nil {
 		return kv.PutResult{}, 0, err
 	}
-	return res, 0, rec.put(cmd.Key, cmd.Value, res.CreateIndex, res.ModIndex, res.Version, prev)
+	rec.put(cmd.Key, cmd.Value, res.CreateIndex, res.ModIndex, res.Version, prev)
+	return res, 0, nil
 }
 
 // del removes cmd.Key if cmd.Cond holds, and records the event.
@@ -294,7 +295,8 @@ func del(b *bbolt.Bucket, rec *recorder, cmd Command) (deleted int64, curMod uin
 	if err := b.Delete(cmd.Key); err != nil {
 		return 0, 0, err
 	}
-	return 1, 0, rec.del(cmd.Key, &cur)
+	rec.del(cmd.Key, &cur)
+	return 1, 0, nil
 }
 
 // deletePrefix removes every key with the prefix, recording one event
@@ -312,9 +314,7 @@ func deletePrefix(b *bbolt.Bucket, rec *recorder, prefix []byte) (int64, error) 
 		if err := c.Delete(); err != nil {
 			return n, err
 		}
-		if err := rec.del(prev.Key, &prev); err != nil {
-			return n, err
-		}
+		rec.del(prev.Key, &prev)
 		n++
 	}
 	return n, nil

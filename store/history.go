@@ -55,7 +55,6 @@ type recorder struct {
 	// events of the current entry; out, every entry's with events.
 	events []kv.Event
 	out    []kv.WatchResponse
-	added  int
 }
 
 // begin starts the entry at index.
@@ -125,26 +124,33 @@ func historyCount(v []byte) int {
 
 // put records that key now holds value at the record's indexes; prev is
 // the record it replaced, if any. The event owns copies of every slice.
-func (r *recorder) put(key, value []byte, create, mod, version uint64, prev *kv.Record) error {
+func (r *recorder) put(key, value []byte, create, mod, version uint64, prev *kv.Record) {
 	e := kv.Event{Type: kv.EventPut, Record: kv.Record{Key: bytes.Clone(key), Value: bytes.Clone(value), CreateIndex: create, ModIndex: mod, Version: version}, Prev: prev}
 	if e.Value == nil {
 		e.Value = []byte{}
 	}
-	return r.add(e)
+	r.add(e)
 }
 
 // del records that key was removed; prev is the record removed.
-func (r *recorder) del(key []byte, prev *kv.Record) error {
-	return r.add(kv.Event{Type: kv.EventDelete, Record: kv.Record{Key: bytes.Clone(key), ModIndex: r.index}, Prev: prev})
+func (r *recorder) del(key []byte, prev *kv.Record) {
+	r.add(kv.Event{Type: kv.EventDelete, Record: kv.Record{Key: bytes.Clone(key), ModIndex: r.index}, Prev: prev})
 }
 
-func (r *recorder) add(e kv.Event) error {
+func (r *recorder) add(e kv.Event) {
 	if e.Prev != nil {
 		e.Prev.Key = e.Key
 	}
 	r.events = append(r.events, e)
-	r.added++
-	return nil
+}
+
+// added is how many events the batch recorded.
+func (r *recorder) added() int {
+	n := 0
+	for _, resp := range r.out {
+		n += len(resp.Events)
+	}
+	return n
 }
 
 func appendEvent(dst []byte, e kv.Event) []byte {

@@ -127,20 +127,14 @@ func readStream(body io.Reader, f func(kv.WatchResponse) bool) error {
 		if len(line) == 0 {
 			continue
 		}
-		var l kv.WatchLineJSON
-		if err := json.Unmarshal(line, &l); err != nil {
+		resp, ended, err := kv.DecodeWatchLine(line)
+		switch {
+		case err != nil:
 			return &lineError{fmt.Errorf("malformed line %q: %w", line, err)}
-		}
-		if l.Error != nil {
-			err := kv.ErrorFromBody(*l.Error)
-			if errors.Is(err, kv.ErrClosed) {
-				return errStreamEnded
-			}
-			return &lineError{fmt.Errorf("error line %s: %w", line, err)}
-		}
-		resp, err := kv.WatchResponseJSON{Index: l.Index, Events: l.Events}.WatchResponse()
-		if err != nil {
-			return &lineError{fmt.Errorf("malformed response %s: %w", line, err)}
+		case errors.Is(ended, kv.ErrClosed):
+			return errStreamEnded
+		case ended != nil:
+			return &lineError{fmt.Errorf("error line %s: %w", line, ended)}
 		}
 		if !f(resp) {
 			return nil
