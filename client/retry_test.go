@@ -386,14 +386,21 @@ func TestUnknownOutcomeSticks(t *testing.T) {
 			kv.ErrPreconditionFailed, []error{kv.ErrOutcomeUnknown}},
 		{"504 outcome_unknown, then 422: settled", []step{fail(504, "outcome_unknown"), fail(422, "idempotency_key_reused")}, 0,
 			kv.ErrIdempotencyKeyReused, []error{kv.ErrOutcomeUnknown}},
-		{"no_leader until the deadline: not applied", []step{noLeader}, 0,
+		// Until attempts run out, not the deadline: a deadline that ends an
+		// attempt in flight leaves that attempt's outcome unknown (timing;
+		// TestBackoffBoundedByContext covers the deadline).
+		{"no_leader until attempts run out: not applied", []step{noLeader}, 3,
 			kv.ErrNoLeader, []error{kv.ErrOutcomeUnknown}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newScript(t, tt.steps...)
 			c := newClient(t, Config{Endpoints: []string{s.server("A").URL, s.server("B").URL}, MaxAttempts: tt.maxAttempts})
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			timeout := 300 * time.Millisecond // the rows that run until the deadline
+			if tt.maxAttempts > 0 {
+				timeout = time.Minute // attempts run out long before
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			_, err := c.Put(ctx, []byte("k"), []byte("v"))
 			if !errors.Is(err, tt.want) {
