@@ -31,6 +31,8 @@ type Record struct {
 	CreateIndex uint64
 	ModIndex    uint64
 	Version     uint64
+	// Lease is the lease the key is attached to, 0 for none.
+	Lease LeaseID
 }
 
 // Condition guards a write. The zero Condition always holds.
@@ -50,6 +52,9 @@ type PutResult struct {
 	CreateIndex uint64
 	ModIndex    uint64
 	Version     uint64
+	// Lease is the lease the key is now attached to (for a put with a
+	// TTL, the lease granted for it), 0 for none.
+	Lease LeaseID
 }
 
 // DeleteResult describes a delete: how many keys it removed and the raft
@@ -249,6 +254,8 @@ var codes = []struct {
 	{ErrWrongNode, "wrong_node"},
 	{ErrCompacted, "compacted"},
 	{ErrTooManyWatchers, "too_many_watchers"},
+	{ErrLeaseNotFound, "lease_not_found"},
+	{ErrNoElectionLeader, "no_election_leader"},
 }
 
 // CodeInternal is the wire code of an error that matches no sentinel.

@@ -3,6 +3,7 @@ package kv
 import (
 	"errors"
 	"net"
+	"time"
 )
 
 // WriteOptions are what a write may carry besides its key and value: the
@@ -27,6 +28,16 @@ type WriteOptions struct {
 	// after an unknown outcome. The embedded node never generates keys
 	// and ignores it.
 	NoIdempotencyKey bool
+	// Lease attaches the key of a Put to this existing lease (a put
+	// without one detaches the key from any lease, as in etcd). A lease
+	// that does not exist fails the put with ErrLeaseNotFound.
+	Lease LeaseID
+	// TTL, for a Put, grants a new lease of this TTL holding just the
+	// key, in the same raft entry; PutResult.Lease names it.
+	TTL time.Duration
+	// Fence makes a Put, Delete or Txn apply only while Fence.Lock is
+	// held with Fence.Token (see Fence).
+	Fence Fence
 }
 
 // WriteOption sets one field of WriteOptions.
@@ -82,4 +93,24 @@ func WithoutIdempotencyKey() WriteOption {
 func NotSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// WithLease attaches the key of a Put to an existing lease (HTTP
+// ?lease=ID): the key is deleted when the lease expires or is revoked.
+func WithLease(id LeaseID) WriteOption {
+	return func(o *WriteOptions) { o.Lease = id }
+}
+
+// WithTTL grants a new lease of ttl for the key of a Put, in the same
+// raft entry (HTTP ?ttl=30s); PutResult.Lease names it.
+func WithTTL(ttl time.Duration) WriteOption {
+	return func(o *WriteOptions) { o.TTL = ttl }
+}
+
+// WithFence makes the write apply only while lock is held with token
+// (HTTP ?lock=NAME&token=T): a holder whose lock was lost (its lease
+// expired while it was paused) cannot write. A failed fence is a
+// *PreconditionError.
+func WithFence(lock string, token uint64) WriteOption {
+	return func(o *WriteOptions) { o.Fence = Fence{Lock: lock, Token: token} }
 }

@@ -17,6 +17,11 @@ const (
 	TargetCreateIndex CompareTarget = "create_index"
 	TargetVersion     CompareTarget = "version"
 	TargetExists      CompareTarget = "exists"
+	// TargetLock compares the fencing token of the lock named Key (not
+	// a key: a lock name): the create_index of the oldest key in the
+	// lock's queue (LockQueue), 0 when no one holds it. Fence.Compare
+	// builds the usual one: held with this token.
+	TargetLock CompareTarget = "lock"
 )
 
 // CompareOp is how a Compare compares.
@@ -60,6 +65,9 @@ type TxnOp struct {
 	Type  TxnOpType
 	Key   []byte
 	Value []byte
+	// Lease attaches the key of a TxnPut to this lease (0: none, and the
+	// put detaches the key from any lease it had).
+	Lease LeaseID
 }
 
 // Txn is an atomic compare/then/else over many keys: if every Compare
@@ -99,12 +107,16 @@ func (t *Txn) Validate(maxBytes int64) error {
 	}
 	var size int64
 	for i, c := range t.Compare {
-		if err := ValidateKey(c.Key); err != nil {
+		if c.Target == TargetLock {
+			if err := ValidateLockName(string(c.Key)); err != nil {
+				return fmt.Errorf("compare %d: %w", i, err)
+			}
+		} else if err := ValidateKey(c.Key); err != nil {
 			return fmt.Errorf("compare %d: %w", i, err)
 		}
 		size += int64(len(c.Key) + len(c.Value))
 		switch c.Target {
-		case TargetValue, TargetModIndex, TargetCreateIndex, TargetVersion:
+		case TargetValue, TargetModIndex, TargetCreateIndex, TargetVersion, TargetLock:
 			switch c.Op {
 			case OpEqual, OpNotEqual, OpLess, OpGreater:
 			default:
@@ -141,6 +153,9 @@ func (t *Txn) Validate(maxBytes int64) error {
 			}
 			if op.Type != TxnPut && len(op.Value) > 0 {
 				return fmt.Errorf("%w: %s op %d: %s takes no value", ErrBadRequest, branch.name, i, op.Type)
+			}
+			if op.Type != TxnPut && op.Lease != 0 {
+				return fmt.Errorf("%w: %s op %d: %s takes no lease", ErrBadRequest, branch.name, i, op.Type)
 			}
 		}
 	}

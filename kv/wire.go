@@ -21,11 +21,12 @@ type RecordJSON struct {
 	CreateIndex uint64  `json:"create_index"`
 	ModIndex    uint64  `json:"mod_index"`
 	Version     uint64  `json:"version"`
+	Lease       LeaseID `json:"lease,omitempty"`
 }
 
 // EncodeRecord converts a record to its wire form; keysOnly leaves the value out.
 func EncodeRecord(r Record, keysOnly bool) RecordJSON {
-	out := RecordJSON{CreateIndex: r.CreateIndex, ModIndex: r.ModIndex, Version: r.Version}
+	out := RecordJSON{CreateIndex: r.CreateIndex, ModIndex: r.ModIndex, Version: r.Version, Lease: r.Lease}
 	out.Key, out.KeyBase64 = EncodeBytes(r.Key)
 	if !keysOnly {
 		s, b := EncodeBytes(r.Value)
@@ -44,7 +45,7 @@ func (r RecordJSON) Record() (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("key: %w", err)
 	}
-	out := Record{Key: key, CreateIndex: r.CreateIndex, ModIndex: r.ModIndex, Version: r.Version}
+	out := Record{Key: key, CreateIndex: r.CreateIndex, ModIndex: r.ModIndex, Version: r.Version, Lease: r.Lease}
 	switch {
 	case r.ValueBase64 != nil:
 		if out.Value, err = base64.StdEncoding.DecodeString(*r.ValueBase64); err != nil {
