@@ -281,8 +281,8 @@ func (b backend) ApplyForwarded(ctx context.Context, body []byte) ([]byte, error
 	return b.n.applyForwarded(ctx, body)
 }
 
-// Leases, locks and elections: the Node's own methods (leases.go,
-// locks.go).
+// Leases, locks and elections: the Node's own methods, which take the
+// writes to the leader.
 
 func (b backend) Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error) {
 	return b.n.Grant(ctx, ttl)
