@@ -31,6 +31,10 @@ type Result struct {
 	// kv.ErrIdempotencyKeyReused, or ErrBadCommand, or the error that
 	// stopped the store (see Store.Err).
 	Err error
+	// Lease is the lease a grant created or a keepalive renewed (ID and
+	// TTL), or the one a revoke removed (ID); Delete counts a revoke's
+	// keys.
+	Lease kv.Lease
 	// CurrentModIndex is the key's ModIndex when a condition failed
 	// (0: the key is absent), so the caller can report the current ETag.
 	CurrentModIndex uint64
@@ -78,7 +82,10 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if rec.hist, err = s.historyBucket(tx, index); err != nil {
 			return err
 		}
-		b := buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp), rec: &rec}
+		b := &buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp), rec: &rec}
+		if err := leaseBuckets(tx, b); err != nil {
+			return err
+		}
 		for i, l := range logs {
 			if l.Index <= index {
 				continue
@@ -120,6 +127,9 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	s.history.committed(floor, rec.added(), compacted)
 	s.hub.publish(rec.out, index)
+	if len(rec.leases) > 0 && s.opts.OnLeases != nil {
+		s.opts.OnLeases(rec.leases, false)
+	}
 	s.setApplied(index)
 	if s.opts.ObserveBatch != nil {
 		s.opts.ObserveBatch(n, time.Since(start))
@@ -140,6 +150,10 @@ func (s *Store) failAll(logs []*raft.Log, out []interface{}, err error) []interf
 
 type buckets struct {
 	kv, nodes, idem, idemExp *bbolt.Bucket
+	// The lease buckets (lease.go), and meta for the lease sequence.
+	leases, leaseKeys, keyLease, meta *bbolt.Bucket
+	// anyLeased: key_lease may hold a key (else a write skips its lookup).
+	anyLeased bool
 	// rec records the events of the entry being applied.
 	rec *recorder
 }
@@ -147,7 +161,7 @@ type buckets struct {
 // applyEntry applies the commands of one entry in order. Their failures
 // (bad command, failed condition, reused idempotency key) are
 // deterministic and reported in their Results; they never abort the batch.
-func (s *Store) applyEntry(b buckets, l *raft.Log) []*Result {
+func (s *Store) applyEntry(b *buckets, l *raft.Log) []*Result {
 	cmds, err := DecodeEntry(l.Data)
 	if err != nil {
 		s.log.Warn("skipping bad entry", "index", l.Index, "err", err)
@@ -164,7 +178,7 @@ func (s *Store) applyEntry(b buckets, l *raft.Log) []*Result {
 // with the same idempotency key used at most s.idemWindow indexes before.
 // A record older than that is expired whether or not expireIdem has
 // deleted it yet: the command applies anew and replaces it.
-func (s *Store) applyIdempotent(b buckets, index uint64, cmd *Command) *Result {
+func (s *Store) applyIdempotent(b *buckets, index uint64, cmd *Command) *Result {
 	if len(cmd.IdemKey) == 0 {
 		return s.applyCommand(b, index, cmd)
 	}
@@ -205,18 +219,18 @@ func (s *Store) applyIdempotent(b buckets, index uint64, cmd *Command) *Result {
 }
 
 // applyCommand applies one command.
-func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
+func (s *Store) applyCommand(b *buckets, index uint64, cmd *Command) *Result {
 	res := &Result{Index: index}
 	switch cmd.Op {
 	case OpNoop:
 	case OpPut:
-		res.Put, res.CurrentModIndex, res.Err = put(b.kv, b.rec, *cmd, index)
+		res.Put, res.CurrentModIndex, res.Err = put(b, *cmd, index)
 	case OpDelete:
 		res.Delete.Index = index
-		res.Delete.Deleted, res.CurrentModIndex, res.Err = del(b.kv, b.rec, *cmd)
+		res.Delete.Deleted, res.CurrentModIndex, res.Err = del(b, *cmd)
 	case OpDeletePrefix:
 		res.Delete.Index = index
-		res.Delete.Deleted, res.Err = deletePrefix(b.kv, b.rec, cmd.Key)
+		res.Delete.Deleted, res.Err = deletePrefix(b, cmd.Key)
 	case OpSetNode:
 		if len(cmd.Value) == 0 {
 			res.Err = b.nodes.Delete(cmd.Key)
@@ -224,7 +238,22 @@ func (s *Store) applyCommand(b buckets, index uint64, cmd *Command) *Result {
 			res.Err = b.nodes.Put(cmd.Key, cmd.Value)
 		}
 	case OpTxn:
-		res.Txn, res.Err = applyTxn(b.kv, b.rec, cmd.Txn, index)
+		res.Txn, res.Err = applyTxn(b, cmd.Txn, index)
+	case OpLeaseGrant:
+		var id uint64
+		id, res.Err = b.grant(cmd.TTL, index)
+		res.Lease = kv.Lease{ID: kv.LeaseID(id), TTL: ms(cmd.TTL)}
+	case OpLeaseKeepalive:
+		var l LeaseState
+		l, res.Err = b.keepalive(cmd.Lease, index)
+		res.Lease = kv.Lease{ID: kv.LeaseID(cmd.Lease), TTL: l.TTL}
+	case OpLeaseRevoke:
+		var l LeaseState
+		res.Delete.Index = index
+		l, res.Delete.Deleted, res.Err = b.revoke(cmd.Lease, cmd.IfKeepalive, index)
+		res.Lease = kv.Lease{ID: kv.LeaseID(cmd.Lease), TTL: l.TTL}
+	case OpLeaseCheckpoint:
+		res.Err = b.checkpoint(cmd.Checkpoints, index)
 	default: // an op in opTable without an effect here; DecodeEntry refuses it
 		res.Err = fmt.Errorf("%w: %v has no apply", ErrBadCommand, cmd.Op)
 	}
@@ -258,7 +287,8 @@ func checkCond(cond kv.Condition, cur kv.Record, exists bool) error {
 
 // put writes cmd.Value under cmd.Key if cmd.Cond holds, and records the
 // event.
-func put(b *bbolt.Bucket, rec *recorder, cmd Command, index uint64) (kv.PutResult, uint64, error) {
+func put(bs *buckets, cmd Command, index uint64) (kv.PutResult, uint64, error) {
+	b, rec := bs.kv, bs.rec
 	cur, exists, err := currentWithValue(b, cmd.Key)
 	if err != nil {
 		return kv.PutResult{}, 0, err
@@ -266,7 +296,21 @@ func put(b *bbolt.Bucket, rec *recorder, cmd Command, index uint64) (kv.PutResul
 	if err := checkCond(cmd.Cond, cur, exists); err != nil {
 		return kv.PutResult{}, cur.ModIndex, err
 	}
-	res := kv.PutResult{Key: cmd.Key, CreateIndex: index, ModIndex: index, Version: 1}
+	lease := cmd.Lease
+	switch {
+	case cmd.TTL != 0:
+		if lease, err = bs.grant(cmd.TTL, index); err != nil {
+			return kv.PutResult{}, 0, err
+		}
+	case lease != 0:
+		if _, ok, err := bs.lease(lease); err != nil || !ok {
+			return kv.PutResult{}, 0, leaseErr(err, lease)
+		}
+	}
+	if err := bs.attach(cmd.Key, lease); err != nil {
+		return kv.PutResult{}, 0, err
+	}
+	res := kv.PutResult{Key: cmd.Key, CreateIndex: index, ModIndex: index, Version: 1, Lease: kv.LeaseID(lease)}
 	var prev *kv.Record
 	if exists {
 		res.CreateIndex, res.Version = cur.CreateIndex, cur.Version+1
@@ -281,7 +325,8 @@ func put(b *bbolt.Bucket, rec *recorder, cmd Command, index uint64) (kv.PutResul
 }
 
 // del removes cmd.Key if cmd.Cond holds, and records the event.
-func del(b *bbolt.Bucket, rec *recorder, cmd Command) (deleted int64, curMod uint64, err error) {
+func del(bs *buckets, cmd Command) (deleted int64, curMod uint64, err error) {
+	b, rec := bs.kv, bs.rec
 	cur, exists, err := currentWithValue(b, cmd.Key)
 	if err != nil {
 		return 0, 0, err
@@ -295,13 +340,17 @@ func del(b *bbolt.Bucket, rec *recorder, cmd Command) (deleted int64, curMod uin
 	if err := b.Delete(cmd.Key); err != nil {
 		return 0, 0, err
 	}
+	if err := bs.detach(cmd.Key); err != nil {
+		return 0, 0, err
+	}
 	rec.del(cmd.Key, &cur)
 	return 1, 0, nil
 }
 
 // deletePrefix removes every key with the prefix, recording one event
 // per key in key order.
-func deletePrefix(b *bbolt.Bucket, rec *recorder, prefix []byte) (int64, error) {
+func deletePrefix(bs *buckets, prefix []byte) (int64, error) {
+	b, rec := bs.kv, bs.rec
 	var n int64
 	c := b.Cursor()
 	// Seek again after each delete: a bbolt cursor may skip the key that
@@ -312,6 +361,9 @@ func deletePrefix(b *bbolt.Bucket, rec *recorder, prefix []byte) (int64, error) 
 			return n, err
 		}
 		if err := c.Delete(); err != nil {
+			return n, err
+		}
+		if err := bs.detach(prev.Key); err != nil {
 			return n, err
 		}
 		rec.del(prev.Key, &prev)

@@ -40,6 +40,21 @@ const (
 	OpSetNode Op = 5
 	// OpTxn runs Txn: compares, then the success or the failure ops.
 	OpTxn Op = 6
+	// OpLeaseGrant grants a lease of TTL milliseconds; its id is the next
+	// in the store's lease sequence (Result.Lease).
+	OpLeaseGrant Op = 7
+	// OpLeaseKeepalive restarts Lease's TTL: its remaining time is its
+	// TTL again, as of this entry.
+	OpLeaseKeepalive Op = 8
+	// OpLeaseRevoke removes Lease and deletes every key attached to it.
+	// With IfKeepalive it applies only if the lease's last keepalive (or
+	// its grant) was at that index: the leader expires a lease so, and a
+	// keepalive that reached the log first keeps it.
+	OpLeaseRevoke Op = 9
+	// OpLeaseCheckpoint records the remaining time of many leases, as the
+	// leader's timers see them, so that a node that restarts resumes each
+	// lease from it rather than from its full TTL.
+	OpLeaseCheckpoint Op = 10
 )
 
 // opInfo is what the layers above need to know of an op.
@@ -77,6 +92,12 @@ var opTable = [...]opInfo{
 	OpDeletePrefix: {name: "delete_prefix", touchesMany: true, forwardable: true},
 	OpSetNode:      {name: "set_node"},
 	OpTxn:          {name: "txn", touchesMany: true, forwardable: true},
+	// Grants, keepalives and checkpoints touch no key, so group commit
+	// may share their entries.
+	OpLeaseGrant:      {name: "lease_grant", forwardable: true},
+	OpLeaseKeepalive:  {name: "lease_keepalive", forwardable: true},
+	OpLeaseRevoke:     {name: "lease_revoke", touchesMany: true, forwardable: true},
+	OpLeaseCheckpoint: {name: "lease_checkpoint"},
 }
 
 // opEnd is one past the last op: every op is in [OpNoop, opEnd).
@@ -117,12 +138,32 @@ type Command struct {
 	// entries, and a command with the same key returns that result instead
 	// of applying again (or ErrIdempotencyKeyReused when it differs).
 	IdemKey []byte
+	// Lease is the lease a keepalive or revoke acts on, or that a put
+	// attaches its key to (0: none; the put detaches the key).
+	Lease uint64
+	// TTL, in milliseconds, is a grant's TTL, or that of a lease a put
+	// grants for its key (then Lease must be 0).
+	TTL uint64
+	// IfKeepalive guards a revoke: see OpLeaseRevoke.
+	IfKeepalive uint64
+	// Checkpoints are an OpLeaseCheckpoint's remaining times.
+	Checkpoints []LeaseCheckpoint
 }
+
+// LeaseCheckpoint is one lease's remaining time in an OpLeaseCheckpoint.
+type LeaseCheckpoint struct {
+	Lease uint64
+	// Remaining is in milliseconds.
+	Remaining uint64
+}
+
+// maxCheckpoints bounds the leases one OpLeaseCheckpoint may carry.
+const maxCheckpoints = 1 << 20
 
 // Size approximates the bytes c adds to an entry: its keys, values and
 // idempotency key, plus a small fixed overhead. Batching bounds use it.
 func (c *Command) Size() int {
-	n := len(c.Key) + len(c.Value) + len(c.IdemKey) + 16
+	n := len(c.Key) + len(c.Value) + len(c.IdemKey) + 16 + 20*len(c.Checkpoints)
 	if c.Txn != nil {
 		for _, cmp := range c.Txn.Compare {
 			n += len(cmp.Key) + len(cmp.Value)
@@ -143,7 +184,15 @@ const entryVersion = 2
 const (
 	flagIfAbsent = 1 << iota
 	flagIdemKey
-	flagsKnown = flagIfAbsent | flagIdemKey
+	// flagLeased: a put's body ends with its lease section.
+	flagLeased
+	flagsKnown = flagIfAbsent | flagIdemKey | flagLeased
+)
+
+// Bits of a put's lease section.
+const (
+	leaseSectionID  = 1
+	leaseSectionTTL = 2
 )
 
 // Limits the decoder enforces before allocating.
@@ -165,13 +214,18 @@ func (c *Command) Encode(dst []byte) []byte {
 //	         [bytes IdemKey] | body
 //	body by op:
 //	  noop:           nothing
-//	  put:            bytes Key | bytes Value | uvarint IfModIndex
+//	  put:            bytes Key | bytes Value | uvarint IfModIndex | [lease section]
+//	  lease section:  (flag bit 2) byte bits | (bit 0) uvarint Lease | (bit 1) uvarint TTL
 //	  delete:         bytes Key | uvarint IfModIndex
 //	  delete_prefix:  bytes Key
 //	  set_node:       bytes Key | bytes Value
 //	  txn:            uvarint n | n compares | uvarint n | n ops | uvarint n | n ops
 //	  compare:        bytes Key | byte target | byte op | bytes Value | uvarint Number | byte Exists
-//	  op:             byte type | bytes Key | bytes Value
+//	  op:             byte type | bytes Key | bytes Value | (type 5, a put with a lease) uvarint Lease
+//	  lease_grant:    uvarint TTL
+//	  lease_keepalive: uvarint Lease
+//	  lease_revoke:   uvarint Lease | uvarint IfKeepalive
+//	  lease_checkpoint: uvarint n | n × (uvarint Lease | uvarint Remaining)
 //
 // where bytes is a uvarint length and that many bytes. EncodeEntry does not
 // validate; DecodeEntry does.
@@ -198,6 +252,9 @@ func (c *Command) appendTo(dst []byte) []byte {
 	if len(c.IdemKey) > 0 {
 		flags |= flagIdemKey
 	}
+	if c.Op == OpPut && (c.Lease != 0 || c.TTL != 0) {
+		flags |= flagLeased
+	}
 	dst = append(dst, byte(c.Op), flags)
 	if len(c.IdemKey) > 0 {
 		dst = appendBytes(dst, c.IdemKey)
@@ -214,6 +271,38 @@ func (c *Command) appendBody(dst []byte) []byte {
 		dst = appendBytes(dst, c.Key)
 		dst = appendBytes(dst, c.Value)
 		dst = binary.AppendUvarint(dst, c.Cond.IfModIndex)
+		// The section is last and present only for a leased put: the
+		// body of a put without one is a strict prefix, so the two never
+		// share a fingerprint.
+		if c.Lease != 0 || c.TTL != 0 {
+			var bits byte
+			if c.Lease != 0 {
+				bits |= leaseSectionID
+			}
+			if c.TTL != 0 {
+				bits |= leaseSectionTTL
+			}
+			dst = append(dst, bits)
+			if c.Lease != 0 {
+				dst = binary.AppendUvarint(dst, c.Lease)
+			}
+			if c.TTL != 0 {
+				dst = binary.AppendUvarint(dst, c.TTL)
+			}
+		}
+	case OpLeaseGrant:
+		dst = binary.AppendUvarint(dst, c.TTL)
+	case OpLeaseKeepalive:
+		dst = binary.AppendUvarint(dst, c.Lease)
+	case OpLeaseRevoke:
+		dst = binary.AppendUvarint(dst, c.Lease)
+		dst = binary.AppendUvarint(dst, c.IfKeepalive)
+	case OpLeaseCheckpoint:
+		dst = binary.AppendUvarint(dst, uint64(len(c.Checkpoints)))
+		for _, cp := range c.Checkpoints {
+			dst = binary.AppendUvarint(dst, cp.Lease)
+			dst = binary.AppendUvarint(dst, cp.Remaining)
+		}
 	case OpDelete:
 		dst = appendBytes(dst, c.Key)
 		dst = binary.AppendUvarint(dst, c.Cond.IfModIndex)
@@ -238,9 +327,16 @@ func (c *Command) appendBody(dst []byte) []byte {
 		for _, ops := range [][]kv.TxnOp{t.Success, t.Failure} {
 			dst = binary.AppendUvarint(dst, uint64(len(ops)))
 			for _, op := range ops {
-				dst = append(dst, txnOpCode[op.Type])
+				code := txnOpCode[op.Type]
+				if op.Type == kv.TxnPut && op.Lease != 0 {
+					code = txnPutLeaseCode
+				}
+				dst = append(dst, code)
 				dst = appendBytes(dst, op.Key)
 				dst = appendBytes(dst, op.Value)
+				if code == txnPutLeaseCode {
+					dst = binary.AppendUvarint(dst, uint64(op.Lease))
+				}
 			}
 		}
 	}
@@ -256,10 +352,14 @@ func boolByte(b bool) byte {
 
 // Wire codes of the transaction vocabulary. Part of the log format.
 var (
-	targetCode  = map[kv.CompareTarget]byte{kv.TargetValue: 1, kv.TargetModIndex: 2, kv.TargetCreateIndex: 3, kv.TargetVersion: 4, kv.TargetExists: 5}
+	targetCode  = map[kv.CompareTarget]byte{kv.TargetValue: 1, kv.TargetModIndex: 2, kv.TargetCreateIndex: 3, kv.TargetVersion: 4, kv.TargetExists: 5, kv.TargetLock: 6}
 	compareCode = map[kv.CompareOp]byte{kv.OpEqual: 1, kv.OpNotEqual: 2, kv.OpLess: 3, kv.OpGreater: 4}
 	txnOpCode   = map[kv.TxnOpType]byte{kv.TxnPut: 1, kv.TxnDelete: 2, kv.TxnDeletePrefix: 3, kv.TxnGet: 4}
 )
+
+// txnPutLeaseCode is the wire code of a txn put that attaches its key to
+// a lease: the op is followed by the lease id.
+const txnPutLeaseCode = 5
 
 func decodeCode[T comparable](codes map[T]byte, b byte) (T, bool) {
 	for k, v := range codes {
@@ -328,7 +428,7 @@ func (d *decoder) command() (Command, error) {
 	if !c.Op.Valid() {
 		return c, fmt.Errorf("unknown op %d", c.Op)
 	}
-	if flags&^flagsKnown != 0 {
+	if flags&^flagsKnown != 0 || flags&flagLeased != 0 && c.Op != OpPut {
 		return c, fmt.Errorf("%v: unknown flags %#x", c.Op, flags)
 	}
 	c.Cond.IfAbsent = flags&flagIfAbsent != 0
@@ -344,6 +444,37 @@ func (d *decoder) command() (Command, error) {
 		c.Key = d.bytes("key")
 		c.Value = d.bytes("value")
 		c.Cond.IfModIndex = d.uvarint("if_mod_index")
+		if flags&flagLeased != 0 {
+			bits := d.byte("lease section")
+			if d.err == nil && (bits == 0 || bits&^(leaseSectionID|leaseSectionTTL) != 0) {
+				return c, fmt.Errorf("%v: bad lease section %#x", c.Op, bits)
+			}
+			if bits&leaseSectionID != 0 {
+				c.Lease = d.uvarint("lease")
+			}
+			if bits&leaseSectionTTL != 0 {
+				c.TTL = d.uvarint("ttl")
+			}
+			if d.err == nil && (bits&leaseSectionID != 0 && c.Lease == 0 || bits&leaseSectionTTL != 0 && c.TTL == 0) {
+				return c, fmt.Errorf("%v: lease section with a zero field", c.Op)
+			}
+		}
+	case OpLeaseGrant:
+		c.TTL = d.uvarint("ttl")
+	case OpLeaseKeepalive:
+		c.Lease = d.uvarint("lease")
+	case OpLeaseRevoke:
+		c.Lease = d.uvarint("lease")
+		c.IfKeepalive = d.uvarint("if_keepalive")
+	case OpLeaseCheckpoint:
+		n := d.count("checkpoints", maxCheckpoints)
+		for range n {
+			cp := LeaseCheckpoint{Lease: d.uvarint("lease"), Remaining: d.uvarint("remaining")}
+			if d.err != nil {
+				break
+			}
+			c.Checkpoints = append(c.Checkpoints, cp)
+		}
 	case OpDelete:
 		c.Key = d.bytes("key")
 		c.Cond.IfModIndex = d.uvarint("if_mod_index")
@@ -391,8 +522,18 @@ func (d *decoder) txn() *kv.Txn {
 	for _, ops := range []*[]kv.TxnOp{&t.Success, &t.Failure} {
 		n := d.count("ops", kv.MaxTxnOps)
 		for range n {
-			typ, ok := decodeCode(txnOpCode, d.byte("op type"))
+			code := d.byte("op type")
+			typ, ok := decodeCode(txnOpCode, code)
+			if code == txnPutLeaseCode {
+				typ, ok = kv.TxnPut, true
+			}
 			op := kv.TxnOp{Type: typ, Key: d.bytes("op key"), Value: d.bytes("op value")}
+			if code == txnPutLeaseCode {
+				op.Lease = kv.LeaseID(d.uvarint("op lease"))
+				if d.err == nil && op.Lease == 0 {
+					d.err = errors.New("leased txn put with lease 0")
+				}
+			}
 			if d.err != nil {
 				return nil
 			}
@@ -420,6 +561,40 @@ func (d *decoder) count(field string, limit int) int {
 func (c *Command) check() error {
 	if c.Op != OpTxn && c.Txn != nil {
 		return errors.New("takes no transaction")
+	}
+	if c.Op != OpLeaseCheckpoint && len(c.Checkpoints) > 0 {
+		return errors.New("takes no checkpoints")
+	}
+	if c.Op != OpLeaseRevoke && c.IfKeepalive != 0 {
+		return errors.New("takes no keepalive condition")
+	}
+	switch c.Op {
+	case OpPut:
+		if c.Lease != 0 && c.TTL != 0 {
+			return errors.New("takes a lease or a ttl, not both")
+		}
+		if c.TTL > maxTTLMillis {
+			return fmt.Errorf("ttl of %d ms is over the limit", c.TTL)
+		}
+	case OpLeaseGrant:
+		if c.Lease != 0 || c.TTL == 0 || c.TTL > maxTTLMillis {
+			return fmt.Errorf("takes only a ttl from 1 to %d ms", maxTTLMillis)
+		}
+	case OpLeaseKeepalive, OpLeaseRevoke:
+		if c.Lease == 0 || c.TTL != 0 {
+			return errors.New("takes only a lease")
+		}
+	case OpLeaseCheckpoint:
+		if c.Lease != 0 || c.TTL != 0 {
+			return errors.New("takes only checkpoints")
+		}
+	default:
+		if c.Lease != 0 || c.TTL != 0 {
+			return errors.New("takes no lease")
+		}
+	}
+	if c.Op >= OpLeaseGrant && (len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero()) {
+		return errors.New("takes no key, value or condition")
 	}
 	switch c.Op {
 	case OpNoop:
@@ -451,6 +626,7 @@ func (c *Command) check() error {
 		}
 		// The size limit was enforced by the leader; here only the shape.
 		return c.Txn.Validate(math.MaxInt64)
+	case OpLeaseGrant, OpLeaseKeepalive, OpLeaseRevoke, OpLeaseCheckpoint:
 	default: // an op in opTable without a shape here
 		return errors.New("no shape check")
 	}

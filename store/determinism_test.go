@@ -185,15 +185,63 @@ func (g *logGen) txnOps() []kv.TxnOp {
 			ops[i] = kv.TxnOp{Type: kv.TxnGet, Key: g.key()}
 		default:
 			ops[i] = kv.TxnOp{Type: kv.TxnPut, Key: g.key(), Value: g.value()}
+			if g.r.IntN(4) == 0 {
+				ops[i].Lease = kv.LeaseID(g.leaseID())
+			}
 		}
 	}
 	return ops
+}
+
+// leaseID picks a lease id: mostly one granted, now and then one that
+// never was (the sequence starts at 1 and grants are about one command
+// in 36).
+func (g *logGen) leaseID() uint64 {
+	return 1 + g.r.Uint64N(2+g.index()/30)
+}
+
+// leaseCommand returns a lease op, or a put that attaches its key to a
+// lease or grants one; single leaves out revokes (they delete many keys).
+func (g *logGen) leaseCommand(single bool) Command {
+	n := 6
+	if single {
+		n = 5
+	}
+	switch g.r.IntN(n) {
+	case 0:
+		return Command{Op: OpLeaseGrant, TTL: 1 + g.r.Uint64N(60_000)}
+	case 1:
+		return Command{Op: OpLeaseKeepalive, Lease: g.leaseID()}
+	case 2:
+		cps := make([]LeaseCheckpoint, g.r.IntN(4))
+		for i := range cps {
+			cps[i] = LeaseCheckpoint{Lease: g.leaseID(), Remaining: g.r.Uint64N(70_000)}
+		}
+		return Command{Op: OpLeaseCheckpoint, Checkpoints: cps}
+	case 3, 4:
+		key := g.key()
+		c := Command{Op: OpPut, Key: key, Value: g.value(), Cond: g.cond(key)}
+		if g.r.IntN(2) == 0 {
+			c.TTL = 1 + g.r.Uint64N(60_000)
+		} else {
+			c.Lease = g.leaseID()
+		}
+		return c
+	}
+	c := Command{Op: OpLeaseRevoke, Lease: g.leaseID()}
+	if g.r.IntN(2) == 0 {
+		c.IfKeepalive = g.r.Uint64N(g.index())
+	}
+	return c
 }
 
 // command returns a fresh command of any op; single limits it to the ops
 // that touch at most their Key (those group commit may share an entry
 // with others).
 func (g *logGen) command(single bool) Command {
+	if g.r.IntN(6) == 0 {
+		return g.leaseCommand(single)
+	}
 	n := 10
 	if single {
 		n = 8

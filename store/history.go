@@ -55,6 +55,8 @@ type recorder struct {
 	// events of the current entry; out, every entry's with events.
 	events []kv.Event
 	out    []kv.WatchResponse
+	// leases: what the batch's entries recorded of leases (Options.OnLeases).
+	leases []LeaseChange
 }
 
 // begin starts the entry at index.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -51,7 +52,7 @@ func idemExpired(used, index, window uint64) bool {
 // one it was written for (used at or before the limit): a record replaced
 // after its expiry is never deleted by the old record's entry (which
 // applyIdempotent removes anyway when it replaces the record).
-func expireIdem(b buckets, index, window uint64) error {
+func expireIdem(b *buckets, index, window uint64) error {
 	if index <= window {
 		return nil
 	}
@@ -76,7 +77,7 @@ func expireIdem(b buckets, index, window uint64) error {
 
 // forgetIdem deletes the record of key, used at index used, and its
 // idem_exp entry.
-func forgetIdem(b buckets, used uint64, key []byte) error {
+func forgetIdem(b *buckets, used uint64, key []byte) error {
 	if err := b.idem.Delete(key); err != nil {
 		return err
 	}
@@ -146,7 +147,11 @@ func AppendResult(b []byte, r *Result) []byte {
 		b = append(b, boolByte(o.Record != nil))
 		b = appendBytes(b, rec.Value)
 	}
-	return b
+	// The lease fields came later: a record that ends before them (an
+	// idempotency record written before leases) has none.
+	b = binary.AppendUvarint(b, uint64(r.Put.Lease))
+	b = binary.AppendUvarint(b, uint64(r.Lease.ID))
+	return binary.AppendUvarint(b, uint64(r.Lease.TTL/time.Millisecond))
 }
 
 // DecodeResult decodes a result that AppendResult encoded at the start of
@@ -181,6 +186,11 @@ func DecodeResult(b []byte) (*Result, []byte, error) {
 			o.Record = &rec
 		}
 		r.Txn.Results = append(r.Txn.Results, o)
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Put.Lease = kv.LeaseID(d.uvarint("put lease"))
+		r.Lease.ID = kv.LeaseID(d.uvarint("lease"))
+		r.Lease.TTL = time.Duration(d.uvarint("lease ttl")) * time.Millisecond
 	}
 	if d.err != nil {
 		return nil, nil, fmt.Errorf("decode result: %w", d.err)

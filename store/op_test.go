@@ -34,15 +34,23 @@ var opExamples = map[Op]Command{
 		},
 		Failure: []kv.TxnOp{{Type: kv.TxnDeletePrefix, Key: []byte("p/")}},
 	}},
+	OpLeaseGrant:      {Op: OpLeaseGrant, TTL: 10_000},
+	OpLeaseKeepalive:  {Op: OpLeaseKeepalive, Lease: 1},
+	OpLeaseRevoke:     {Op: OpLeaseRevoke, Lease: 1, IfKeepalive: 4},
+	OpLeaseCheckpoint: {Op: OpLeaseCheckpoint, Checkpoints: []LeaseCheckpoint{{Lease: 1, Remaining: 4_000}, {Lease: 9, Remaining: 1}}},
 }
 
 // opFixture is the state the examples run on: keys a, b, p/1, p/2 (at
-// indexes 1-4) and node n1 (at 5).
+// indexes 1-4; p/2 with a TTL, which grants it lease 1) and node n1 (at 5).
 func opFixture(t *testing.T) *Store {
 	t.Helper()
 	s := openTemp(t)
 	for i, k := range []string{"a", "b", "p/1", "p/2"} {
-		applyOne(t, s, uint64(i+1), putCmd(k, "v", kv.Condition{}))
+		c := putCmd(k, "v", kv.Condition{})
+		if k == "p/2" {
+			c.TTL = 10_000
+		}
+		applyOne(t, s, uint64(i+1), c)
 	}
 	applyOne(t, s, 5, Command{Op: OpSetNode, Key: []byte("n1"), Value: []byte("127.0.0.1:8001")})
 	return s
@@ -197,6 +205,10 @@ func TestOpFlags(t *testing.T) {
 		{OpDeletePrefix, "delete_prefix", true, true},
 		{OpSetNode, "set_node", false, false},
 		{OpTxn, "txn", true, true},
+		{OpLeaseGrant, "lease_grant", false, true},
+		{OpLeaseKeepalive, "lease_keepalive", false, true},
+		{OpLeaseRevoke, "lease_revoke", true, true},
+		{OpLeaseCheckpoint, "lease_checkpoint", false, false},
 	}
 	for _, tt := range tests {
 		if !tt.op.Valid() || tt.op.String() != tt.name || tt.op.TouchesMany() != tt.touchesMany || tt.op.Forwardable() != tt.forwardable {

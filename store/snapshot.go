@@ -223,10 +223,15 @@ func (s *Store) swap(tmp string, index uint64) error {
 		s.setErr(err)
 	} else {
 		s.setErr(nil)
+		var leases []LeaseChange
 		_ = db.View(func(tx *bbolt.Tx) error {
 			s.loadHistoryStats(tx)
+			leases = leaseChanges(tx, index)
 			return nil
 		})
+		if s.opts.OnLeases != nil {
+			s.opts.OnLeases(leases, true)
+		}
 		// Watchers behind the restored index read its history.
 		s.hub.reset(index)
 		// Under the lock: ApplyBatch's replay check must never pair the

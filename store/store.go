@@ -50,6 +50,13 @@ type Options struct {
 	// WatchWindow bounds the memory of recent events shared by watchers,
 	// in bytes; zero means DefaultWatchWindow.
 	WatchWindow int
+	// OnLeases, if set, is called after each committed batch that
+	// recorded anything of a lease, with its changes in log order, and
+	// after a Restore with reset true and every lease of the restored
+	// state (each as a change at the restored index). It runs on the
+	// apply path: it must be quick and must not call into the Store's
+	// write path. The node's lease timers follow it.
+	OnLeases func(changes []LeaseChange, reset bool)
 
 	// syncDB, when set, replaces (*bbolt.DB).Sync wherever the store
 	// syncs kv.db: tests of package store make it fail, as fsync does
@@ -353,6 +360,7 @@ func (s *Store) Get(key []byte) (kv.Record, error) {
 		}
 		var err error
 		rec, err = decodeRecord(key, v, true)
+		rec.Lease = leaseOf(tx, key)
 		return err
 	})
 	return rec, err
@@ -381,6 +389,12 @@ func (s *Store) List(opts kv.ListOptions) (kv.ListResult, error) {
 			return err
 		}
 		c := tx.Bucket(bucketKV).Cursor()
+		kl := tx.Bucket(bucketKeyLease)
+		if kl != nil {
+			if k, _ := kl.Cursor().First(); k == nil {
+				kl = nil // no key has a lease: skip the lookups
+			}
+		}
 		k, v := c.Seek(start)
 		if k != nil && len(opts.After) > 0 && bytes.Equal(k, opts.After) {
 			k, v = c.Next()
@@ -393,6 +407,9 @@ func (s *Store) List(opts kv.ListOptions) (kv.ListResult, error) {
 			rec, err := decodeRecord(k, v, !opts.KeysOnly)
 			if err != nil {
 				return err
+			}
+			if kl != nil {
+				rec.Lease = leaseOf(tx, k)
 			}
 			res.Items = append(res.Items, rec)
 		}
