@@ -74,6 +74,14 @@ type Config struct {
 	// kv.ErrTooManyWatchers.
 	MaxWatchers int
 
+	// LeaseCheckpoint is how often the leader records, through raft, the
+	// remaining time of each lease whose time the log has not recorded
+	// for that long (default DefaultLeaseCheckpoint, 2s): a node that
+	// restarts resumes a lease from it. A lease is gone no later than its
+	// TTL plus this interval plus an election timeout after its last
+	// keepalive (docs/leases.md).
+	LeaseCheckpoint time.Duration
+
 	// Logger receives the node's logs; nil discards them. RaftLogLevel is
 	// the lowest raft log level passed on ("info" by default).
 	Logger       *slog.Logger
@@ -155,6 +163,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxWatchers <= 0 {
 		c.MaxWatchers = DefaultMaxWatchers
+	}
+	if c.LeaseCheckpoint <= 0 {
+		c.LeaseCheckpoint = DefaultLeaseCheckpoint
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

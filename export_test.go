@@ -1,6 +1,9 @@
 package raftkv
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // RaftStats returns raft's own statistics of n (last_snapshot_index, ...),
 // for tests in package raftkv_test.
@@ -9,3 +12,9 @@ func RaftStats(n *Node) map[string]string { return n.raft.Raft().Stats() }
 // SetApplyDelay makes the node's state machine stall for d after every
 // applied batch (a test widening a window, such as a rebuild's replay).
 func SetApplyDelay(cfg *Config, d time.Duration) { cfg.applyDelay = d }
+
+// TransferLeadership hands n's leadership to the most caught-up voter
+// (n must lead).
+func TransferLeadership(n *Node) error {
+	return n.raft.TransferLeadership(context.Background(), "")
+}

@@ -24,6 +24,9 @@ type nodeMetrics struct {
 	watchEvents  prometheus.Counter
 	watchEnded   *prometheus.CounterVec
 	watchRefused prometheus.Counter
+
+	leasesExpired    prometheus.Counter
+	leaseCheckpoints prometheus.Counter
 }
 
 // nodeStats is the node state the gauges report, read at scrape time.
@@ -40,6 +43,8 @@ type nodeStats struct {
 	// HistoryEvents, how many events it keeps.
 	HistoryOldest uint64
 	HistoryEvents int64
+	// Leases is how many leases the node keeps timers for.
+	Leases int
 }
 
 // newNodeMetrics registers the node's collectors on reg; stats is called
@@ -72,11 +77,17 @@ func newNodeMetrics(reg prometheus.Registerer, api *httpapi.Metrics, stats func(
 		watchRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "raftkv_watchers_refused_total", Help: "Watches and blocking reads refused at the --max-watchers limit.",
 		}),
+		leasesExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_leases_expired_total", Help: "Leases this node, as leader, expired (a revoke through raft when a lease's timer ran out).",
+		}),
+		leaseCheckpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "raftkv_lease_checkpoints_total", Help: "Remaining times this node, as leader, recorded through raft (one per lease per checkpoint).",
+		}),
 	}
 	for _, reason := range []string{"compacted", "slow"} {
 		m.watchEnded.WithLabelValues(reason)
 	}
-	collectors := []prometheus.Collector{m.applyEntries, m.applyTime, m.forwardBatch, m.watchOpen, m.watchEvents, m.watchEnded, m.watchRefused}
+	collectors := []prometheus.Collector{m.applyEntries, m.applyTime, m.forwardBatch, m.watchOpen, m.watchEvents, m.watchEnded, m.watchRefused, m.leasesExpired, m.leaseCheckpoints}
 	gauge := func(name, help string, f func(nodeStats) float64) {
 		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return f(stats()) }))
@@ -92,6 +103,7 @@ func newNodeMetrics(reg prometheus.Registerer, api *httpapi.Metrics, stats func(
 	})
 	gauge("raftkv_db_size_bytes", "Size of the state machine's bbolt file.", func(s nodeStats) float64 { return float64(s.DBSizeBytes) })
 	gauge("raftkv_watch_history_events", "Events kept in the change history.", func(s nodeStats) float64 { return float64(s.HistoryEvents) })
+	gauge("raftkv_leases", "Leases this node keeps timers for (every lease the state machine holds).", func(s nodeStats) float64 { return float64(s.Leases) })
 	gauge("raftkv_watch_history_oldest_index", "Oldest raft index whose events the change history keeps.", func(s nodeStats) float64 { return float64(s.HistoryOldest) })
 	for _, state := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
 		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -140,5 +152,6 @@ func (n *Node) stats() nodeStats {
 		AppliedIndex:  s.AppliedIndex,
 		LastContact:   s.LastContact,
 		DBSizeBytes:   n.store.FileSize(),
+		Leases:        n.leases.count(),
 	}
 }

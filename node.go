@@ -52,9 +52,11 @@ type Node struct {
 	httpSrv *http.Server
 	apiAddr string // advertised HTTP host:port, "" when not serving
 
-	stop      context.CancelFunc // stops background work
-	life      context.Context    // ends with stop: watches end
-	watchers  watchers
+	stop     context.CancelFunc // stops background work
+	life     context.Context    // ends with stop: watches end
+	watchers watchers
+	// leases are this node's lease timers (leases.go).
+	leases    leaseTimers
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -98,9 +100,14 @@ func Open(cfg Config) (n *Node, err error) {
 		ObserveBatch: n.observeApply(metrics.observeApplyBatch),
 		WatchHistory: uint64(max(cfg.WatchHistory, 0)),
 		WatchWindow:  cfg.WatchWindow,
+		OnLeases:     n.leases.onLeases,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
+	}
+	// Before raft replays the log onto it.
+	if err := n.seedLeases(); err != nil {
+		return nil, err
 	}
 	raftAddr, remembered, err := raftBindAddr(cfg.DataDir, cfg.RaftAddr)
 	if err != nil {
@@ -168,10 +175,14 @@ func Open(cfg Config) (n *Node, err error) {
 	} else if cfg.HTTPAdvertise != "" {
 		n.apiAddr = cfg.HTTPAdvertise
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		n.formCluster(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.runLeases(ctx)
 	}()
 	go func() {
 		defer n.wg.Done()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/forward"
@@ -123,6 +124,17 @@ func (n *Node) txn(ctx context.Context, t kv.Txn, opts kv.WriteOptions) (kv.TxnR
 	if err := noCondition(opts, "a transaction"); err != nil {
 		return kv.TxnResult{}, err
 	}
+	if err := noLease(opts, "a transaction (its put ops take one each)"); err != nil {
+		return kv.TxnResult{}, err
+	}
+	if !opts.Fence.IsZero() {
+		if err := opts.Fence.Validate(); err != nil {
+			return kv.TxnResult{}, err
+		}
+		// The fence is one more compare: a fenced transaction whose lock
+		// is lost runs its failure ops, as for any compare that fails.
+		t.Compare = append(slices.Clip(t.Compare), opts.Fence.Compare())
+	}
 	if err := t.Validate(n.cfg.MaxValueSize); err != nil {
 		return kv.TxnResult{}, err
 	}
@@ -137,16 +149,96 @@ func (n *Node) put(ctx context.Context, key, value []byte, opts kv.WriteOptions)
 	if err := n.validateWrite(key, value); err != nil {
 		return kv.PutResult{}, err
 	}
-	res, err := n.apply(ctx, &store.Command{Op: store.OpPut, Key: key, Value: value, Cond: opts.Condition}, opts)
+	if err := n.validateLease(opts); err != nil {
+		return kv.PutResult{}, err
+	}
+	if !opts.Fence.IsZero() {
+		if opts.TTL != 0 {
+			return kv.PutResult{}, fmt.Errorf("%w: a fenced put takes a lease, not a ttl", kv.ErrBadRequest)
+		}
+		res, err := n.fenced(ctx, key, kv.TxnOp{Type: kv.TxnPut, Key: key, Value: value, Lease: opts.Lease}, opts)
+		if err != nil {
+			return kv.PutResult{}, err
+		}
+		put := res.Results[0].Put
+		put.Lease = opts.Lease
+		return put, nil
+	}
+	res, err := n.apply(ctx, &store.Command{Op: store.OpPut, Key: key, Value: value, Cond: opts.Condition, Lease: uint64(opts.Lease), TTL: ttlMillis(opts.TTL)}, opts)
 	if err != nil {
 		return kv.PutResult{}, err
 	}
 	return res.Put, nil
 }
 
+// validateLease checks a put's lease options: a lease or a TTL, not both,
+// and a TTL within this node's bounds.
+func (n *Node) validateLease(opts kv.WriteOptions) error {
+	switch {
+	case opts.Lease != 0 && opts.TTL != 0:
+		return fmt.Errorf("%w: a put takes a lease or a ttl, not both", kv.ErrBadRequest)
+	case opts.TTL != 0:
+		return kv.ValidateTTL(opts.TTL, n.minLeaseTTL())
+	}
+	return nil
+}
+
+// noLease refuses lease options on a write that attaches no key.
+func noLease(opts kv.WriteOptions, what string) error {
+	if opts.Lease != 0 || opts.TTL != 0 {
+		return fmt.Errorf("%w: %s takes no lease or ttl", kv.ErrBadRequest, what)
+	}
+	return nil
+}
+
+// fenced applies op as a transaction guarded by opts.Fence and by the
+// key's condition, if any; when they do not all hold it fails with a
+// *kv.PreconditionError that names the key's current mod_index.
+func (n *Node) fenced(ctx context.Context, key []byte, op kv.TxnOp, opts kv.WriteOptions) (kv.TxnResult, error) {
+	if err := opts.Fence.Validate(); err != nil {
+		return kv.TxnResult{}, err
+	}
+	t := kv.Txn{
+		Compare: []kv.Compare{opts.Fence.Compare()},
+		Success: []kv.TxnOp{op},
+		Failure: []kv.TxnOp{{Type: kv.TxnGet, Key: key}},
+	}
+	if c := opts.Condition; c.IfAbsent {
+		t.Compare = append(t.Compare, kv.Compare{Key: key, Target: kv.TargetExists, Op: kv.OpEqual, Exists: false})
+	}
+	if c := opts.Condition; c.IfModIndex != 0 {
+		t.Compare = append(t.Compare, kv.Compare{Key: key, Target: kv.TargetModIndex, Op: kv.OpEqual, Number: c.IfModIndex})
+	}
+	if err := t.Validate(n.cfg.MaxValueSize); err != nil {
+		return kv.TxnResult{}, err
+	}
+	res, err := n.apply(ctx, &store.Command{Op: store.OpTxn, Txn: &t}, opts)
+	if err != nil {
+		return kv.TxnResult{}, err
+	}
+	if !res.Txn.Succeeded {
+		pe := &kv.PreconditionError{}
+		if rs := res.Txn.Results; len(rs) == 1 && rs[0].Record != nil {
+			pe.CurrentModIndex = rs[0].Record.ModIndex
+		}
+		return kv.TxnResult{}, pe
+	}
+	return res.Txn, nil
+}
+
 func (n *Node) delete(ctx context.Context, key []byte, opts kv.WriteOptions) (kv.DeleteResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.DeleteResult{}, err
+	}
+	if err := noLease(opts, "a delete"); err != nil {
+		return kv.DeleteResult{}, err
+	}
+	if !opts.Fence.IsZero() {
+		res, err := n.fenced(ctx, key, kv.TxnOp{Type: kv.TxnDelete, Key: key}, opts)
+		if err != nil {
+			return kv.DeleteResult{}, err
+		}
+		return kv.DeleteResult{Deleted: res.Results[0].Deleted, Index: res.Index}, nil
 	}
 	res, err := n.apply(ctx, &store.Command{Op: store.OpDelete, Key: key, Cond: opts.Condition}, opts)
 	if err != nil {
@@ -158,6 +250,12 @@ func (n *Node) delete(ctx context.Context, key []byte, opts kv.WriteOptions) (kv
 func (n *Node) deletePrefix(ctx context.Context, prefix []byte, opts kv.WriteOptions) (kv.DeleteResult, error) {
 	if err := noCondition(opts, "a prefix delete"); err != nil {
 		return kv.DeleteResult{}, err
+	}
+	if err := noLease(opts, "a prefix delete"); err != nil {
+		return kv.DeleteResult{}, err
+	}
+	if !opts.Fence.IsZero() {
+		return kv.DeleteResult{}, fmt.Errorf("%w: a prefix delete takes no fence (use a transaction)", kv.ErrBadRequest)
 	}
 	if len(prefix) > kv.MaxKeySize {
 		return kv.DeleteResult{}, kv.ValidateKey(prefix)
@@ -300,7 +398,14 @@ func (n *Node) validateForwarded(cmd *store.Command) error {
 	// without a case here is refused rather than let through unchecked.
 	switch cmd.Op {
 	case store.OpPut:
-		return n.validateWrite(cmd.Key, cmd.Value)
+		if err := n.validateWrite(cmd.Key, cmd.Value); err != nil {
+			return err
+		}
+		return n.validateLease(kv.WriteOptions{Lease: kv.LeaseID(cmd.Lease), TTL: time.Duration(cmd.TTL) * time.Millisecond})
+	case store.OpLeaseGrant:
+		return kv.ValidateTTL(time.Duration(cmd.TTL)*time.Millisecond, n.minLeaseTTL())
+	case store.OpLeaseKeepalive, store.OpLeaseRevoke:
+		return nil // the decoder checked the id; the state machine finds it or not
 	case store.OpDelete:
 		return kv.ValidateKey(cmd.Key)
 	case store.OpDeletePrefix:

@@ -90,7 +90,8 @@ func entryOutcomes(f raft.ApplyFuture, n int) []writeq.Outcome[*store.Result] {
 // commandOutcome turns a command's Result into what Apply returns.
 func commandOutcome(res *store.Result) (*store.Result, error) {
 	switch {
-	case res.Err == nil, errors.Is(res.Err, kv.ErrPreconditionFailed), errors.Is(res.Err, kv.ErrIdempotencyKeyReused):
+	case res.Err == nil, errors.Is(res.Err, kv.ErrPreconditionFailed), errors.Is(res.Err, kv.ErrIdempotencyKeyReused),
+		errors.Is(res.Err, kv.ErrLeaseNotFound):
 		return res, nil // the command's own outcome, the same on every node
 	case errors.Is(res.Err, store.ErrBadCommand):
 		// Deterministic: every node skipped it. Nothing was applied.

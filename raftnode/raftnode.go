@@ -155,12 +155,14 @@ func parseLevel(s string) (hclog.Level, error) {
 
 // Node is a running raft member whose state machine is a *store.Store.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	raft  *raft.Raft
-	fsm   *store.Store
-	trans *raft.NetworkTransport
-	logs  *raftboltdb.BoltStore
+	cfg Config
+	// electionTimeout is raft's, after defaults.
+	electionTimeout time.Duration
+	log             *slog.Logger
+	raft            *raft.Raft
+	fsm             *store.Store
+	trans           *raft.NetworkTransport
+	logs            *raftboltdb.BoltStore
 
 	// readyTerm is the term in which this node, as leader, has seen its own
 	// first entry applied: only then are the entries committed by earlier
@@ -283,6 +285,7 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
+	n.electionTimeout = rc.ElectionTimeout
 	n.raft, err = raft.NewRaft(rc, fsm, cache, logs, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: start raft: %w", err)
@@ -361,6 +364,10 @@ func (n *Node) ID() string { return n.cfg.ID }
 
 // Raft exposes the underlying raft instance for tests and diagnostics.
 func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// ElectionTimeout is the election timeout raft runs with (Config's, or
+// raft's default).
+func (n *Node) ElectionTimeout() time.Duration { return n.electionTimeout }
 
 // IsLeader reports whether this node believes it is the leader. Only a
 // ReadIndex round proves it.

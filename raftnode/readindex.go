@@ -68,6 +68,13 @@ func (n *Node) setReady(term uint64) {
 	n.readyMu.Unlock()
 }
 
+// LeaderReady reports whether this node leads and has applied an entry of
+// its current term: its state machine then holds every entry committed
+// by earlier leaders (what a leader's timers must see before they act).
+func (n *Node) LeaderReady() bool {
+	return n.raft.State() == raft.Leader && n.readyTerm.Load() == n.raft.CurrentTerm()
+}
+
 // waitReady waits until this node is a leader that has applied an entry of
 // its current term. It returns kv.ErrNotLeader as soon as the node is not
 // the leader.

@@ -2,8 +2,10 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -341,4 +343,30 @@ func leaseChanges(tx *bbolt.Tx, index uint64) []LeaseChange {
 		return nil
 	})
 	return out
+}
+
+// Queue returns every record under prefix (a lock's or an election's
+// queue) with its value and lease, ordered by create_index (oldest
+// first), and the applied index it reflects, read in one transaction.
+func (s *Store) Queue(prefix []byte) ([]kv.Record, uint64, error) {
+	var out []kv.Record
+	var index uint64
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		if index, _, err = readMeta(tx); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketKV).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rec, err := decodeRecord(k, v, true)
+			if err != nil {
+				return err
+			}
+			rec.Lease = leaseOf(tx, k)
+			out = append(out, rec)
+		}
+		return nil
+	})
+	slices.SortFunc(out, func(a, b kv.Record) int { return cmp.Compare(a.CreateIndex, b.CreateIndex) })
+	return out, index, err
 }
