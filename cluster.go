@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -278,4 +279,49 @@ func (b backend) Digest(context.Context) (kv.DigestInfo, error) { return b.n.Dig
 
 func (b backend) ApplyForwarded(ctx context.Context, body []byte) ([]byte, error) {
 	return b.n.applyForwarded(ctx, body)
+}
+
+// Leases, locks and elections: the Node's own methods, which take the
+// writes to the leader.
+
+func (b backend) Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error) {
+	return b.n.Grant(ctx, ttl)
+}
+
+func (b backend) KeepAliveOnce(ctx context.Context, id kv.LeaseID) (kv.Lease, error) {
+	return b.n.KeepAliveOnce(ctx, id)
+}
+
+func (b backend) Revoke(ctx context.Context, id kv.LeaseID) (kv.RevokeResult, error) {
+	return b.n.Revoke(ctx, id)
+}
+
+func (b backend) LeaseInfo(ctx context.Context, id kv.LeaseID) (kv.Lease, error) {
+	return b.n.LeaseInfo(ctx, id)
+}
+
+func (b backend) Leases(ctx context.Context) ([]kv.Lease, error) { return b.n.Leases(ctx) }
+
+func (b backend) Lock(ctx context.Context, name string, opts kv.LockOptions) (kv.Hold, error) {
+	return b.n.Lock(ctx, name, opts)
+}
+
+func (b backend) Unlock(ctx context.Context, name string, token uint64) (uint64, error) {
+	return b.n.Unlock(ctx, name, token)
+}
+
+func (b backend) Campaign(ctx context.Context, name string, value []byte, opts kv.LockOptions) (kv.Hold, error) {
+	return b.n.Campaign(ctx, name, value, opts)
+}
+
+func (b backend) Resign(ctx context.Context, name string, token uint64) (uint64, error) {
+	return b.n.Resign(ctx, name, token)
+}
+
+func (b backend) ElectionLeader(ctx context.Context, name string) (kv.Hold, error) {
+	return b.n.ElectionLeader(ctx, name)
+}
+
+func (b backend) ObserveElection(ctx context.Context, name string) iter.Seq2[kv.Hold, error] {
+	return b.n.ObserveElection(ctx, name)
 }

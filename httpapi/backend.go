@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"iter"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
@@ -80,6 +81,48 @@ type Backend interface {
 	// It fails as a whole, having applied nothing, with kv.ErrNotLeader on
 	// a follower or kv.ErrBadRequest for a malformed batch.
 	ApplyForwarded(ctx context.Context, body []byte) ([]byte, error)
+
+	// Leases (lease.go). The writes among them (Grant, KeepAliveOnce,
+	// Revoke) reach the leader like Put; LeaseInfo and Leases answer as
+	// the leader sees the lease (its remaining time). An unknown, revoked
+	// or expired id is kv.ErrLeaseNotFound; a TTL out of its bounds is
+	// kv.ErrBadRequest, stating the bound.
+
+	// Grant creates a lease of ttl: {ID, TTL, Index}.
+	Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error)
+	// KeepAliveOnce restarts the lease's TTL: {ID, TTL, Index}.
+	KeepAliveOnce(ctx context.Context, id kv.LeaseID) (kv.Lease, error)
+	// Revoke ends the lease and deletes every key attached to it, in one
+	// raft entry.
+	Revoke(ctx context.Context, id kv.LeaseID) (kv.RevokeResult, error)
+	// LeaseInfo describes a lease: TTL, Remaining, Keys, Index.
+	LeaseInfo(ctx context.Context, id kv.LeaseID) (kv.Lease, error)
+	// Leases lists the leases: ID, TTL, Remaining, Index each.
+	Leases(ctx context.Context) ([]kv.Lease, error)
+
+	// Locks and elections (lock.go). Lock and Campaign block until the
+	// name is held, as long as ctx lasts and at most opts.Wait when it is
+	// positive (then kv.ErrTimeout, the waiter's key removed). Unlock and
+	// Resign delete the holder's key if token holds the name (returning
+	// the index of the entry), else fail with a *kv.PreconditionError.
+
+	// Lock acquires the lock name on the lease opts name (or on one of
+	// opts.TTL it grants).
+	Lock(ctx context.Context, name string, opts kv.LockOptions) (kv.Hold, error)
+	// Unlock releases the lock name held with token.
+	Unlock(ctx context.Context, name string, token uint64) (uint64, error)
+	// Campaign makes this caller the leader of election name with value.
+	Campaign(ctx context.Context, name string, value []byte, opts kv.LockOptions) (kv.Hold, error)
+	// Resign gives up the leadership of election name held with token.
+	Resign(ctx context.Context, name string, token uint64) (uint64, error)
+	// ElectionLeader is the election's leader now, or
+	// kv.ErrNoElectionLeader.
+	ElectionLeader(ctx context.Context, name string) (kv.Hold, error)
+	// ObserveElection yields the election's leader at once (a zero Hold,
+	// Token 0, when there is none), then each change of leader, until ctx
+	// ends (it then stops, with or without ctx's error) or it fails with an
+	// error it yields last.
+	ObserveElection(ctx context.Context, name string) iter.Seq2[kv.Hold, error]
 }
 
 // Watcher is an open watch (Backend.Watch).

@@ -44,6 +44,17 @@
 // a read with kv.ReadOptions.WaitIndex: its ?wait bounds the wait for a
 // change, and the request that wait plus the bound of a read.
 //
+// Leases, locks and elections (lease.go, lock.go) are answered like
+// writes, by the node that receives them: the Backend takes them to the
+// leader. A lock or a campaign blocks under the request's context, bounded
+// by its ?wait (kv.LockOptions.Wait: then 504 timeout); the client going
+// away ends the wait. An election's observe stream is framed and flushed
+// like a watch (the same writer, watchStream), and like a watch it reads
+// its first line (the current leader) before the status is written, so an
+// observation that cannot start is an ordinary error answer. A put's
+// ?lease or ?ttl and a write's ?lock&token become kv.WriteOptions Lease,
+// TTL and Fence, checked by the state machine in the write's own entry.
+//
 // Metrics holds the HTTP request metrics only; the node registers its own
 // (raft, the state machine, write batches) on the same registry.
 //

@@ -12,7 +12,7 @@ import (
 // statusOf is the one place an error becomes an HTTP status.
 func statusOf(err error) int {
 	switch kv.Code(err) {
-	case "not_found":
+	case "not_found", "lease_not_found", "no_election_leader":
 		return http.StatusNotFound
 	case "invalid_key", "bad_request":
 		return http.StatusBadRequest

@@ -33,6 +33,9 @@ func TestStatusOf(t *testing.T) {
 		{kv.ErrCompacted, 410},
 		{&kv.CompactedError{FromIndex: 1, OldestIndex: 5, CurrentIndex: 9}, 410},
 		{kv.ErrTooManyWatchers, 503},
+		{kv.ErrLeaseNotFound, 404},
+		{fmt.Errorf("keepalive 7: %w", kv.ErrLeaseNotFound), 404},
+		{kv.ErrNoElectionLeader, 404},
 		{fmt.Errorf("%w: %w", kv.ErrOutcomeUnknown, kv.ErrClosed), 504},
 		{errors.New("disk on fire"), 500},
 	}

@@ -27,7 +27,9 @@ import (
 // skipped). Whatever comes in, the handler must not panic, must answer 5xx
 // only with 503/504 of leadership or time, must give every error a JSON
 // body with a code, and must stamp X-Raft-Node; a watch that opens must
-// stream whole lines of its framing (checkWatchStream).
+// stream whole lines of its framing (checkWatchStream), and so must an
+// election's observe stream (checkObserveStream). The lease, lock and
+// election routes are among the seeds.
 func FuzzHandler(f *testing.F) {
 	seeds := []struct {
 		method, path, query, headers string
@@ -86,6 +88,39 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/v1/watch/a", "", "Accept: text/event-stream\nLast-Event-ID: 3", ""},
 		{"GET", "/v1/watch/a", "prefix", "Accept: text/event-stream;q=0.5, application/x-ndjson\nLast-Event-ID: x", ""},
 		{"POST", "/v1/watch/a", "", "", "x"},
+		// Leases, TTL keys, fenced writes, locks, elections.
+		{"POST", "/v1/lease", "", "", `{"ttl":"10s"}`},
+		{"POST", "/v1/lease", "", "", `{"ttl":3}`},
+		{"POST", "/v1/lease", "", "", `{"ttl":"-1s"}`},
+		{"POST", "/v1/lease", "", "", `{"ttl":"1ms"}`},
+		{"POST", "/v1/lease", "", "", `{}`},
+		{"GET", "/v1/lease", "", "", ""},
+		{"GET", "/v1/lease/1", "", "", ""},
+		{"POST", "/v1/lease/1/keepalive", "", "", ""},
+		{"POST", "/v1/lease/abc/keepalive", "", "", ""},
+		{"DELETE", "/v1/lease/1", "", "", ""},
+		{"DELETE", "/v1/lease/0", "", "", ""},
+		{"PUT", "/v1/lease/1", "", "", ""},
+		{"PUT", "/v1/kv/svc/a", "ttl=10s", "", "v"},
+		{"PUT", "/v1/kv/svc/a", "lease=1", "", "v"},
+		{"PUT", "/v1/kv/svc/a", "lease=1&ttl=10s", "", "v"},
+		{"PUT", "/v1/kv/svc/a", "lock=jobs&token=1", "", "v"},
+		{"DELETE", "/v1/kv/svc/a", "lock=jobs&token=1", "", ""},
+		{"DELETE", "/v1/kv/svc/", "prefix&lock=jobs&token=1", "", ""},
+		{"POST", "/v1/txn", "", "", `{"compare":[{"key":"jobs","target":"lock","op":"=","value":1}],"success":[{"op":"put","key":"a","value":"v","lease":"1"}]}`},
+		{"POST", "/v1/lock/jobs", "wait=100ms", "", `{"ttl":"10s"}`},
+		{"POST", "/v1/lock/jobs", "", "", `{"lease":"1"}`},
+		{"POST", "/v1/lock/", "", "", `{"ttl":"10s","lease":"1"}`},
+		{"POST", "/v1/lock/a%2Fb", "", "", `{"ttl":"10s"}`},
+		{"DELETE", "/v1/lock/jobs", "token=1", "", ""},
+		{"DELETE", "/v1/lock/jobs", "", "", ""},
+		{"POST", "/v1/election/sched", "wait=100ms", "", `{"value":"n1","ttl":"10s"}`},
+		{"POST", "/v1/election/sched", "", "", `{"value_base64":"AP8=","lease":"1"}`},
+		{"DELETE", "/v1/election/sched", "token=1", "", ""},
+		{"GET", "/v1/election/sched", "", "", ""},
+		{"GET", "/v1/election/sched", "observe", "", ""},
+		{"GET", "/v1/election/sched", "observe", "Accept: text/event-stream", ""},
+		{"GET", "/v1/election/", "observe=1", "", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, s.headers, []byte(s.body))
@@ -114,8 +149,11 @@ func FuzzHandler(f *testing.F) {
 		// A watch and a blocking read last until their context ends: give
 		// them less time, so that the fuzzer gets on.
 		bound := 2 * time.Second
-		if isWatch(req) || req.URL.Query().Has("wait_index") {
+		if isWatch(req) || isObserve(req) || req.URL.Query().Has("wait_index") {
 			bound = 200 * time.Millisecond
+		}
+		if isHoldPost(req) {
+			bound = 500 * time.Millisecond // a lock or a campaign blocks while the name is held
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
@@ -128,6 +166,76 @@ func FuzzHandler(f *testing.F) {
 
 // isWatch reports whether r is on the watch route.
 func isWatch(r *http.Request) bool { return strings.HasPrefix(r.URL.EscapedPath(), "/v1/watch/") }
+
+// isObserve reports whether r may be an election's observe stream.
+func isObserve(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.EscapedPath(), "/v1/election/") && r.URL.Query().Has("observe")
+}
+
+// isHoldPost reports whether r may wait for a lock or an election.
+func isHoldPost(r *http.Request) bool {
+	p := r.URL.EscapedPath()
+	return r.Method == http.MethodPost && (strings.HasPrefix(p, "/v1/lock/") || strings.HasPrefix(p, "/v1/election/"))
+}
+
+// checkObserveStream checks the body of an election's observe stream
+// that opened: every NDJSON line (SSE event data) one whole
+// kv.ElectionLineJSON with an index, or an error with a code.
+func checkObserveStream(t *testing.T, what string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	body := rec.Body.String()
+	if body != "" && !strings.HasSuffix(body, "\n") {
+		t.Fatalf("%s: stream does not end with a whole line: %q", what, body)
+	}
+	checkLine := func(data string) {
+		var line struct {
+			kv.ElectionLineJSON
+			Error *kv.ErrorBody `json:"error"`
+		}
+		dec := json.NewDecoder(strings.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&line); err != nil || dec.More() {
+			t.Fatalf("%s: line %q is not one election line: %v", what, data, err)
+		}
+		if line.Error != nil {
+			if line.Error.Code == "" {
+				t.Fatalf("%s: error line without a code: %q", what, data)
+			}
+			return
+		}
+		if line.Index == 0 {
+			t.Fatalf("%s: line %q without an index", what, data)
+		}
+		if line.Leader != nil {
+			if _, err := line.Leader.Hold(); err != nil || line.Leader.Token == 0 {
+				t.Fatalf("%s: line %q: leader does not decode: %v", what, data, err)
+			}
+		}
+	}
+	switch ct := rec.Header().Get("Content-Type"); ct {
+	case "application/x-ndjson":
+		for l := range strings.Lines(body) {
+			checkLine(strings.TrimSuffix(l, "\n"))
+		}
+	case "text/event-stream":
+		for ev := range strings.SplitSeq(strings.TrimSuffix(body, "\n\n"), "\n\n") {
+			if ev == "" {
+				continue
+			}
+			if data, ok := strings.CutPrefix(ev, "event: error\ndata: "); ok {
+				checkLine(data)
+				continue
+			}
+			_, data, ok := strings.Cut(ev, "\ndata: ")
+			if !ok || !strings.HasPrefix(ev, "id: ") {
+				t.Fatalf("%s: malformed event %q", what, ev)
+			}
+			checkLine(data)
+		}
+	default:
+		t.Fatalf("%s: observe stream with Content-Type %q", what, ct)
+	}
+}
 
 // checkWatchStream checks the body of a watch that opened: every NDJSON
 // line one whole JSON object, a response that decodes or an error with a
@@ -264,6 +372,10 @@ func checkResponse(t *testing.T, req *http.Request, rec *httptest.ResponseRecord
 	}
 	if rec.Code == http.StatusOK && isWatch(req) {
 		checkWatchStream(t, what, rec)
+		return
+	}
+	if rec.Code == http.StatusOK && isObserve(req) && rec.Header().Get("Content-Type") != "application/json" {
+		checkObserveStream(t, what, rec)
 		return
 	}
 	if rec.Code < 400 {

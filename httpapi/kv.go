@@ -13,7 +13,9 @@ import (
 )
 
 // The key-value routes: GET, PUT and DELETE on /v1/kv/{key}, and
-// POST /v1/txn. A write is answered here on any node: the Backend takes it
+// POST /v1/txn. A put may attach its key to a lease (?lease, or ?ttl for a
+// lease of its own); a put or delete may require a lock's fencing token
+// (?lock&token), checked by the state machine in the write's entry. A write is answered here on any node: the Backend takes it
 // to the leader (see Backend); only ?redirect sends the client there.
 
 func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +89,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p params, ro kv.R
 }
 
 func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
-	kw, err := parseKeyWrite(r, "redirect", "wait")
+	kw, err := parseKeyWrite(r, "redirect", "wait", "lease", "ttl", "lock", "token")
 	if err != nil {
 		writeError(w, err)
 		return
@@ -103,7 +105,7 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.b.Put(r.Context(), kw.key, body, kw.opts)
-	out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version}
+	out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version, Lease: res.Lease}
 	out.Key, out.KeyBase64 = kv.EncodeBytes(res.Key)
 	if err == nil {
 		w.Header().Set("ETag", etag(res.ModIndex))
@@ -112,7 +114,7 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
-	kw, err := parseKeyWrite(r, "prefix", "redirect", "wait")
+	kw, err := parseKeyWrite(r, "prefix", "redirect", "wait", "lock", "token")
 	if err != nil {
 		writeError(w, err)
 		return

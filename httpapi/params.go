@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -295,7 +297,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 type keyWrite struct {
 	p        params
 	key      []byte
-	opts     kv.WriteOptions // condition and idempotency key
+	opts     kv.WriteOptions // condition, idempotency key, fence, lease or TTL
 	isPrefix bool
 	wait     time.Duration // ?wait: bounds the whole write; 0 for none
 }
@@ -320,6 +322,17 @@ func parseKeyWrite(r *http.Request, allowed ...string) (keyWrite, error) {
 	if kw.isPrefix && !kw.opts.Condition.IsZero() {
 		return kw, fmt.Errorf("%w: conditions apply to one key, not to ?prefix", kv.ErrBadRequest)
 	}
+	// ?lock and ?token, ?lease and ?ttl: only where allowed names them
+	// (queryOf refused them otherwise).
+	if kw.opts.Fence, err = kw.p.fence(); err != nil {
+		return kw, err
+	}
+	if kw.isPrefix && !kw.opts.Fence.IsZero() {
+		return kw, fmt.Errorf("%w: \"lock\" guards a put or delete of one key, not ?prefix", kv.ErrBadRequest)
+	}
+	if kw.opts.Lease, kw.opts.TTL, err = kw.p.lease(); err != nil {
+		return kw, err
+	}
 	if kw.wait, err = kw.p.wait(); err != nil {
 		return kw, err
 	}
@@ -342,4 +355,136 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, fmt.Errorf("%w: reading body: %w", kv.ErrBadRequest, err)
 	}
 	return body, nil
+}
+
+// The parsers of leases, locks and elections (lease.go, lock.go, and the
+// ?lease, ?ttl, ?lock and ?token of the kv routes).
+
+// leaseBodyLimit bounds the JSON bodies of the lease and lock routes
+// (a TTL, a lease id).
+const leaseBodyLimit = 4 << 10
+
+// leaseIDOf reads the {id} of a lease route.
+func leaseIDOf(r *http.Request) (kv.LeaseID, error) {
+	return kv.ParseLeaseID(r.PathValue("id"))
+}
+
+// checkTTL checks what the handler can of a TTL: positive, at most
+// kv.MaxLeaseTTL, whole milliseconds. The lower bound (twice the election
+// timeout) is the node's to check.
+func checkTTL(ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("%w: ttl must be a positive duration such as \"10s\" (at most %s), not %s", kv.ErrBadRequest, kv.MaxLeaseTTL, ttl)
+	}
+	return kv.ValidateTTL(ttl, 0)
+}
+
+// lockNameOf reads and checks the {name} of a lock or election route.
+func lockNameOf(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if err := kv.ValidateLockName(name); err != nil {
+		return "", fmt.Errorf("lock or election name: %w", err)
+	}
+	return name, nil
+}
+
+// token reads a fencing token (?token=T): a positive whole number;
+// required.
+func (p params) token() (uint64, error) {
+	if !p.Has("token") {
+		return 0, fmt.Errorf("%w: parameter \"token\" (the fencing token the lock or election answered) is required", kv.ErrBadRequest)
+	}
+	t, err := strconv.ParseUint(p.Get("token"), 10, 64)
+	if err != nil || t == 0 {
+		return 0, fmt.Errorf("%w: parameter \"token\" must be a positive whole number, not %q", kv.ErrBadRequest, p.Get("token"))
+	}
+	return t, nil
+}
+
+// fence reads a write's ?lock=NAME&token=T: both or neither.
+func (p params) fence() (kv.Fence, error) {
+	if !p.Has("lock") && !p.Has("token") {
+		return kv.Fence{}, nil
+	}
+	if !p.Has("lock") {
+		return kv.Fence{}, fmt.Errorf("%w: parameter \"token\" needs \"lock\", the lock's name", kv.ErrBadRequest)
+	}
+	t, err := p.token()
+	if err != nil {
+		return kv.Fence{}, err
+	}
+	f := kv.Fence{Lock: p.Get("lock"), Token: t}
+	if err := f.Validate(); err != nil {
+		return kv.Fence{}, fmt.Errorf("parameter \"lock\": %w", err)
+	}
+	return f, nil
+}
+
+// lease reads a put's ?lease=ID or ?ttl=D (not both).
+func (p params) lease() (kv.LeaseID, time.Duration, error) {
+	if p.Has("lease") && p.Has("ttl") {
+		return 0, 0, fmt.Errorf("%w: a put takes \"lease\" (an existing lease) or \"ttl\" (a new one), not both", kv.ErrBadRequest)
+	}
+	if p.Has("lease") {
+		id, err := kv.ParseLeaseID(p.Get("lease"))
+		if err != nil {
+			return 0, 0, fmt.Errorf("parameter \"lease\": %w", err)
+		}
+		return id, 0, nil
+	}
+	if p.Has("ttl") {
+		ttl, err := kv.ParseTTL(p.Get("ttl"))
+		if err == nil {
+			err = checkTTL(ttl)
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("parameter \"ttl\": %w", err)
+		}
+		return 0, ttl, nil
+	}
+	return 0, 0, nil
+}
+
+// decodeJSON decodes body, one JSON object, into a T: unknown fields and
+// trailing data are refused (kv.ErrBadRequest); what names the body in the
+// message.
+func decodeJSON[T any](body []byte, what string) (T, error) {
+	var v T
+	if len(bytes.TrimSpace(body)) == 0 {
+		return v, fmt.Errorf("%w: %s body is empty: it is a JSON object", kv.ErrBadRequest, what)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, fmt.Errorf("%w: %s body: %w", kv.ErrBadRequest, what, err)
+	}
+	if dec.More() {
+		return v, fmt.Errorf("%w: %s body: trailing data", kv.ErrBadRequest, what)
+	}
+	return v, nil
+}
+
+// leaseOn is the part of a lock's or a candidate's body that says which
+// lease it hangs on: {"ttl":"10s"} or {"lease":"7"}.
+type leaseOn struct {
+	TTL   *kv.Duration `json:"ttl"`
+	Lease *kv.LeaseID  `json:"lease"`
+}
+
+// lockOptions checks the lease part of a body and adds wait.
+func (l leaseOn) lockOptions(wait time.Duration) (kv.LockOptions, error) {
+	o := kv.LockOptions{Wait: wait}
+	if l.Lease != nil {
+		o.Lease = *l.Lease
+	}
+	if l.TTL != nil {
+		o.TTL = time.Duration(*l.TTL)
+		if err := checkTTL(o.TTL); err != nil {
+			return kv.LockOptions{}, err
+		}
+	}
+	if err := o.Validate(); err != nil {
+		return kv.LockOptions{}, fmt.Errorf("%w (body {\"ttl\":\"10s\"} or {\"lease\":\"7\"})", err)
+	}
+	return o, nil
 }

@@ -90,6 +90,13 @@ func (h *Handler) routeTable(withPprof bool) []route {
 		{pattern: kvPattern, methods: methods{http.MethodGet: h.getKV, http.MethodPut: h.putKV, http.MethodDelete: h.deleteKV}},
 		{pattern: watchPattern, methods: methods{http.MethodGet: h.getWatch}},
 		{pattern: "/v1/txn", methods: methods{http.MethodPost: h.postTxn}},
+		{pattern: "/v1/lease", methods: methods{http.MethodGet: h.listLeases, http.MethodPost: h.postLease}},
+		{pattern: "/v1/lease/{id}", methods: methods{http.MethodGet: h.getLease, http.MethodDelete: h.revokeLease}},
+		{pattern: "/v1/lease/{id}/keepalive", methods: methods{http.MethodPost: h.keepAlive}},
+		// {name...}: an empty name or one with a '/' reaches the handler,
+		// which refuses it (400), instead of matching no route.
+		{pattern: "/v1/lock/{name...}", methods: methods{http.MethodPost: h.postLock, http.MethodDelete: h.deleteLock}},
+		{pattern: "/v1/election/{name...}", methods: methods{http.MethodGet: h.getElection, http.MethodPost: h.postCampaign, http.MethodDelete: h.deleteCampaign}},
 		{pattern: "/v1/cluster", methods: methods{http.MethodGet: jsonGET(h.getCluster)}},
 		{pattern: "/v1/cluster/nodes", methods: methods{http.MethodPost: h.postNode}},
 		{pattern: "/v1/cluster/nodes/{id}", methods: methods{http.MethodDelete: h.deleteNode}},

@@ -45,23 +45,10 @@ func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	defer wa.Close()
 
-	rc := http.NewResponseController(w)
-	// No write timeout may cut a stream: it lasts as long as the client
-	// reads it. (A writer without deadlines, such as a test recorder, has
-	// none to clear.)
-	_ = rc.SetWriteDeadline(time.Time{})
-	out := &watchStream{w: w, sse: wantsSSE(r.Header.Values("Accept"))}
-	hd := w.Header()
 	// The index the stream starts after: without from_index, the stream
 	// holds exactly the changes after it (list at it, then watch).
-	hd.Set(HeaderIndex, strconv.FormatUint(wa.Start()-1, 10))
-	hd.Set("Content-Type", contentTypeNDJSON)
-	if out.sse {
-		hd.Set("Content-Type", contentTypeSSE)
-	}
-	hd.Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
+	out, err := openStream(w, r, wa.Start()-1)
+	if err != nil {
 		return // the client is gone
 	}
 	// At most one flush every watchFlushGap: while events come faster, a
@@ -78,7 +65,7 @@ func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		rs, err := wa.Next(ctx)
 		if err != nil {
-			h.endWatch(ctx, out, rc, err)
+			h.endStream(ctx, out, err)
 			return
 		}
 		for _, resp := range rs {
@@ -86,7 +73,7 @@ func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		if err := rc.Flush(); err != nil {
+		if err := out.flush(); err != nil {
 			return
 		}
 		gap.Reset(watchFlushGap)
@@ -96,27 +83,57 @@ func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 // watchFlushGap is the least time between two flushes of a watch stream.
 const watchFlushGap = 40 * time.Millisecond
 
-// endWatch ends a stream whose Watcher failed with err: with an error line
-// saying why (compacted, shutting_down, or whatever else ended it), unless
-// the request itself ended (the client went away or its deadline passed),
-// when there is no one to tell.
-func (h *Handler) endWatch(ctx context.Context, out *watchStream, rc *http.ResponseController, err error) {
+// openStream starts a stream (a watch, an election's observation):
+// the 200 with X-Raft-Index index and the stream's media type, NDJSON or,
+// when the Accept header asks for it, server-sent events, flushed at once.
+// It fails when the client is gone.
+func openStream(w http.ResponseWriter, r *http.Request, index uint64) (*watchStream, error) {
+	rc := http.NewResponseController(w)
+	// No write timeout may cut a stream: it lasts as long as the client
+	// reads it. (A writer without deadlines, such as a test recorder, has
+	// none to clear.)
+	_ = rc.SetWriteDeadline(time.Time{})
+	out := &watchStream{w: w, rc: rc, sse: wantsSSE(r.Header.Values("Accept"))}
+	hd := w.Header()
+	hd.Set(HeaderIndex, strconv.FormatUint(index, 10))
+	hd.Set("Content-Type", contentTypeNDJSON)
+	if out.sse {
+		hd.Set("Content-Type", contentTypeSSE)
+	}
+	hd.Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// endStream ends a stream whose source failed with err: with an error
+// line saying why (compacted, shutting_down, or whatever else ended it),
+// unless the request itself ended (the client went away or its deadline
+// passed), when there is no one to tell.
+func (h *Handler) endStream(ctx context.Context, out *watchStream, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	h.log.Debug("watch stream ended", "code", kv.Code(err), "error", err)
+	h.log.Debug("stream ended", "code", kv.Code(err), "error", err)
 	if out.fail(err) == nil {
-		_ = rc.Flush()
+		_ = out.flush()
 	}
 }
 
-// watchStream writes a watch's lines in its framing: NDJSON (one JSON
-// object a line) or server-sent events.
+// watchStream writes a stream's lines in its framing: NDJSON (one JSON
+// object a line) or server-sent events. The watch route and the election
+// observe route share it.
 type watchStream struct {
 	w   http.ResponseWriter
+	rc  *http.ResponseController
 	sse bool
 	buf []byte
 }
+
+// flush sends what was written to the client.
+func (s *watchStream) flush() error { return s.rc.Flush() }
 
 // response writes one response: an NDJSON line, or an event whose id is
 // the response's index (what an EventSource sends back as Last-Event-ID).
@@ -128,17 +145,23 @@ func (s *watchStream) response(r kv.WatchResponse) error {
 		_ = s.fail(err)
 		return err
 	}
+	return s.object(r.Index, b)
+}
+
+// object writes b, one JSON object, as the stream's next line: an NDJSON
+// line, or an event with id index.
+func (s *watchStream) object(index uint64, b []byte) error {
 	line := s.buf[:0]
 	if s.sse {
 		line = append(line, "id: "...)
-		line = strconv.AppendUint(line, r.Index, 10)
+		line = strconv.AppendUint(line, index, 10)
 		line = append(line, "\ndata: "...)
 		line = append(line, b...)
 		line = append(line, "\n\n"...)
 	} else {
 		line = append(append(line, b...), '\n')
 	}
-	_, err = s.w.Write(line)
+	_, err := s.w.Write(line)
 	if cap(line) <= 64<<10 { // a buffer grown by a large value is not kept
 		s.buf = line
 	}
