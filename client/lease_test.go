@@ -180,7 +180,10 @@ func TestWriteOptionsWire(t *testing.T) {
 
 	n := ws.count()
 	for name, call := range map[string]func() error{
-		"lease and ttl": func() error { _, err := c.Put(ctx, []byte("k"), nil, kv.WithLease(1), kv.WithTTL(time.Minute)); return err },
+		"lease and ttl": func() error {
+			_, err := c.Put(ctx, []byte("k"), nil, kv.WithLease(1), kv.WithTTL(time.Minute))
+			return err
+		},
 		"negative ttl":  func() error { _, err := c.Put(ctx, []byte("k"), nil, kv.WithTTL(-time.Second)); return err },
 		"delete lease":  func() error { _, err := c.Delete(ctx, []byte("k"), kv.WithLease(1)); return err },
 		"txn ttl":       func() error { _, err := c.Txn(ctx, kv.Txn{}, kv.WithTTL(time.Minute)); return err },
@@ -352,7 +355,10 @@ func TestLeaseAndLockRetries(t *testing.T) {
 			func(err error) bool { return errors.Is(err, kv.ErrTimeout) && !errors.Is(err, kv.ErrOutcomeUnknown) }, 1},
 		{"lock cut while waiting", func() error { _, err := c.Lock(ctx, "cut", kv.LockOptions{Lease: 5}); return err },
 			func(err error) bool { return errors.Is(err, kv.ErrOutcomeUnknown) }, 1},
-		{"lock with a wait cut while waiting", func() error { _, err := c.Lock(ctx, "cut", kv.LockOptions{TTL: time.Second, Wait: time.Second}); return err },
+		{"lock with a wait cut while waiting", func() error {
+			_, err := c.Lock(ctx, "cut", kv.LockOptions{TTL: time.Second, Wait: time.Second})
+			return err
+		},
 			func(err error) bool { return errors.Is(err, kv.ErrOutcomeUnknown) }, 1},
 	}
 	for _, tt := range tests {
