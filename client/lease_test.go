@@ -393,8 +393,15 @@ func TestObserveElectionResumes(t *testing.T) {
 				_, _ = io.WriteString(w, l)
 				w.(http.Flusher).Flush()
 			}
-			if name == "a" {
+			switch name {
+			case "a":
 				panic(http.ErrAbortHandler) // the stream breaks
+			case "b":
+				_, _ = io.WriteString(w, `{"error":{"code":"shutting_down","message":"node stops"}}`+"\n")
+				return
+			case "d":
+				_, _ = io.WriteString(w, `{"error":{"code":"internal","message":"broken"}}`+"\n")
+				return
 			}
 			<-r.Context().Done()
 		}
@@ -403,9 +410,12 @@ func TestObserveElectionResumes(t *testing.T) {
 	t.Cleanup(a.Close)
 	// b is behind at first (index 4: no leader), then has the same
 	// leader, then new ones.
-	b := httptest.NewServer(stream("b", line(0, "", 4), line(5, "x", 6), line(8, "y", 8), line(0, "", 9)))
+	b := httptest.NewServer(stream("b", line(0, "", 4), line(5, "x", 6), line(8, "y", 8)))
 	t.Cleanup(b.Close)
-	c := newTestClient(t, a.URL, b.URL)
+	// b shuts down after y: c goes on.
+	cs := httptest.NewServer(stream("c", line(8, "y", 8), line(0, "", 9)))
+	t.Cleanup(cs.Close)
+	c := newTestClient(t, a.URL, b.URL, cs.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var got []string
@@ -423,7 +433,25 @@ func TestObserveElectionResumes(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !slices.Equal(served, []string{"a?observe=true", "b?observe=true"}) {
+	if !slices.Equal(served, []string{"a?observe=true", "b?observe=true", "c?observe=true"}) {
 		t.Errorf("streams served: %q", served)
 	}
+	served = nil
+	mu.Unlock()
+
+	// Any other error line ends the observation with it.
+	d := httptest.NewServer(stream("d", line(3, "z", 3)))
+	t.Cleanup(d.Close)
+	var errs []error
+	for h, err := range newTestClient(t, d.URL).ObserveElection(ctx, "e") {
+		if err != nil {
+			errs = append(errs, err)
+		} else if h.Token != 3 {
+			t.Errorf("observed %+v", h)
+		}
+	}
+	if len(errs) != 1 || kv.Code(errs[0]) != kv.CodeInternal || !strings.Contains(errs[0].Error(), "broken") {
+		t.Errorf("observation ended with %v, want one internal error", errs)
+	}
+	mu.Lock()
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -77,14 +78,17 @@ func (c *Client) ElectionLeader(ctx context.Context, name string) (kv.Hold, erro
 // ObserveElection follows the leader of election name (GET
 // /v1/election/{name}?observe=true, NDJSON): it yields the current leader
 // at once (a zero Hold, Token 0, when there is none), then each change.
-// Like Watch it outlives its connections: a lost stream reopens on
-// another endpoint, with the client's backoff, and the sequence yields
+// Like Watch it outlives its connections: a lost stream (a failed
+// connection, a node that shuts down) reopens on another endpoint, with the client's backoff, and the sequence yields
 // only changes (a leader it yielded last is not yielded again, and a
 // line older than the last one yielded is skipped), so a change that
 // came and went while no stream was open is missed, never reordered. The
 // sequence ends on ctx (yielding its error), on an error that ends it
-// (kv.ErrBadRequest for a bad name, a malformed stream, Config.MaxAttempts
-// failed attempts to reopen), or when the caller stops ranging.
+// (kv.ErrBadRequest for a bad name, a malformed stream, an error line
+// other than shutting_down, Config.MaxAttempts failed attempts to
+// reopen), or when the caller stops ranging. The stream has no progress
+// lines: a node that is paused or cut off, its connection still open,
+// holds the observation until the connection fails.
 func (c *Client) ObserveElection(ctx context.Context, name string) iter.Seq2[kv.Hold, error] {
 	return func(yield func(kv.Hold, error) bool) {
 		if err := kv.ValidateLockName(name); err != nil {
@@ -125,9 +129,19 @@ func (o *observer) open(ctx context.Context) (*stream, error) {
 // read yields st's changes of leader, as ObserveElection says.
 func (o *observer) read(ctx context.Context, st *stream, yield func(kv.Hold, error) bool) (lost, _ error) {
 	return o.lines(ctx, st, 0, func(line []byte) (error, error) {
-		var l kv.ElectionLineJSON
+		var l struct {
+			kv.ElectionLineJSON
+			Error *kv.ErrorBody `json:"error"`
+		}
 		if err := json.Unmarshal(line, &l); err != nil {
 			return nil, fmt.Errorf("observe %s: %s sent a malformed line %.80q: %w", o.name, st.base, line, err)
+		}
+		if l.Error != nil { // the line that ends a stream
+			err := kv.ErrorFromBody(*l.Error)
+			if errors.Is(err, kv.ErrClosed) {
+				return fmt.Errorf("%s: %w", st.base, err), nil // it shuts down: resume elsewhere
+			}
+			return nil, fmt.Errorf("observe %s: %s: %w", o.name, st.base, err)
 		}
 		var h kv.Hold
 		if l.Leader != nil {
