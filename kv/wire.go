@@ -85,6 +85,9 @@ type PutResponse struct {
 	CreateIndex uint64 `json:"create_index"`
 	ModIndex    uint64 `json:"mod_index"`
 	Version     uint64 `json:"version"`
+	// Lease is the lease the key is attached to now (?lease, or the lease
+	// a ?ttl granted), absent for none.
+	Lease LeaseID `json:"lease,omitempty"`
 }
 
 // DeleteResponse is the body of a DELETE /v1/kv/{key}.
@@ -179,7 +182,8 @@ type TxnRequest struct {
 
 // CompareJSON is one compare on the wire. Value is a JSON string for the
 // value target (or value_base64 for bytes), a number for the index and
-// version targets, a boolean for exists.
+// version targets and for the lock target (the fencing token; Key is then
+// the lock's name), a boolean for exists.
 type CompareJSON struct {
 	Key         string          `json:"key,omitempty"`
 	KeyBase64   string          `json:"key_base64,omitempty"`
@@ -196,6 +200,8 @@ type TxnOpJSON struct {
 	KeyBase64   string    `json:"key_base64,omitempty"`
 	Value       *string   `json:"value,omitempty"`
 	ValueBase64 *string   `json:"value_base64,omitempty"`
+	// Lease attaches a put's key to this lease (absent: none).
+	Lease LeaseID `json:"lease,omitempty"`
 }
 
 // TxnResponse is the answer to POST /v1/txn.
@@ -242,7 +248,7 @@ func EncodeTxn(t Txn) TxnRequest {
 func encodeOps(ops []TxnOp) []TxnOpJSON {
 	out := []TxnOpJSON{}
 	for _, op := range ops {
-		oj := TxnOpJSON{Op: op.Type}
+		oj := TxnOpJSON{Op: op.Type, Lease: op.Lease}
 		oj.Key, oj.KeyBase64 = EncodeBytes(op.Key)
 		if op.Type == TxnPut {
 			s, b64 := EncodeBytes(op.Value)
@@ -287,7 +293,7 @@ func (r TxnRequest) Txn() (Txn, error) {
 			if json.Unmarshal(cj.Value, &c.Exists) != nil {
 				return Txn{}, bad("true or false")
 			}
-		case TargetModIndex, TargetCreateIndex, TargetVersion:
+		case TargetModIndex, TargetCreateIndex, TargetVersion, TargetLock:
 			if json.Unmarshal(cj.Value, &c.Number) != nil {
 				return Txn{}, bad("a whole number")
 			}
@@ -316,7 +322,7 @@ func decodeOps(branch string, in []TxnOpJSON) ([]TxnOp, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s op %d: %w", branch, i, err)
 		}
-		op := TxnOp{Type: oj.Op, Key: key}
+		op := TxnOp{Type: oj.Op, Key: key, Lease: oj.Lease}
 		switch {
 		case oj.ValueBase64 != nil:
 			if op.Value, err = DecodeBytes("", *oj.ValueBase64); err != nil {

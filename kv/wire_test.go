@@ -15,8 +15,9 @@ func TestTxnWireRoundTrip(t *testing.T) {
 			{Key: []byte("b"), Target: TargetModIndex, Op: OpLess, Number: 1 << 50},
 			{Key: []byte("c"), Target: TargetExists, Op: OpEqual, Exists: true},
 			{Key: []byte("d"), Target: TargetVersion, Op: OpGreater},
+			{Key: []byte("jobs"), Target: TargetLock, Op: OpEqual, Number: 42},
 		},
-		Success: []TxnOp{{Type: TxnPut, Key: []byte("a"), Value: []byte{1, 0xff}}, {Type: TxnPut, Key: []byte("e"), Value: []byte{}}, {Type: TxnDeletePrefix, Key: []byte("p/")}},
+		Success: []TxnOp{{Type: TxnPut, Key: []byte("a"), Value: []byte{1, 0xff}, Lease: 7}, {Type: TxnPut, Key: []byte("e"), Value: []byte{}}, {Type: TxnDeletePrefix, Key: []byte("p/")}},
 		Failure: []TxnOp{{Type: TxnGet, Key: []byte("a")}, {Type: TxnDelete, Key: []byte("b")}},
 	}
 	b, err := json.Marshal(EncodeTxn(in))
@@ -59,6 +60,7 @@ func TestTxnWireRejects(t *testing.T) {
 		`{"compare":[{"key":"a","target":"value","op":"=","value":3}]}`,
 		`{"compare":[{"key":"a","target":"version","op":"=","value":1,"value_base64":"AA=="}]}`,
 		`{"compare":[{"key":"a","target":"nope","op":"=","value":1}]}`,
+		`{"compare":[{"key":"jobs","target":"lock","op":"=","value":"7"}]}`,
 		`{"compare":[{"key_base64":"!!","target":"exists","op":"=","value":true}]}`,
 		`{"success":[{"op":"put","key":"a","value_base64":"%%"}]}`,
 	} {
