@@ -212,7 +212,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...kv.WriteOpt
 	}
 	h, class := writeHeader(ctx, o)
 	h.Set("Content-Type", "application/octet-stream")
-	var resp putResponse
+	var resp kv.PutResponse
 	if err := c.call(ctx, request{method: http.MethodPut, path: kvPath(key), query: q, header: h, body: value, class: class}, &resp); err != nil {
 		return kv.PutResult{}, err
 	}
@@ -221,13 +221,6 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...kv.WriteOpt
 		return kv.PutResult{}, fmt.Errorf("put response: %w", err)
 	}
 	return kv.PutResult{Key: k, CreateIndex: resp.CreateIndex, ModIndex: resp.ModIndex, Version: resp.Version, Lease: resp.Lease}, nil
-}
-
-// putResponse is the answer to a put: kv.PutResponse and the lease the
-// key is attached to ("lease", absent for none).
-type putResponse struct {
-	kv.PutResponse
-	Lease kv.LeaseID `json:"lease,omitempty"`
 }
 
 // writeQuery carries a write's lease (?lease=ID or ?ttl=, when
@@ -406,7 +399,7 @@ func (c *Client) Txn(ctx context.Context, t kv.Txn, opts ...kv.WriteOption) (kv.
 	if err != nil {
 		return kv.TxnResult{}, err
 	}
-	body, err := json.Marshal(encodeTxn(t))
+	body, err := json.Marshal(kv.EncodeTxn(t))
 	if err != nil {
 		return kv.TxnResult{}, fmt.Errorf("txn: %w", err)
 	}
@@ -502,32 +495,4 @@ func DecodeError(resp *http.Response) error {
 		we.ETag = resp.Header.Get("ETag")
 	}
 	return err
-}
-
-// txnRequest is kv.TxnRequest whose put ops carry their lease.
-type txnRequest struct {
-	Compare []kv.CompareJSON `json:"compare"`
-	Success []txnOpJSON      `json:"success"`
-	Failure []txnOpJSON      `json:"failure"`
-}
-
-// txnOpJSON is kv.TxnOpJSON and the lease a put attaches its key to
-// ("lease", absent for none).
-type txnOpJSON struct {
-	kv.TxnOpJSON
-	Lease kv.LeaseID `json:"lease,omitempty"`
-}
-
-// encodeTxn is the body of POST /v1/txn for t: kv.EncodeTxn's, with each
-// op's lease.
-func encodeTxn(t kv.Txn) txnRequest {
-	enc := kv.EncodeTxn(t)
-	ops := func(in []kv.TxnOpJSON, src []kv.TxnOp) []txnOpJSON {
-		out := make([]txnOpJSON, len(in))
-		for i := range in {
-			out[i] = txnOpJSON{TxnOpJSON: in[i], Lease: src[i].Lease}
-		}
-		return out
-	}
-	return txnRequest{Compare: enc.Compare, Success: ops(enc.Success, t.Success), Failure: ops(enc.Failure, t.Failure)}
 }
