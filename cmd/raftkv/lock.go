@@ -134,7 +134,7 @@ func runHeld(ctx context.Context, cmd *exec.Cmd, s *concurrency.Session, what st
 	case err := <-exited:
 		return commandStatus(err)
 	case <-s.Done():
-		stop(cmd, exited)
+		_ = stop(cmd, exited) // its status says nothing more than the lost lease
 		return fmt.Errorf("%s lost while the command ran (%v): sent it SIGTERM", what, s.Err())
 	case <-ctx.Done():
 		return commandStatus(stop(cmd, exited))
