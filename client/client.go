@@ -197,22 +197,57 @@ func (c *Client) Close() {
 // nothing is written) or give it an idempotency key of the caller's
 // (kv.Idempotent); without one the client generates a key, unless
 // kv.WithoutIdempotencyKey, so that it can resend the write safely (see
-// the package doc, "Failover").
+// the package doc, "Failover"). kv.WithLease attaches the key to a lease
+// (?lease=ID), kv.WithTTL to a new lease of its own (?ttl=; the result's
+// Lease names it), kv.WithFence makes the write require a lock's token
+// (?lock=&token=; 412 otherwise).
 func (c *Client) Put(ctx context.Context, key, value []byte, opts ...kv.WriteOption) (kv.PutResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.PutResult{}, err
 	}
-	h, class := writeHeader(ctx, kv.NewWriteOptions(opts...))
+	o := kv.NewWriteOptions(opts...)
+	q, err := writeQuery(o, true)
+	if err != nil {
+		return kv.PutResult{}, err
+	}
+	h, class := writeHeader(ctx, o)
 	h.Set("Content-Type", "application/octet-stream")
 	var resp kv.PutResponse
-	if err := c.call(ctx, request{method: http.MethodPut, path: kvPath(key), header: h, body: value, class: class}, &resp); err != nil {
+	if err := c.call(ctx, request{method: http.MethodPut, path: kvPath(key), query: q, header: h, body: value, class: class}, &resp); err != nil {
 		return kv.PutResult{}, err
 	}
 	k, err := kv.DecodeBytes(resp.Key, resp.KeyBase64)
 	if err != nil {
 		return kv.PutResult{}, fmt.Errorf("put response: %w", err)
 	}
-	return kv.PutResult{Key: k, CreateIndex: resp.CreateIndex, ModIndex: resp.ModIndex, Version: resp.Version}, nil
+	return kv.PutResult{Key: k, CreateIndex: resp.CreateIndex, ModIndex: resp.ModIndex, Version: resp.Version, Lease: resp.Lease}, nil
+}
+
+// writeQuery carries a write's lease (?lease=ID or ?ttl=, when
+// leases, the options of a put) and fence (?lock=NAME&token=T). Options a
+// write cannot take, or that contradict each other, are kv.ErrBadRequest.
+func writeQuery(o kv.WriteOptions, leases bool) (query, error) {
+	var q query
+	switch {
+	case !leases && (o.Lease != 0 || o.TTL != 0):
+		return nil, fmt.Errorf("%w: only a put takes a lease or a ttl", kv.ErrBadRequest)
+	case o.Lease != 0 && o.TTL != 0:
+		return nil, fmt.Errorf("%w: a put takes a lease or a ttl, not both", kv.ErrBadRequest)
+	case o.TTL < 0:
+		return nil, fmt.Errorf("%w: ttl %s is negative", kv.ErrBadRequest, o.TTL)
+	case o.Lease != 0:
+		q.set("lease", o.Lease.String())
+	case o.TTL != 0:
+		q.set("ttl", o.TTL.String())
+	}
+	if !o.Fence.IsZero() {
+		if err := o.Fence.Validate(); err != nil {
+			return nil, fmt.Errorf("fence: %w", err)
+		}
+		q.set("lock", o.Fence.Lock)
+		q.set("token", strconv.FormatUint(o.Fence.Token, 10))
+	}
+	return q, nil
 }
 
 // PutIf writes value under key if cond holds.
@@ -247,13 +282,18 @@ func (c *Client) Get(ctx context.Context, key []byte, opts kv.ReadOptions) (kv.R
 }
 
 // Delete removes key. Deleting a missing key is not an error: it deletes
-// 0. opts may make it conditional or idempotent, as for Put.
+// 0. opts may make it conditional, idempotent or fenced, as for Put.
 func (c *Client) Delete(ctx context.Context, key []byte, opts ...kv.WriteOption) (kv.DeleteResult, error) {
 	if err := kv.ValidateKey(key); err != nil {
 		return kv.DeleteResult{}, err
 	}
-	h, class := writeHeader(ctx, kv.NewWriteOptions(opts...))
-	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(key), header: h, class: class})
+	o := kv.NewWriteOptions(opts...)
+	q, err := writeQuery(o, false)
+	if err != nil {
+		return kv.DeleteResult{}, err
+	}
+	h, class := writeHeader(ctx, o)
+	return c.delete(ctx, request{method: http.MethodDelete, path: kvPath(key), query: q, header: h, class: class})
 }
 
 // DeleteIf removes key if cond holds.
@@ -346,11 +386,18 @@ func (c *Client) Join(ctx context.Context, req kv.JoinRequest) error {
 
 // Txn applies a transaction atomically (POST /v1/txn): if every compare
 // holds the success ops run, else the failure ops. opts may make it
-// idempotent; a condition is refused (the compares are its conditions).
+// idempotent or fenced (kv.WithFence: ?lock=&token=, 412 when the token
+// does not hold the lock); a condition is refused (the compares are its
+// conditions), and so are a lease and a ttl (a put op carries its own
+// lease, TxnOp.Lease).
 func (c *Client) Txn(ctx context.Context, t kv.Txn, opts ...kv.WriteOption) (kv.TxnResult, error) {
 	o := kv.NewWriteOptions(opts...)
 	if !o.Condition.IsZero() {
 		return kv.TxnResult{}, fmt.Errorf("%w: conditions guard one key; a transaction takes none", kv.ErrBadRequest)
+	}
+	q, err := writeQuery(o, false)
+	if err != nil {
+		return kv.TxnResult{}, err
 	}
 	body, err := json.Marshal(kv.EncodeTxn(t))
 	if err != nil {
@@ -359,7 +406,7 @@ func (c *Client) Txn(ctx context.Context, t kv.Txn, opts ...kv.WriteOption) (kv.
 	var resp kv.TxnResponse
 	h, class := writeHeader(ctx, o)
 	h.Set("Content-Type", "application/json")
-	if err := c.call(ctx, request{method: http.MethodPost, path: "/v1/txn", header: h, body: body, class: class}, &resp); err != nil {
+	if err := c.call(ctx, request{method: http.MethodPost, path: "/v1/txn", query: q, header: h, body: body, class: class}, &resp); err != nil {
 		return kv.TxnResult{}, err
 	}
 	return resp.TxnResult()

@@ -94,6 +94,23 @@
 // sequence runs in the caller's goroutine (the client starts none for it),
 // and breaking out of the range loop closes the stream's connection.
 //
+// # Leases, locks and elections
+//
+// Grant, Revoke, Unlock and Resign are writes without an idempotency key:
+// resent only when certainly not applied. KeepAliveOnce is resent after
+// any failure, as a read is: a keepalive applied twice restarts the TTL as
+// one does, so none of its answers is an unknown outcome. Lock and
+// Campaign wait on the server until the name is held: no attempt timeout
+// cuts them short; they send ?wait (LockOptions.Wait, or nine tenths of
+// what is left of the context's deadline when that comes first), take a
+// 504 timeout as the answer (the wait ran out, the waiter was removed:
+// kv.ErrTimeout), and a connection lost while the server waited as an
+// unknown outcome (kv.ErrOutcomeUnknown: the lease may hold the lock or
+// a place in its queue until it is revoked). ObserveElection chains
+// streams as Watch does (the same helper), yielding only changes of
+// leader; its stream has no progress lines, so a silent node is not
+// detected, only a failed connection.
+//
 // # Blocking reads
 //
 // Get and List with kv.ReadOptions.WaitIndex are blocking reads

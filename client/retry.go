@@ -33,11 +33,32 @@ const (
 	// unkeyedWrite: a write without one; resent only when it was
 	// certainly not applied.
 	unkeyedWrite
+	// repeatableWrite: a write whose repetition has the effect of one (a
+	// lease keepalive restarts the lease's TTL however often it applies):
+	// resent after any failure, as a read is, and no answer of it is
+	// ever an unknown outcome.
+	repeatableWrite
+	// waitWrite: a write that waits on the server until it can apply,
+	// bounded by the ?wait it sends (a lock, a campaign): as
+	// unkeyedWrite, except that 504 timeout is the wait running out (the
+	// server removed the waiter), the call's answer; and, like every
+	// unkeyed write, no attempt timeout cuts it short.
+	waitWrite
 )
 
 func (c class) String() string {
-	return [...]string{"read", "write with an idempotency key", "write without an idempotency key"}[c]
+	return [...]string{"read", "write with an idempotency key", "write without an idempotency key",
+		"repeatable write", "write that waits"}[c]
 }
+
+// retriable reports whether a request of class c is resent after any
+// failure, its answer lost or not.
+func (c class) retriable() bool { return c == read || c == repeatableWrite }
+
+// unbounded reports whether a request of class c escapes the attempt
+// timeout: a write that may apply and cannot be resent, whose answer only
+// its context may give up on.
+func (c class) unbounded() bool { return c == unkeyedWrite || c == waitWrite }
 
 // request is one API call, independent of the endpoint it is sent to.
 type request struct {
@@ -54,7 +75,8 @@ type request struct {
 	// blockUntil, for a blocking read (?wait_index), is when its wait for
 	// a change ends (ReadOptions.WaitTime after the call began): each
 	// attempt sends what is left of it as ?wait, and is bounded by that
-	// plus the attempt timeout.
+	// plus the attempt timeout. For a waitWrite it is when its wait for
+	// the lock ends: each attempt sends what is left of it as ?wait.
 	blockUntil time.Time
 	block      time.Duration // set by attempt: this attempt's ?wait
 }
@@ -68,7 +90,11 @@ func (r request) blockFor(ctx context.Context) time.Duration {
 	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, time.Until(dl)*9/10)
 	}
-	return min(max(d, time.Millisecond), maxServerWait)
+	d = max(d, time.Millisecond)
+	if r.class == waitWrite {
+		return d // a lock's wait is the caller's to bound
+	}
+	return min(d, maxServerWait)
 }
 
 // maxServerWait is the longest ?wait the server accepts.
@@ -168,14 +194,16 @@ func judge(cl class, err error, status int, code string) verdict {
 	switch {
 	case err != nil && kv.NotSent(err):
 		return safe // the connection was never made
-	case err != nil && cl == read:
+	case err != nil && cl.retriable():
 		return safe
 	case err != nil:
 		return maybe // sent, and the answer was lost
 	case status >= 200 && status <= 299:
 		return done
-	case cl == read && status >= 500:
+	case cl.retriable() && status >= 500:
 		return safe
+	case cl == waitWrite && status == http.StatusGatewayTimeout && code == "timeout":
+		return done // the wait ran out: the server removed the waiter
 	case status == http.StatusServiceUnavailable && (code == "no_leader" || code == "not_leader" || code == "shutting_down"):
 		return safe // refused before reaching raft
 	case status == http.StatusGatewayTimeout && code == "timeout":
@@ -246,7 +274,7 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 			return err
 		}
 		a := c.attempt(ctx, base, req, out)
-		if last != nil && a.err != nil && ctx.Err() != nil && (kv.NotSent(a.err) || req.class == read) {
+		if last != nil && a.err != nil && ctx.Err() != nil && (kv.NotSent(a.err) || req.class.retriable()) {
 			// The caller's context ended this attempt before it reached a
 			// server, or before a read's answer (which changes nothing):
 			// as if it had ended in the pause before it, so the call's
@@ -263,7 +291,7 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 				return failure(nil, a.err, unknown, false, attempt)
 			}
 			return a.err
-		case a.verdict == maybe && req.class == unkeyedWrite:
+		case a.verdict == maybe && req.class.unbounded():
 			c.eps.failed(base, a.avoid, a.retryAfter)
 			return outcomeUnknown(a.err)
 		case a.verdict == maybe && unknown == nil:
@@ -290,7 +318,7 @@ func (c *Client) attempt(ctx context.Context, base string, req request, out any)
 	st, isStream := out.(*stream)
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	stopTimer := func() bool { return true }
-	bounded := c.attemptTimeout > 0 && req.class != unkeyedWrite
+	bounded := c.attemptTimeout > 0 && !req.class.unbounded()
 	switch {
 	case isStream:
 		// A stream lasts as long as its reader wants (st.cancel ends it):
@@ -364,7 +392,7 @@ func (c *Client) attempt(ctx context.Context, base string, req request, out any)
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		err = fmt.Errorf("%s %s: reading the response: %w", req.method, req.path, err)
 		switch req.class {
-		case read:
+		case read, repeatableWrite:
 			return answer{verdict: safe, err: err, avoid: c.maxBackoff}
 		case keyedWrite:
 			// Applied, answer lost: a resend replays the first result.

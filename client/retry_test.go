@@ -268,6 +268,13 @@ func TestJudge(t *testing.T) {
 		{unkeyedWrite, nil, 504, "timeout", safe},
 		{unkeyedWrite, nil, 501, "internal", maybe},
 		{unkeyedWrite, nil, 409, "internal", done},
+		{repeatableWrite, sentErr, 0, "", safe},
+		{repeatableWrite, nil, 504, "outcome_unknown", safe},
+		{repeatableWrite, nil, 404, "lease_not_found", done},
+		{waitWrite, sentErr, 0, "", maybe},
+		{waitWrite, nil, 504, "timeout", done}, // the wait ran out
+		{waitWrite, nil, 503, "no_leader", safe},
+		{waitWrite, nil, 504, "outcome_unknown", maybe},
 	}
 	for _, tt := range tests {
 		if got := judge(tt.class, tt.err, tt.status, tt.code); got != tt.want {

@@ -1,17 +1,12 @@
 package client
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"net/http"
 	"strconv"
-	"sync/atomic"
-	"time"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -60,7 +55,7 @@ func (c *Client) Watch(ctx context.Context, opts kv.WatchOptions) iter.Seq2[kv.W
 			yield(kv.WatchResponse{}, err)
 			return
 		}
-		w := &watch{c: c, opts: opts, next: opts.FromIndex}
+		w := &watch{chain: chain{c: c}, opts: opts, next: opts.FromIndex}
 		if err := w.run(ctx, yield); err != nil {
 			yield(kv.WatchResponse{}, err)
 		}
@@ -69,7 +64,7 @@ func (c *Client) Watch(ctx context.Context, opts kv.WatchOptions) iter.Seq2[kv.W
 
 // watch is one call of Client.Watch: its streams, one after another.
 type watch struct {
-	c    *Client
+	chain
 	opts kv.WatchOptions
 	// next is the index the next stream starts from, and the least index
 	// of the events still to deliver: the index after the last one
@@ -82,43 +77,19 @@ type watch struct {
 	// responses all pass: a server that sent one at or before its
 	// X-Raft-Index would not lose it.)
 	start uint64
-	// lost counts the streams in a row lost before they delivered a line:
-	// the pause before the next one grows with it.
-	lost int
 }
 
-// errStopped: the caller broke out of the range loop.
-var errStopped = errors.New("watch stopped by its caller")
-
 // run opens streams until one ends the watch; it returns the error to
-// yield (nil when the caller stopped).
+// yield (nil when the caller stopped). A lost stream resumes on another
+// endpoint from w.next.
 func (w *watch) run(ctx context.Context, yield func(kv.WatchResponse, error) bool) error {
-	for {
-		st, err := w.open(ctx)
-		if err != nil {
-			return err
-		}
-		lost, err := w.read(ctx, st, yield)
-		st.close()
-		switch {
-		case errors.Is(err, errStopped):
-			return nil
-		case err != nil:
-			return err
-		}
-		// Lost: another endpoint, from w.next, after a pause if the
-		// streams keep dying before they deliver anything.
+	return w.follow(ctx, w.open, func(ctx context.Context, st *stream) (error, error) {
+		return w.read(ctx, st, yield)
+	}, func() {
 		if w.next == 0 {
 			w.next = w.start
 		}
-		w.c.eps.failed(st.base, w.c.maxBackoff, 0)
-		w.c.maybeRefresh(true)
-		if w.lost > 0 {
-			if err := sleep(ctx, w.c.backoff(w.lost)); err != nil {
-				return fmt.Errorf("watch: %w (reopening after: %v)", err, lost)
-			}
-		}
-	}
+	})
 }
 
 // open opens a stream from w.next, retrying as every read does.
@@ -165,42 +136,14 @@ func (w *watch) compacted(err error) error {
 
 // read delivers st's lines to yield. It returns why the stream was lost
 // and a nil error when the watch should go on with another stream, or the
-// error that ends the watch (errStopped when the caller stopped).
+// error that ends the watch (errStopped when the caller stopped). A stream
+// silent for idleProgresses progress intervals is lost.
 func (w *watch) read(ctx context.Context, st *stream, yield func(kv.WatchResponse, error) bool) (lost, _ error) {
 	progress := w.opts.ProgressInterval
 	if progress <= 0 {
 		progress = kv.DefaultWatchProgress
 	}
-	idle := idleProgresses * progress
-	var silent atomic.Bool
-	timer := time.AfterFunc(idle, func() { silent.Store(true); st.cancel() })
-	defer timer.Stop()
-	r := bufio.NewReader(&activity{r: st.resp.Body, timer: timer, idle: idle})
-	delivered := false
-	for {
-		line, err := r.ReadBytes('\n')
-		if err != nil {
-			// A partial last line is dropped: the next stream resends it.
-			switch {
-			case ctx.Err() != nil:
-				return nil, ctx.Err()
-			case silent.Load():
-				err = fmt.Errorf("no byte from %s in %s (three progress intervals)", st.base, idle)
-			case errors.Is(err, io.EOF):
-				err = fmt.Errorf("%s ended the stream", st.base)
-			}
-			if !delivered {
-				w.lost++
-			}
-			return err, nil
-		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
-			continue
-		}
-		if !delivered {
-			delivered, w.lost = true, 0
-		}
+	return w.lines(ctx, st, idleProgresses*progress, func(line []byte) (error, error) {
 		resp, ended, err := kv.DecodeWatchLine(line)
 		switch {
 		case err != nil:
@@ -211,13 +154,14 @@ func (w *watch) read(ctx context.Context, st *stream, yield func(kv.WatchRespons
 			return nil, w.compacted(ended)
 		}
 		if !w.fresh(resp) {
-			continue // delivered before, by an earlier stream
+			return nil, nil // delivered before, by an earlier stream
 		}
 		w.next = max(w.next, resp.Index+1)
 		if !yield(resp, nil) {
 			return nil, errStopped
 		}
-	}
+		return nil, nil
+	})
 }
 
 // fresh reports whether r is news to the caller: events at an index not
@@ -227,21 +171,6 @@ func (w *watch) fresh(r kv.WatchResponse) bool {
 		return r.Index+1 >= w.next
 	}
 	return r.Index >= w.next
-}
-
-// activity re-arms timer for idle at every read that returns bytes.
-type activity struct {
-	r     io.Reader
-	timer *time.Timer
-	idle  time.Duration
-}
-
-func (a *activity) Read(p []byte) (int, error) {
-	n, err := a.r.Read(p)
-	if n > 0 {
-		a.timer.Reset(a.idle)
-	}
-	return n, err
 }
 
 func watchPath(key []byte) string { return "/v1/watch/" + EscapeKey(key) }

@@ -34,13 +34,18 @@ Usage:
   raftkv cluster [flags]            show the members and the leader
   raftkv txn [flags] [FILE]         apply a transaction read as JSON from FILE or stdin
   raftkv watch [flags] KEY          print the changes to KEY (--prefix: under KEY) until Ctrl-C
+  raftkv lease SUBCOMMAND           grant, keepalive, revoke, ls, info: leases (raftkv lease help)
+  raftkv lock [flags] NAME [--] COMMAND [ARG...]
+                                    run COMMAND while holding lock NAME ($RAFTKV_LOCK_TOKEN)
+  raftkv elect [flags] NAME VALUE   campaign in election NAME, lead until Ctrl-C, then resign
+  raftkv elect --observe NAME       print the leader of election NAME and each change
   raftkv bench [flags]              measure throughput and latency under load
   raftkv version                    print the version
   raftkv help [COMMAND]             show this help, or the flags of COMMAND
 
 The client commands take --addr (comma-separated endpoints; default
 $RAFTKV_ADDR, else http://127.0.0.1:8001) and --timeout (default 10s; none
-for watch).
+for watch, lease keepalive, lock and elect).
 Flags may follow the arguments; put -- before a key that starts with "-".
 `
 
@@ -70,6 +75,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runTxn(ctx, args, stdin, stdout, stderr)
 	case "watch":
 		err = runWatch(ctx, args, stdout, stderr)
+	case "lease":
+		err = runLease(ctx, args, stdout, stderr)
+	case "lock":
+		err = runLock(ctx, args, stdin, stdout, stderr)
+	case "elect":
+		err = runElect(ctx, args, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args, stdout, stderr)
 	case "version":
@@ -181,6 +192,34 @@ func (c *command) with(ctx context.Context, fn func(context.Context, *client.Cli
 	return fn(ctx, cl)
 }
 
+// fence holds the --lock and --token flags of a fenced write.
+type fence struct {
+	lock  *string
+	token *uint64
+}
+
+// fenceFlags adds --lock and --token.
+func (c *command) fenceFlags() fence {
+	return fence{
+		lock:  c.fs.String("lock", "", "write only while lock `NAME` is held with --token (412 otherwise)"),
+		token: c.fs.Uint64("token", 0, "the fencing token `T` of --lock ($RAFTKV_LOCK_TOKEN under raftkv lock)"),
+	}
+}
+
+// append adds the fence to opts, if one was given.
+func (f fence) append(opts []kv.WriteOption) ([]kv.WriteOption, error) {
+	if (*f.lock == "") != (*f.token == 0) {
+		return nil, usagef("--lock and --token go together")
+	}
+	if *f.lock == "" {
+		return opts, nil
+	}
+	if err := (kv.Fence{Lock: *f.lock, Token: *f.token}).Validate(); err != nil {
+		return nil, usagef("--lock: %v", err)
+	}
+	return append(opts, kv.WithFence(*f.lock, *f.token)), nil
+}
+
 func parseConsistency(s string) (kv.Consistency, error) {
 	cons, err := kv.ParseConsistency(s)
 	if err != nil {
@@ -220,12 +259,33 @@ func runPut(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	c := newCommand("put", "KEY [VALUE|-]", "Write VALUE under KEY; without VALUE, or with -, the value is read from stdin.\nPrints the result as JSON.", stderr).clientFlags()
 	ifMatch := c.fs.Uint64("if-match", 0, "write only if KEY exists with mod_index `N` (compare-and-swap)")
 	ifAbsent := c.fs.Bool("if-absent", false, "write only if KEY does not exist")
+	leaseID := c.fs.String("lease", "", "attach KEY to lease `ID` (deleted when the lease ends)")
+	ttl := c.fs.Duration("ttl", 0, "give KEY a new lease of its own of this TTL (printed as \"lease\")")
+	fence := c.fenceFlags()
 	pos, err := c.parse(args, 1, 2)
 	if err != nil {
 		return err
 	}
 	if *ifMatch != 0 && *ifAbsent {
 		return usagef("--if-match and --if-absent exclude each other")
+	}
+	opts := []kv.WriteOption{kv.WithCondition(kv.Condition{IfModIndex: *ifMatch, IfAbsent: *ifAbsent})}
+	if opts, err = fence.append(opts); err != nil {
+		return err
+	}
+	switch {
+	case *leaseID != "" && *ttl != 0:
+		return usagef("--lease and --ttl exclude each other")
+	case *ttl < 0:
+		return usagef("--ttl must be positive")
+	case *ttl > 0:
+		opts = append(opts, kv.WithTTL(*ttl))
+	case *leaseID != "":
+		id, err := parseLeaseID(*leaseID)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, kv.WithLease(id))
 	}
 	var value []byte
 	if len(pos) == 2 && pos[1] != "-" {
@@ -234,11 +294,11 @@ func runPut(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fmt.Errorf("reading the value from stdin: %w", err)
 	}
 	return c.with(ctx, func(ctx context.Context, cl *client.Client) error {
-		res, err := cl.Put(ctx, []byte(pos[0]), value, kv.WithCondition(kv.Condition{IfModIndex: *ifMatch, IfAbsent: *ifAbsent}))
+		res, err := cl.Put(ctx, []byte(pos[0]), value, opts...)
 		if err != nil {
 			return err
 		}
-		out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version}
+		out := kv.PutResponse{CreateIndex: res.CreateIndex, ModIndex: res.ModIndex, Version: res.Version, Lease: res.Lease}
 		out.Key, out.KeyBase64 = kv.EncodeBytes(res.Key)
 		return writeJSON(stdout, out)
 	})
@@ -248,7 +308,12 @@ func runDel(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	c := newCommand("del", "KEY", "Delete KEY, or with --prefix every key that starts with KEY.\nPrints the result as JSON.", stderr).clientFlags()
 	prefix := c.fs.Bool("prefix", false, "delete every key that starts with KEY")
 	ifMatch := c.fs.Uint64("if-match", 0, "delete only if KEY exists with mod_index `N`")
+	fence := c.fenceFlags()
 	pos, err := c.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	opts, err := fence.append([]kv.WriteOption{kv.IfModIndex(*ifMatch)})
 	if err != nil {
 		return err
 	}
@@ -264,9 +329,9 @@ func runDel(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			err error
 		)
 		if *prefix {
-			res, err = cl.DeletePrefix(ctx, []byte(pos[0]))
+			res, err = cl.DeletePrefix(ctx, []byte(pos[0]), opts[1:]...)
 		} else {
-			res, err = cl.Delete(ctx, []byte(pos[0]), kv.IfModIndex(*ifMatch))
+			res, err = cl.Delete(ctx, []byte(pos[0]), opts...)
 		}
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,34 @@ func TestUsageErrors(t *testing.T) {
 		{"watch", "a", "b"},
 		{"watch", ""},
 		{"watch", "--from-index", "-1", "k"},
+		{"put", "--lease", "7", "--ttl", "30s", "k", "v"},
+		{"put", "--lease", "abc", "k", "v"},
+		{"put", "--lease", "0", "k", "v"},
+		{"put", "--ttl", "-1s", "k", "v"},
+		{"put", "--lock", "l", "k", "v"},
+		{"put", "--token", "3", "k", "v"},
+		{"del", "--lock", "a/b", "--token", "3", "k"},
+		{"lease"},
+		{"lease", "bogus"},
+		{"lease", "grant"},
+		{"lease", "grant", "soon"},
+		{"lease", "grant", "-5s"},
+		{"lease", "grant", "0s"},
+		{"lease", "revoke", "-1"},
+		{"lease", "revoke", "abc"},
+		{"lease", "keepalive"},
+		{"lease", "info", "0"},
+		{"lease", "ls", "extra"},
+		{"lock"},
+		{"lock", "name"},
+		{"lock", "--", "name"},
+		{"lock", "a/b", "true"},
+		{"lock", "--ttl", "0s", "n", "true"},
+		{"lock", "--wait", "-1s", "n", "true"},
+		{"elect", "n"},
+		{"elect", "n", "v", "extra"},
+		{"elect", "--observe", "n", "v"},
+		{"elect", "", "v"},
 	}
 	for _, args := range tests {
 		var stdout, stderr bytes.Buffer
@@ -68,7 +97,7 @@ func TestHelp(t *testing.T) {
 	}
 	var stdout bytes.Buffer
 	_ = run(context.Background(), []string{"help"}, nil, &stdout, io.Discard)
-	for _, cmd := range []string{"serve", "get", "put", "del", "ls", "cluster", "txn", "watch"} {
+	for _, cmd := range []string{"serve", "get", "put", "del", "ls", "cluster", "txn", "watch", "lease", "lock", "elect"} {
 		if !strings.Contains(stdout.String(), "raftkv "+cmd) {
 			t.Errorf("help does not mention %q", cmd)
 		}
@@ -291,4 +320,43 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// lock's command line: flags before NAME and between NAME and COMMAND are
+// raftkv's; from the first other argument after NAME, or after --, they
+// are the command's.
+func TestLockCommandLine(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string // NAME, COMMAND, ARGS...
+		ttl  time.Duration
+	}{
+		{[]string{"n", "true"}, []string{"n", "true"}, 10 * time.Second},
+		{[]string{"n", "sh", "-c", "echo $X"}, []string{"n", "sh", "-c", "echo $X"}, 10 * time.Second},
+		{[]string{"--ttl", "5s", "n", "--", "ls", "-l"}, []string{"n", "ls", "-l"}, 5 * time.Second},
+		{[]string{"n", "--ttl=7s", "ls", "--ttl", "1s"}, []string{"n", "ls", "--ttl", "1s"}, 7 * time.Second},
+		{[]string{"n", "--", "--odd-command"}, []string{"n", "--odd-command"}, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		c := newCommand("lock", "NAME COMMAND", "", io.Discard)
+		ttl := c.fs.Duration("ttl", 10*time.Second, "")
+		got, err := c.parseCommand(tt.args)
+		if err != nil || !slices.Equal(got, tt.want) || *ttl != tt.ttl {
+			t.Errorf("parseCommand(%q) = %q, %v, ttl %s; want %q, ttl %s", tt.args, got, err, *ttl, tt.want, tt.ttl)
+		}
+	}
+}
+
+// A command's exit status passes through raftkv's exit code, silently.
+func TestCommandStatus(t *testing.T) {
+	for _, tt := range []struct {
+		script string
+		want   int
+	}{{"exit 0", 0}, {"exit 3", 3}, {"kill -TERM $$", 128 + 15}} {
+		err := commandStatus(exec.Command("sh", "-c", tt.script).Run())
+		var stderr bytes.Buffer
+		if got := exitCode(err, &stderr); got != tt.want || stderr.Len() != 0 {
+			t.Errorf("sh -c %q: exit %d (%q), want %d", tt.script, got, stderr.String(), tt.want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -144,5 +145,101 @@ func TestCLIWatchOnCluster(t *testing.T) {
 	err := run(context.Background(), []string{"watch", leader, "--from-index", "1", "app/a"}, nil, &bytes.Buffer{}, &stderr)
 	if code := exitCode(err, &stderr); code != 1 || !strings.Contains(stderr.String(), "no longer kept") {
 		t.Errorf("raftkv watch --from-index 1: exit %d, %q", code, stderr.String())
+	}
+}
+
+// Leases, TTL keys, lock and elect through the CLI on a real cluster.
+func TestCLILeasesAndLocksOnCluster(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	addr := "--addr=" + c.URL(c.Follower())
+	cli := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, strings.NewReader(""), &out, &errOut); err != nil {
+			t.Fatalf("raftkv %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String()
+	}
+	id := strings.TrimSpace(cli("lease", "grant", addr, "30s"))
+	if _, err := kv.ParseLeaseID(id); err != nil {
+		t.Fatalf("lease grant printed %q", id)
+	}
+	var put kv.PutResponse
+	if err := json.Unmarshal([]byte(cli("put", addr, "--lease", id, "svc/a", "up")), &put); err != nil || put.Lease.String() != id {
+		t.Fatalf("put --lease: %+v %v", put, err)
+	}
+	if err := json.Unmarshal([]byte(cli("put", addr, "--ttl", "20s", "svc/b", "up")), &put); err != nil || put.Lease == 0 || put.Lease.String() == id {
+		t.Fatalf("put --ttl: %+v %v", put, err)
+	}
+	if got := cli("lease", "info", addr, id); !strings.Contains(got, "ttl 30s") || !strings.HasSuffix(got, "\nsvc/a\n") {
+		t.Errorf("lease info printed %q", got)
+	}
+	if got := cli("lease", "ls", addr); !strings.Contains(got, "\n"+id+" ") || !strings.Contains(got, "\n"+put.Lease.String()+" ") {
+		t.Errorf("lease ls printed %q, want %s and %s", got, id, put.Lease)
+	}
+	if got := cli("lease", "revoke", addr, id); !strings.Contains(got, `"deleted":1`) {
+		t.Errorf("lease revoke printed %q", got)
+	}
+	var errOut bytes.Buffer
+	err := run(context.Background(), []string{"lease", "info", addr, id}, nil, &bytes.Buffer{}, &errOut)
+	if code := exitCode(err, &errOut); code != 1 || !strings.Contains(errOut.String(), "not found") {
+		t.Errorf("lease info of the revoked lease: exit %d, %q", code, errOut.String())
+	}
+
+	// lock runs the command with the token; a later holder gets a larger one.
+	first := strings.TrimSpace(cli("lock", addr, "--ttl", "5s", "jobs", "--", "sh", "-c", "echo $RAFTKV_LOCK_TOKEN"))
+	second := strings.TrimSpace(cli("lock", addr, "jobs", "sh", "-c", "echo $RAFTKV_LOCK_TOKEN $RAFTKV_LOCK_KEY"))
+	t1, err1 := strconv.ParseUint(first, 10, 64)
+	tok2, key2, _ := strings.Cut(second, " ")
+	t2, err2 := strconv.ParseUint(tok2, 10, 64)
+	if err1 != nil || err2 != nil || t2 <= t1 || !strings.HasPrefix(key2, kv.LockPrefix+"jobs/") {
+		t.Fatalf("lock printed %q, then %q: want increasing tokens and the key", first, second)
+	}
+	// The command's status passes through; the lock is released either way.
+	err = run(context.Background(), []string{"lock", addr, "jobs", "sh", "-c", "exit 3"}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if code := exitCode(err, &bytes.Buffer{}); code != 3 {
+		t.Errorf("lock of a command that exits 3: exit %d (%v)", code, err)
+	}
+	// A write fenced with a token of a released lock is refused.
+	errOut.Reset()
+	err = run(context.Background(), []string{"put", addr, "--lock", "jobs", "--token", first, "jobs/x", "y"}, nil, &bytes.Buffer{}, &errOut)
+	if code := exitCode(err, &errOut); code != 1 || !errors.Is(err, kv.ErrPreconditionFailed) {
+		t.Errorf("put with a stale token: exit %d, %v", code, err)
+	}
+
+	// elect leads until Ctrl-C; elect --observe sees it, then its resignation.
+	ectx, ecancel := context.WithCancel(context.Background())
+	defer ecancel()
+	eout, oout := &syncBuffer{}, &syncBuffer{}
+	elected, observed := make(chan error, 1), make(chan error, 1)
+	go func() { elected <- run(ectx, []string{"elect", addr, "sched", "host-a"}, nil, eout, &syncBuffer{}) }()
+	octx, ocancel := context.WithCancel(context.Background())
+	defer ocancel()
+	go func() {
+		observed <- run(octx, []string{"elect", "--addr=" + c.URL(c.Leader()), "--observe", "sched"}, nil, oout, &syncBuffer{})
+	}()
+	if err := testkit.Eventually(30*time.Second, func() error {
+		if !strings.HasPrefix(eout.String(), "elected sched (token ") || !strings.Contains(oout.String(), "leader host-a (token ") {
+			return fmt.Errorf("elect printed %q, elect --observe %q", eout.String(), oout.String())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ecancel()
+	if err := <-elected; err != nil {
+		t.Errorf("elect after Ctrl-C: %v", err)
+	}
+	if err := testkit.Eventually(30*time.Second, func() error {
+		if !strings.HasSuffix(oout.String(), "no leader\n") {
+			return fmt.Errorf("elect --observe printed %q", oout.String())
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	ocancel()
+	if err := <-observed; err != nil {
+		t.Errorf("elect --observe after Ctrl-C: %v", err)
 	}
 }

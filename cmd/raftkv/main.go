@@ -1,5 +1,6 @@
 // Command raftkv runs a raftkv node (raftkv serve) and is the command-line
-// client of the cluster's HTTP API (get, put, del, ls, cluster, txn, watch).
+// client of the cluster's HTTP API (get, put, del, ls, cluster, txn, watch,
+// lease, lock, elect).
 //
 // Run "raftkv help" for the list of commands and "raftkv COMMAND -h" for the
 // flags of one. It exits 1 on failure and 2 on a usage error.
@@ -27,6 +28,10 @@ func main() {
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
+	}
+	var es *exitStatus
+	if errors.As(err, &es) {
+		return es.code // a command's status, passed on (raftkv lock)
 	}
 	var ue *usageError
 	isUsage := errors.As(err, &ue)
