@@ -221,7 +221,10 @@ func (n *Node) fenced(ctx context.Context, key []byte, op kv.TxnOp, opts kv.Writ
 		if rs := res.Txn.Results; len(rs) == 1 && rs[0].Record != nil {
 			pe.CurrentModIndex = rs[0].Record.ModIndex
 		}
-		return kv.TxnResult{}, pe
+		if opts.Condition.IsZero() {
+			return kv.TxnResult{}, fmt.Errorf("lock %q is not held with token %d: %w", opts.Fence.Lock, opts.Fence.Token, pe)
+		}
+		return kv.TxnResult{}, fmt.Errorf("lock %q is not held with token %d, or the key's condition failed: %w", opts.Fence.Lock, opts.Fence.Token, pe)
 	}
 	return res.Txn, nil
 }

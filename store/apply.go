@@ -257,7 +257,11 @@ func (s *Store) applyCommand(b *buckets, index uint64, cmd *Command) *Result {
 	default: // an op in opTable without an effect here; DecodeEntry refuses it
 		res.Err = fmt.Errorf("%w: %v has no apply", ErrBadCommand, cmd.Op)
 	}
-	if res.Err != nil {
+	switch {
+	case res.Err == nil:
+	case cmd.Op >= OpLeaseGrant && cmd.Op <= OpLeaseCheckpoint:
+		res.Err = fmt.Errorf("%v at index %d: %w", cmd.Op, index, res.Err)
+	default:
 		res.Err = fmt.Errorf("%v %q at index %d: %w", cmd.Op, cmd.Key, index, res.Err)
 	}
 	return res
