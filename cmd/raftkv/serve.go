@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/raftkv/raftkv"
 )
@@ -45,6 +46,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	watchHistory := fs.Int("watch-history", raftkv.DefaultWatchHistory, "raft indexes of change history kept for watches (0: none; a watch then sees only changes made while it is open)")
 	watchWindow := fs.Int("watch-window", raftkv.DefaultWatchWindow, "bytes of recent events kept in memory for watchers that keep up; one behind reads the stored history")
 	maxWatchers := fs.Int("max-watchers", raftkv.DefaultMaxWatchers, "most watches and blocking reads served at once; past it 503 too_many_watchers")
+	leaseCheckpoint := fs.Duration("lease-checkpoint-interval", raftkv.DefaultLeaseCheckpoint, "how often the leader records leases' remaining time through raft; a node that restarts resumes leases from it (a lease is gone within TTL + this + an election timeout)")
 	fsmSync := fs.Bool("fsm-sync", false, "fsync kv.db on every applied batch (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -62,6 +64,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *watchHistory == 0 {
 		*watchHistory = -1 // Config: negative keeps none
+	}
+	if *leaseCheckpoint < 10*time.Millisecond {
+		return usagef("serve: --lease-checkpoint-interval must be at least 10ms")
 	}
 	logger, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -98,6 +103,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		WatchHistory:    *watchHistory,
 		MaxWatchers:     *maxWatchers,
 		WatchWindow:     *watchWindow,
+		LeaseCheckpoint: *leaseCheckpoint,
 		Logger:          logger,
 		RaftLogLevel:    *raftLogLevel,
 		Pprof:           *pprofOn,
