@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -79,6 +80,19 @@ func TestLeaseGoAPI(t *testing.T) {
 	if err != nil || info.TTL != 30*time.Second || info.Remaining <= 20*time.Second || info.Remaining > 30*time.Second ||
 		len(info.Keys) != 2 || !bytes.Equal(info.Keys[0], []byte("l/a")) || !bytes.Equal(info.Keys[1], []byte("l/b")) {
 		t.Fatalf("lease info: %+v %v", info, err)
+	}
+	// A follower answers with the leader's view; a lease read forwarded
+	// to a member that does not lead is refused rather than sent on.
+	finfo, err := follower.LeaseInfo(ctx, l.ID)
+	if err != nil || finfo.TTL != 30*time.Second || finfo.Remaining <= 20*time.Second || len(finfo.Keys) != 2 {
+		t.Fatalf("lease info through a follower: %+v %v", finfo, err)
+	}
+	if fall, err := follower.Leases(ctx); err != nil || len(fall) != 2 {
+		t.Fatalf("leases through a follower: %+v %v", fall, err)
+	}
+	resp, body := c.Do(http.MethodGet, c.URL(c.Follower())+"/v1/lease/"+l.ID.String(), nil, map[string]string{"X-Raft-Forwarded-By": "n9"})
+	if resp.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(`"no_leader"`)) {
+		t.Fatalf("forwarded lease read on a follower: %d %s", resp.StatusCode, body)
 	}
 	all, err := leader.Leases(ctx)
 	if err != nil || len(all) != 2 || all[0].ID != l.ID || all[1].ID != ttlPut.Lease || all[1].TTL != 20*time.Second {

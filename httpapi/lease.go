@@ -92,9 +92,21 @@ func (h *Handler) revokeLease(w http.ResponseWriter, r *http.Request) {
 	answerIndexed(w, err, res.Index, revokeJSON{ID: res.ID, Deleted: res.Deleted, Index: res.Index})
 }
 
+// forwardedToFollower refuses a lease read another member sent on to
+// this node as the leader when this node does not lead (it would send it
+// on again): 503 no_leader, as for a forwarded write.
+func (h *Handler) forwardedToFollower(w http.ResponseWriter, r *http.Request) bool {
+	by := r.Header.Get(HeaderForwardedBy)
+	if by == "" || h.b.IsLeader() {
+		return false
+	}
+	writeError(w, fmt.Errorf("%w: lease read forwarded by %s reached %s, which is not the leader", kv.ErrNoLeader, by, h.b.ID()))
+	return true
+}
+
 func (h *Handler) getLease(w http.ResponseWriter, r *http.Request) {
 	id, ok := leaseRequest(w, r)
-	if !ok {
+	if !ok || h.forwardedToFollower(w, r) {
 		return
 	}
 	l, err := h.b.LeaseInfo(r.Context(), id)
@@ -104,6 +116,9 @@ func (h *Handler) getLease(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) listLeases(w http.ResponseWriter, r *http.Request) {
 	if _, err := queryOf(r); err != nil {
 		writeError(w, err)
+		return
+	}
+	if h.forwardedToFollower(w, r) {
 		return
 	}
 	ls, err := h.b.Leases(r.Context())
