@@ -105,6 +105,7 @@ func TestInternalApplyEndpoint(t *testing.T) {
 		{Op: store.OpSetNode, Key: []byte("n9"), Value: []byte("127.0.0.1:1")}, // not a client's command
 		{Op: store.OpPut, Key: []byte("big"), Value: make([]byte, 1025)},       // over MaxValueSize
 		ok,
+		{Op: store.OpLeaseGrant, TTL: 100}, // below twice the election timeout
 	}
 	resp, body = c.Do(http.MethodPost, c.URL(l)+httpapi.ApplyPath, batch(cmds...), hdr)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != httpapi.ApplyContentType {
@@ -114,7 +115,7 @@ func TestInternalApplyEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, code := range []string{"bad_request", "too_large"} {
+	for i, code := range map[int]string{0: "bad_request", 1: "too_large", 3: "bad_request"} {
 		if outs[i].Err == nil || kv.Code(outs[i].Err) != code {
 			t.Errorf("command %d: %+v, want %s", i, outs[i], code)
 		}
@@ -143,6 +144,14 @@ func TestInternalApplyEndpoint(t *testing.T) {
 			cmd = &store.Command{Op: op, Key: []byte("n9"), Value: []byte("127.0.0.1:1")}
 		case store.OpTxn:
 			cmd = &store.Command{Op: op, Txn: &kv.Txn{Success: []kv.TxnOp{{Type: kv.TxnGet, Key: []byte("op/put")}}}}
+		case store.OpLeaseGrant: // the cluster's first lease: id 1
+			cmd = &store.Command{Op: op, TTL: 5000}
+		case store.OpLeaseKeepalive:
+			cmd = &store.Command{Op: op, Lease: 1}
+		case store.OpLeaseRevoke:
+			cmd = &store.Command{Op: op, Lease: 1}
+		case store.OpLeaseCheckpoint:
+			cmd = &store.Command{Op: op, Checkpoints: []store.LeaseCheckpoint{{Lease: 1, Remaining: 1}}}
 		default:
 			t.Fatalf("op %s has no forwarding example here: add one", op)
 		}
