@@ -61,6 +61,28 @@
 #   BENCH_WATCH_IDLE=10000  BENCH_WATCH_WATCHERS=1000  BENCH_WATCH_RATE=1000
 #   BENCH_WATCH_DURATION=10  BENCH_WATCH_CONNECTIONS=64 (watch-delay's writers)
 #   BENCH_WATCH_PAIRS=2
+#   BENCH_LEASES=1            afterwards, the lease and lock phase (below);
+#                             "only": that phase alone, without the suite
+#
+# The lease and lock phase (docs/performance.md, "Leases and locks") runs
+# on a fresh cluster of its own, BENCH_LEASES_ROUNDS rounds of, in turn:
+#   1. raftkv bench put at BENCH_LEASES_CONNECTIONS connections, 16-byte
+#      values, BENCH_DURATION seconds: the ceiling of small writes, same
+#      client, same connections; the leader's CPU (its /proc ticks) and
+#      the raft entries it committed are read around it;
+#   2. --workload leases-keepalive: BENCH_LEASES_COUNT leases of
+#      BENCH_LEASES_TTL, kept alive from BENCH_LEASES_CONNECTIONS
+#      connections for BENCH_LEASES_DURATION seconds (the leader's CPU and
+#      entries come from the nodes' /metrics over the measured window);
+#      a lost lease fails the run;
+#   3. raftkv bench put at 1 connection (one client's write latency);
+#   4. --workload lock-uncontended, one worker, BENCH_DURATION seconds;
+#   5. --workload lock-contended, BENCH_LOCK_CLIENTS workers spread over
+#      the three nodes, BENCH_DURATION seconds, all on one lock.
+# It prints every round and the medians.
+#   BENCH_LEASES_COUNT=10000  BENCH_LEASES_TTL=30s  BENCH_LEASES_CONNECTIONS=64
+#   BENCH_LEASES_DURATION=10  BENCH_LEASES_ROUNDS=3  BENCH_LOCK_CLIENTS=16
+#   BENCH_LOCK_TTL=10s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +105,15 @@ watch_rate=${BENCH_WATCH_RATE:-1000}
 watch_dur=${BENCH_WATCH_DURATION:-10}
 watch_conns=${BENCH_WATCH_CONNECTIONS:-64}
 watch_pairs=${BENCH_WATCH_PAIRS:-2}
+leases=${BENCH_LEASES:-}
+[ "$leases" = 0 ] && leases=
+leases_count=${BENCH_LEASES_COUNT:-10000}
+leases_ttl=${BENCH_LEASES_TTL:-30s}
+leases_conns=${BENCH_LEASES_CONNECTIONS:-64}
+leases_dur=${BENCH_LEASES_DURATION:-10}
+leases_rounds=${BENCH_LEASES_ROUNDS:-3}
+lock_clients=${BENCH_LOCK_CLIENTS:-16}
+lock_ttl=${BENCH_LOCK_TTL:-10s}
 read -r -a node_flags <<<"${BENCH_NODE_FLAGS:-}"
 warmup=1s # raftkv bench only; wrk has no warm-up
 
@@ -417,6 +448,136 @@ watch_phase() {
 	fi
 }
 
+# --- leases and locks (BENCH_LEASES) ---------------------------------------------
+
+# leader_index: 0-2, the node that leads, as n1 sees it.
+leader_index() {
+	local l i
+	l=$(curl -fsS "http://${node_addrs[0]}/v1/cluster" | sed -n 's/.*"leader_api":"\([^"]*\)".*/\1/p')
+	for i in 0 1 2; do [ "${node_addrs[$i]}" = "$l" ] && echo "$i" && return 0; done
+	die "no leader"
+}
+
+# commit_index I: node I's (0-2) raft commit index.
+commit_index() { curl -fsS "http://${node_addrs[$1]}/metrics" | awk '/^raftkv_raft_commit_index / { printf "%.0f", $2 }'; }
+
+# lease_phase: the lease and lock measurements (see the top of this file).
+# It sets lease_rc to 1 when a run lost a lease or saw a lock held twice.
+lease_rc=0
+lease_phase() {
+	local r l t0 t1 k0 k1 c0 c1 line out wl args
+	hz=$(getconf CLK_TCK)
+	stop_cluster # the suite's, if it ran
+	echo "bench: leases: a fresh cluster, $leases_rounds round(s)" >&2
+	start_cluster leases
+	for r in $(seq "$leases_rounds"); do
+		# 1. Small puts at the keepalives' connections, with the leader's
+		# CPU and the entries it committed (warm-up included, at the same
+		# load: puts per entry counts the warm-up's at the measured rate).
+		echo "bench: leases: round $r: put at $leases_conns connections, 16-byte values" >&2
+		l=$(leader_index)
+		c0=$(commit_index "$l")
+		k0=$(proc_ticks "${pids[$l]}")
+		t0=$(date +%s%N)
+		out=$("$bin" bench --addr "$addrs" --workload put --connections "$leases_conns" --duration "${dur}s" --warmup "$warmup" \
+			--keys "$keys" --value-size 16 --json) || die "raftkv bench --workload put failed"
+		t1=$(date +%s%N)
+		k1=$(proc_ticks "${pids[$l]}")
+		c1=$(commit_index "$l")
+		awk -v ops="$(json_field ops_per_sec <<<"$out")" -v p50="$(json_field p50 <<<"$out")" -v p99="$(json_field p99 <<<"$out")" \
+			-v errs="$(json_field errors_total <<<"$out")" -v d=$((k1 - k0)) -v hz="$hz" -v w=$((t1 - t0)) -v e=$((c1 - c0)) \
+			-v secs="$dur" 'BEGIN { cpu = d / hz / (w / 1e9); printf "%.0f %.3f %.3f %d %.2f %.2f\n", ops, p50, p99, errs, cpu, (e > 0 ? ops * (secs + 1) / e : 0) }' \
+			>"$work/lease.put.$r"
+
+		# 2. Keepalives.
+		echo "bench: leases: round $r: leases-keepalive, $leases_count leases, $leases_conns connections, ${leases_dur}s" >&2
+		if ! "$bin" bench --addr "$addrs" --workload leases-keepalive --leases "$leases_count" --ttl "$leases_ttl" \
+			--connections "$leases_conns" --duration "${leases_dur}s" --warmup "$warmup" --json \
+			>"$work/lease.ka.$r" 2>"$work/lease.ka.$r.err"; then
+			grep -q '"leases_lost"' "$work/lease.ka.$r" || { cat "$work/lease.ka.$r.err" >&2; die "raftkv bench --workload leases-keepalive failed"; }
+			lease_rc=1
+		fi
+
+		# 3. One client's put.
+		echo "bench: leases: round $r: put at 1 connection" >&2
+		run_rb put 1 "$dur" "$addrs" >"$work/lease.put1.$r"
+
+		# 4, 5. Locks.
+		for wl in lock-uncontended lock-contended; do
+			args=(--connections 1)
+			[ "$wl" = lock-contended ] && args=(--connections "$lock_clients")
+			echo "bench: leases: round $r: $wl, ${args[1]} worker(s), ${dur}s" >&2
+			if ! "$bin" bench --addr "$addrs" --workload "$wl" --ttl "$lock_ttl" "${args[@]}" --duration "${dur}s" --warmup "$warmup" --json \
+				>"$work/lease.$wl.$r" 2>"$work/lease.$wl.$r.err"; then
+				grep -q '"overlaps"' "$work/lease.$wl.$r" || { cat "$work/lease.$wl.$r.err" >&2; die "raftkv bench --workload $wl failed"; }
+				lease_rc=1
+			fi
+		done
+	done
+	stop_cluster
+
+	# The table: one line per round, then the medians.
+	local f ka pops pp50 pp99 perrs pcpu pper
+	echo
+	echo "raftkv make bench, leases and locks: $(nproc) CPUs, $("$bin" version), ${leases_rounds} round(s) on one fresh cluster"
+	echo "keepalives: $leases_count leases of TTL $leases_ttl, $leases_conns connections, ${leases_dur}s; puts: 16-byte values, ${dur}s;"
+	echo "locks: TTL $lock_ttl, uncontended 1 worker, contended $lock_clients workers, ${dur}s each"
+	echo
+	echo "keepalives against small puts, same client and connections ($leases_conns); CPU: the leader's, in CPUs;"
+	echo "per entry: operations per raft entry the leader committed (puts: warm-up included, approximate)"
+	printf '%5s  %9s %7s %7s %5s %7s %6s  %12s %7s %7s %5s %7s %6s %7s  %6s %8s %6s\n' round puts/s p50 p99 cpu us/put /entry \
+		keepalives/s p50 p99 cpu us/ka /entry ka/put lost gap_ms errs
+	for r in $(seq "$leases_rounds"); do
+		read -r pops pp50 pp99 perrs pcpu pper <"$work/lease.put.$r"
+		f="$work/lease.ka.$r"
+		ka=$(json_field keepalives_per_sec <"$f")
+		printf '%5s  %9.0f %7.2f %7.2f %5.2f %7.0f %6.2f  %12.0f %7.2f %7.2f %5.2f %7.0f %6.2f %7.3f  %6s %8.0f %6s\n' "$r" \
+			"$pops" "$pp50" "$pp99" "$pcpu" "$(awk -v c="$pcpu" -v o="$pops" 'BEGIN { print (o > 0 ? 1e6 * c / o : 0) }')" "$pper" \
+			"$ka" "$(json_in latency_ms p50 <"$f")" "$(json_in latency_ms p99 <"$f")" "$(json_field leader_cpu <"$f")" \
+			"$(awk -v c="$(json_field leader_cpu <"$f")" -v o="$ka" 'BEGIN { print (o > 0 ? 1e6 * c / o : 0) }')" \
+			"$(json_field ops_per_entry <"$f")" "$(awk -v a="$ka" -v b="$pops" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+			"$(json_field leases_lost <"$f")" "$(json_field max_gap_ms <"$f")" "$((perrs + $(json_field errors_total <"$f")))" \
+			| tee -a "$work/lease.table"
+	done
+	echo
+	echo "locks: uncontended cycle (acquire + release + revoke of its lease) against one client's put; contended: handoffs"
+	printf '%5s  %8s %8s  %9s %8s %8s %8s %7s %9s  %10s %8s %8s %7s %9s  %5s\n' round put1_p50 put1_p99 cycles/s cyc_p50 cyc_p99 acq_p50 \
+		cpu entries/c handoffs/s acq_p50 acq_p99 cpu entries/a viol
+	for r in $(seq "$leases_rounds"); do
+		local u="$work/lease.lock-uncontended.$r" c="$work/lease.lock-contended.$r"
+		read -r _ pp50 pp99 _ <"$work/lease.put1.$r"
+		printf '%5s  %8.2f %8.2f  %9.0f %8.2f %8.2f %8.2f %7.2f %9.2f  %10.0f %8.2f %8.2f %7.2f %9.2f  %5s\n' "$r" "$pp50" "$pp99" \
+			"$(json_field acquisitions_per_sec <"$u")" "$(json_in cycle_ms p50 <"$u")" "$(json_in cycle_ms p99 <"$u")" "$(json_in acquire_ms p50 <"$u")" \
+			"$(json_field leader_cpu <"$u")" "$(awk -v e="$(json_in cluster entries <"$u")" -v n="$(json_field acquisitions <"$u")" 'BEGIN { print (n > 0 ? e / n : 0) }')" \
+			"$(json_field acquisitions_per_sec <"$c")" "$(json_in acquire_ms p50 <"$c")" "$(json_in acquire_ms p99 <"$c")" \
+			"$(json_field leader_cpu <"$c")" "$(awk -v e="$(json_in cluster entries <"$c")" -v n="$(json_field acquisitions <"$c")" 'BEGIN { print (n > 0 ? e / n : 0) }')" \
+			"$(($(json_field overlaps <"$u") + $(json_field token_regressions <"$u") + $(json_field overlaps <"$c") + $(json_field token_regressions <"$c")))" \
+			| tee -a "$work/lock.table"
+	done
+	echo
+	col() { awk -v c="$2" '{ print $c }' "$1" | median; }
+	echo "medians of $leases_rounds round(s):"
+	printf '  small puts at %s connections: %.0f/s (leader %.2f CPUs, %.0f us CPU per put, %.2f puts per entry)\n' "$leases_conns" \
+		"$(col "$work/lease.table" 2)" "$(col "$work/lease.table" 5)" "$(col "$work/lease.table" 6)" "$(col "$work/lease.table" 7)"
+	printf '  keepalives of %s leases: %.0f/s, p50 %.2f ms, p99 %.2f ms (leader %.2f CPUs, %.0f us CPU per keepalive, %.2f keepalives per entry)\n' \
+		"$leases_count" "$(col "$work/lease.table" 8)" "$(col "$work/lease.table" 9)" "$(col "$work/lease.table" 10)" \
+		"$(col "$work/lease.table" 11)" "$(col "$work/lease.table" 12)" "$(col "$work/lease.table" 13)"
+	printf '  keepalives/s over puts/s: %.3f; every lease kept alive every %.2f s (TTL %s); leases lost: %s in all\n' \
+		"$(col "$work/lease.table" 14)" "$(awk -v n="$leases_count" -v k="$(col "$work/lease.table" 8)" 'BEGIN { print (k > 0 ? n / k : 0) }')" \
+		"$leases_ttl" "$(awk '{ s += $15 } END { print s }' "$work/lease.table")"
+	printf '  one client: put p50 %.2f ms; lock cycle p50 %.2f ms, p99 %.2f ms (%.1f puts), %.0f cycles/s, %.2f entries per cycle\n' \
+		"$(col "$work/lock.table" 2)" "$(col "$work/lock.table" 5)" "$(col "$work/lock.table" 6)" \
+		"$(awk -v a="$(col "$work/lock.table" 5)" -v b="$(col "$work/lock.table" 2)" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+		"$(col "$work/lock.table" 4)" "$(col "$work/lock.table" 9)"
+	printf '  %s clients on one lock: %.0f handoffs/s, acquire p50 %.2f ms, p99 %.2f ms (leader %.2f CPUs, %.2f entries per handoff)\n' \
+		"$lock_clients" "$(col "$work/lock.table" 10)" "$(col "$work/lock.table" 11)" "$(col "$work/lock.table" 12)" \
+		"$(col "$work/lock.table" 13)" "$(col "$work/lock.table" 14)"
+	if [ "$lease_rc" != 0 ]; then
+		echo "LEASES LOST OR LOCK VIOLATED:"
+		cat "$work"/lease.*.err >&2 || true
+	fi
+}
+
 # --- the suite ----------------------------------------------------------------
 
 nodes=()
@@ -448,10 +609,11 @@ cell() {
 }
 
 started=$(date +%s)
-if [ "$watch" = only ]; then
-	watch_phase
+if [ "$watch" = only ] || [ "$leases" = only ]; then
+	[ -z "$watch" ] || watch_phase
+	[ -z "$leases" ] || lease_phase
 	echo "bench: done in $(($(date +%s) - started))s" >&2
-	exit "$watch_rc"
+	exit $((watch_rc | lease_rc))
 fi
 for i in 1 2 3; do start_node "$i"; done
 "$bin" bench --serve-null "$null_addr" --value-size "$value_size" >"$work/null.log" 2>&1 &
@@ -582,5 +744,6 @@ if [ -n "$restart" ]; then
 	echo "restart of follower n$f ($(du -sh "$work/n$f/kv.db" | cut -f1) kv.db, $keys keys): first linearizable read served $(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.2f", d / 1e9 }') s after the process started"
 fi
 [ -z "$watch" ] || watch_phase
+[ -z "$leases" ] || lease_phase
 echo "bench: done in $(($(date +%s) - started))s" >&2
-exit "$watch_rc"
+exit $((watch_rc | lease_rc))

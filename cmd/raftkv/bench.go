@@ -43,7 +43,24 @@ Watch workloads (GET /v1/watch/{--key-prefix}?prefix, NDJSON):
                from each write's answer to its event at every watcher
                (an event that arrives first counts as 0), and events
                received against expected; exits 1 after the figures when
-               a watcher missed an acknowledged write`
+               a watcher missed an acknowledged write
+
+Lease and lock workloads (each also reports, from the nodes' /metrics,
+every node's CPU, the leader, and the raft entries committed meanwhile):
+  leases-keepalive  grants --leases leases of --ttl, then keeps them all
+                    alive from --connections workers (POST
+                    /v1/lease/{id}/keepalive, each worker its own leases in
+                    turn) as fast as the cluster answers; reports
+                    keepalives a second and the leases lost (gone before
+                    the run revoked them), exits 1 after the figures when
+                    any was lost
+  lock-uncontended  each worker loops acquire (POST /v1/lock with a --ttl
+                    lease of its own) → release → revoke of that lease,
+                    on a lock of its own; reports the cycle's latency
+  lock-contended    the same cycle, every worker on one lock: handoffs a
+                    second and the acquire latency (the wait in the queue
+                    included); exits 1 after the figures when two workers
+                    held the lock at once or a token did not increase`
 
 // benchOptions is the parsed command line of raftkv bench.
 type benchOptions struct {
@@ -82,6 +99,8 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.StringVar(&o.serveNull, "serve-null", "", "serve a do-nothing handler on `host:port` until interrupted (the HTTP ceiling)")
 	fs.IntVar(&o.Watchers, "watchers", 1000, "watches the watch workloads open")
 	fs.IntVar(&o.Rate, "rate", 1000, "puts a second watch-delay sends")
+	fs.IntVar(&o.Leases, "leases", 10000, "leases leases-keepalive grants and keeps alive")
+	fs.DurationVar(&o.TTL, "ttl", 30*time.Second, "TTL of the leases the lease and lock workloads grant")
 	if _, err := c.parse(args, 0, 0); err != nil {
 		return o, err
 	}
@@ -155,6 +174,40 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			err = writeJSON(stdout, res)
 		} else {
 			err = printWatchDelayResult(stdout, res)
+		}
+		if err != nil {
+			return err
+		}
+		if err := res.Check(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return nil
+	case loadgen.LeasesKeepalive:
+		res, err := g.RunLeases(ctx)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if o.json {
+			err = writeJSON(stdout, res)
+		} else {
+			err = printLeasesResult(stdout, res)
+		}
+		if err != nil {
+			return err
+		}
+		if err := res.Check(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return nil
+	case loadgen.LockUncontended, loadgen.LockContended:
+		res, err := g.RunLocks(ctx)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if o.json {
+			err = writeJSON(stdout, res)
+		} else {
+			err = printLockResult(stdout, res)
 		}
 		if err != nil {
 			return err
@@ -256,5 +309,81 @@ func printWatchDelayResult(w io.Writer, r *loadgen.WatchDelayResult) error {
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "  %s\t%d  e.g. %s\n", e.Kind, e.Count, e.Example)
 	}
+	return tw.Flush()
+}
+
+// printClusterFigures prints what the nodes' /metrics said about a run's
+// window; ops names the run's operations.
+func printClusterFigures(tw io.Writer, c loadgen.ClusterFigures, ops string) {
+	cpu := make([]string, len(c.NodeCPU))
+	for i, v := range c.NodeCPU {
+		cpu[i] = fmt.Sprintf("%.2f", v)
+	}
+	leader := c.Leader
+	if leader == "" {
+		leader = "none"
+	}
+	if c.LeaderChanged {
+		leader += " (changed during the run)"
+	}
+	fmt.Fprintf(tw, "leader\t%s, %.2f CPUs\n", leader, c.LeaderCPU)
+	fmt.Fprintf(tw, "node CPUs\t%s\n", strings.Join(cpu, "  "))
+	fmt.Fprintf(tw, "raft entries\t%d committed, %.2f %s per entry, %.2f entries per apply batch on the leader\n",
+		c.Entries, c.OpsPerEntry, ops, c.ApplyBatchEntries)
+	fmt.Fprintf(tw, "forwarded\t%d batches from the followers, %.2f writes each\n", c.ForwardBatches, c.ForwardBatchWrites)
+	fmt.Fprintf(tw, "lease timers\t%d checkpoints, %d expiries by the leader\n", c.LeaseCheckpoints, c.LeasesExpired)
+}
+
+// printErrors prints a run's errors by kind.
+func printErrors(tw io.Writer, total int64, errs []loadgen.ErrorCount) {
+	fmt.Fprintf(tw, "errors\t%d\n", total)
+	for _, e := range errs {
+		fmt.Fprintf(tw, "  %s\t%d  e.g. %s\n", e.Kind, e.Count, e.Example)
+	}
+}
+
+func printLatency(tw io.Writer, name string, l loadgen.LatencyMS) {
+	fmt.Fprintf(tw, "%s\tmean %.3fms  p50 %.3fms  p90 %.3fms  p99 %.3fms  max %.3fms\n", name, l.Mean, l.P50, l.P90, l.P99, l.Max)
+}
+
+// printLeasesResult prints r as a table, the output of raftkv bench
+// --workload leases-keepalive without --json.
+func printLeasesResult(w io.Writer, r *loadgen.LeasesResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "workload\t%s\n", r.Workload)
+	fmt.Fprintf(tw, "endpoints\t%s\n", strings.Join(r.Endpoints, ", "))
+	fmt.Fprintf(tw, "leases\t%d of TTL %gs, granted in %.2fs; %d connections\n", r.Leases, r.TTL, r.GrantSeconds, r.Connections)
+	fmt.Fprintf(tw, "measured\t%.2fs after %.2fs of warm-up\n", r.Seconds, r.Warmup)
+	fmt.Fprintf(tw, "throughput\t%.0f keepalives/s (%d)\n", r.KeepalivesPerSec, r.Keepalives)
+	printLatency(tw, "latency", r.Latency)
+	fmt.Fprintf(tw, "leases lost\t%d (longest gap between keepalives of a lease %.0fms)\n", r.LeasesLost, r.MaxGapMS)
+	if r.LostExample != "" {
+		fmt.Fprintf(tw, "  e.g.\t%s\n", r.LostExample)
+	}
+	printClusterFigures(tw, r.Cluster, "keepalives")
+	fmt.Fprintf(tw, "load process\t%.2f CPUs\n", r.LoadCPU)
+	printErrors(tw, r.ErrorsTotal, r.Errors)
+	if r.RevokeErrors > 0 {
+		fmt.Fprintf(tw, "revokes failed\t%d (the clean-up after the run)\n", r.RevokeErrors)
+	}
+	return tw.Flush()
+}
+
+// printLockResult prints r as a table, the output of raftkv bench
+// --workload lock-uncontended or lock-contended without --json.
+func printLockResult(w io.Writer, r *loadgen.LockResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "workload\t%s\n", r.Workload)
+	fmt.Fprintf(tw, "endpoints\t%s\n", strings.Join(r.Endpoints, ", "))
+	fmt.Fprintf(tw, "lock\t%s, %d workers, leases of TTL %gs\n", r.Lock, r.Connections, r.TTL)
+	fmt.Fprintf(tw, "measured\t%.2fs after %.2fs of warm-up\n", r.Seconds, r.Warmup)
+	fmt.Fprintf(tw, "throughput\t%.0f acquisitions/s (%d, %d whole cycles)\n", r.AcquisitionsPerSec, r.Acquisitions, r.Cycles)
+	printLatency(tw, "acquire", r.Acquire)
+	printLatency(tw, "release+revoke", r.Release)
+	printLatency(tw, "cycle", r.Cycle)
+	fmt.Fprintf(tw, "violations\t%d overlapping holds, %d tokens not above the one before\n", r.Overlaps, r.TokenRegressions)
+	printClusterFigures(tw, r.Cluster, "acquisitions")
+	fmt.Fprintf(tw, "load process\t%.2f CPUs\n", r.LoadCPU)
+	printErrors(tw, r.ErrorsTotal, r.Errors)
 	return tw.Flush()
 }

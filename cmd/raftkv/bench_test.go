@@ -42,6 +42,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"--workload", "watch-delay", "--rate", "0"},
 		{"--workload", "watch-idle", "--addr", "127.0.0.1:1,127.0.0.1:2"},
 		{"--workload", "watch-delay", "--duration", "0s"},
+		{"--workload", "leases-keepalive", "--leases", "3", "--connections", "4"},
+		{"--workload", "leases-keepalive", "--ttl", "0s"},
+		{"--workload", "lock-contended", "--ttl", "-1s"},
 	}
 	for _, args := range tests {
 		err := run(context.Background(), append([]string{"bench"}, args...), nil, io.Discard, io.Discard)
@@ -63,7 +66,8 @@ func TestBenchFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := loadgen.Options{Endpoints: []string{defaultAddr}, Workload: loadgen.Put, Connections: 16, ValueSize: 256, Keys: 10000,
-		KeyPrefix: "bench/", Duration: 10 * time.Second, Warmup: time.Second, Timeout: 10 * time.Second, Watchers: 1000, Rate: 1000}
+		KeyPrefix: "bench/", Duration: 10 * time.Second, Warmup: time.Second, Timeout: 10 * time.Second, Watchers: 1000, Rate: 1000,
+		Leases: 10000, TTL: 30 * time.Second}
 	if got := o.Options; !reflect.DeepEqual(got, want) || !o.preload || o.preloadOnly || o.json || o.serveNull != "" {
 		t.Errorf("defaults = %+v, want %+v with preload", o, want)
 	}
@@ -90,6 +94,10 @@ func TestBenchFlags(t *testing.T) {
 	o, err = parseBenchArgs([]string{"--workload", "watch-delay", "--watchers", "30", "--rate", "200", "--addr", "127.0.0.1:1,127.0.0.1:2"}, io.Discard)
 	if err != nil || o.Workload != loadgen.WatchDelay || o.Watchers != 30 || o.Rate != 200 || len(o.Endpoints) != 2 {
 		t.Errorf("watch-delay options = %+v, %v", o, err)
+	}
+	o, err = parseBenchArgs([]string{"--workload", "leases-keepalive", "--leases", "500", "--ttl", "5s", "--connections", "8"}, io.Discard)
+	if err != nil || o.Workload != loadgen.LeasesKeepalive || o.Leases != 500 || o.TTL != 5*time.Second || o.Connections != 8 {
+		t.Errorf("leases-keepalive options = %+v, %v", o, err)
 	}
 	if _, err := parseBenchArgs([]string{"--preload-only", "--duration", "0s"}, io.Discard); err != nil {
 		t.Errorf("--preload-only needs no duration: %v", err)

@@ -78,6 +78,57 @@
 //     its way when the books are closed.
 //   - Events of warm-up writes are received but not counted.
 //
+// # Leases and locks
+//
+// Three workloads measure leases and locks (docs/leases.md) through the
+// HTTP routes a client uses; they have their own run methods and results,
+// and each reports what the nodes' /metrics say about its measured window
+// (ClusterFigures: every node's CPU, which node led, the raft entries the
+// leader committed and the run's operations per entry, the leader's
+// entries per state machine batch, the followers' forwarded batches, and
+// the lease checkpoints and expiries the leader wrote). Every node's
+// /metrics is read as the window opens and again once the last request
+// of the run is answered.
+//
+// RunLeases (leases-keepalive) grants Options.Leases leases of Options.TTL
+// (not measured), then keeps all of them alive from Connections workers,
+// each sending POST /v1/lease/{id}/keepalive for the leases of its own in
+// turn, one after another, as fast as the cluster answers, round-robin
+// over the endpoints. Its invariants:
+//
+//   - Every granted lease belongs to exactly one worker (lease s to worker
+//     s mod Connections), so each lease is kept alive every Leases /
+//     (keepalives a second) seconds on average; MaxGapMS is the longest
+//     any lease actually went, from the sending of one acknowledged
+//     keepalive (or its grant) to the next (or the end of the run).
+//   - A lease is lost when a keepalive of it is answered 404
+//     lease_not_found (it is not kept alive after that), or when GET
+//     /v1/lease after the run does not list it. A lost lease fails the
+//     run (LeasesResult.Check): as long as every gap stays below the TTL,
+//     a correct cluster loses none.
+//   - The leases that are not lost are revoked after the run, so rounds
+//     on one cluster start from the same state.
+//
+// RunLocks (lock-uncontended, lock-contended) has Connections workers
+// loop acquire (POST /v1/lock/{name}?wait= with {"ttl": TTL}: the node
+// grants the hold a lease of its own) → release (DELETE
+// /v1/lock/{name}?token=) → revoke of that lease (DELETE /v1/lease/{id}),
+// which is what raftkv lock and the concurrency package do. Each cycle
+// goes to one endpoint, the next cycle to the next. Under lock-uncontended
+// every worker has a lock of its own (LockName and -i), under
+// lock-contended all take one lock, so AcquisitionsPerSec is the handoffs
+// a second and the acquire latency includes the wait in the queue. Its
+// invariants:
+//
+//   - A worker marks its lock held in the run's books when the acquire is
+//     answered and free before it sends the release; the next holder is
+//     answered only after the release applied, so a correct lock is never
+//     found held by the books (Overlaps), and every acquisition's fencing
+//     token is above the one before (TokenRegressions). Either fails the
+//     run (LockResult.Check).
+//   - A cycle counts when its acquire was sent after the warm-up; when the
+//     time is over, each worker finishes the cycle it is in.
+//
 // Errors name the options by their raftkv bench flags (--connections, ...),
 // since that command is what this package exists for.
 package loadgen

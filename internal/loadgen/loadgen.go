@@ -261,8 +261,13 @@ type worker struct {
 // and merges what they measured. It fails, with no figures, when ctx ends
 // first.
 func (g *Generator) Run(ctx context.Context) (*Result, error) {
-	if g.o.Workload.Watches() {
+	switch {
+	case g.o.Workload.Watches():
 		return nil, fmt.Errorf("%s is measured by RunWatchIdle or RunWatchDelay, not Run", g.o.Workload)
+	case g.o.Workload == LeasesKeepalive:
+		return nil, fmt.Errorf("%s is measured by RunLeases, not Run", g.o.Workload)
+	case g.o.Workload.Locks():
+		return nil, fmt.Errorf("%s is measured by RunLocks, not Run", g.o.Workload)
 	}
 	if g.o.Duration <= 0 {
 		return nil, errors.New("--duration must be positive")

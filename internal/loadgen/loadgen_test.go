@@ -142,8 +142,8 @@ func TestNullServer(t *testing.T) {
 
 	addr := ln.Addr().String()
 	for _, wl := range Workloads() {
-		if wl.Watches() {
-			continue // the do-nothing server has no watch streams
+		if wl.Watches() || wl.UsesLeases() {
+			continue // the do-nothing server has no watch streams, leases or locks
 		}
 		res := runLoad(t, Options{Endpoints: []string{addr, addr}, Workload: wl, Connections: 3,
 			Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, Keys: 50, ValueSize: 100})

@@ -33,11 +33,23 @@ const (
 	// Rate puts a second; it measures the delay from each write's
 	// acknowledgement to its event at every watcher (Generator.RunWatchDelay).
 	WatchDelay Workload = "watch-delay"
+	// LeasesKeepalive grants Leases leases of TTL and keeps them all alive
+	// from Connections workers as fast as the cluster answers; it measures
+	// the keepalives a second acknowledged and counts the leases lost
+	// (Generator.RunLeases).
+	LeasesKeepalive Workload = "leases-keepalive"
+	// LockUncontended has every worker loop acquire (POST /v1/lock with a
+	// TTL) → release (DELETE /v1/lock) → revoke the lock's own lease, each
+	// worker on a lock of its own (Generator.RunLocks).
+	LockUncontended Workload = "lock-uncontended"
+	// LockContended has every worker loop the same cycle on one lock, so
+	// the workers hand it to each other (Generator.RunLocks).
+	LockContended Workload = "lock-contended"
 )
 
 // Workloads returns every workload, in the order raftkv bench lists them.
 func Workloads() []Workload {
-	return []Workload{Put, Get, GetStale, Mixed, Txn, WatchIdle, WatchDelay}
+	return []Workload{Put, Get, GetStale, Mixed, Txn, WatchIdle, WatchDelay, LeasesKeepalive, LockUncontended, LockContended}
 }
 
 // ReadsKeys reports whether the workload reads keys, which should then be
@@ -47,6 +59,14 @@ func (w Workload) ReadsKeys() bool { return w == Get || w == GetStale || w == Mi
 // Watches reports whether the workload is a watch measurement, run by
 // RunWatchIdle or RunWatchDelay rather than Run.
 func (w Workload) Watches() bool { return w == WatchIdle || w == WatchDelay }
+
+// Locks reports whether the workload is a lock measurement, run by RunLocks
+// rather than Run.
+func (w Workload) Locks() bool { return w == LockUncontended || w == LockContended }
+
+// UsesLeases reports whether the workload grants leases (its TTL option
+// applies): leases-keepalive and the lock workloads.
+func (w Workload) UsesLeases() bool { return w == LeasesKeepalive || w.Locks() }
 
 // ErrUnsupported marks a workload the server does not implement.
 var ErrUnsupported = errors.New("workload not supported by the server")
@@ -86,6 +106,13 @@ type Options struct {
 	// Rate is the puts a second RunWatchDelay sends (--rate); at least 1
 	// for it, ignored by the others.
 	Rate int
+	// Leases is the number of leases leases-keepalive grants and keeps
+	// alive (--leases); at least Connections for it, ignored by the others.
+	Leases int
+	// TTL is the TTL of every lease a lease or lock workload grants
+	// (--ttl); positive for them (the node checks its bounds), ignored by
+	// the others.
+	TTL time.Duration
 }
 
 // Validate checks every option but Endpoints (see New) and Duration (see
@@ -112,6 +139,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--watchers must be at least 1 for %s", o.Workload)
 	case o.Workload == WatchDelay && o.Rate < 1:
 		return fmt.Errorf("--rate must be at least 1 for %s", o.Workload)
+	case o.Workload == LeasesKeepalive && o.Leases < o.Connections:
+		return fmt.Errorf("--leases must be at least --connections (%d) for %s: every worker keeps leases of its own", o.Connections, o.Workload)
+	case o.Workload.UsesLeases() && o.TTL <= 0:
+		return fmt.Errorf("--ttl must be positive for %s", o.Workload)
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ func valid() Options {
 		Timeout:     time.Second,
 		Watchers:    1,
 		Rate:        1,
+		Leases:      1,
+		TTL:         time.Second,
 	}
 }
 
@@ -30,7 +32,7 @@ func TestValidate(t *testing.T) {
 		wantErr string // "" when valid
 	}{
 		{"valid", func(*Options) {}, ""},
-		{"unknown workload", func(o *Options) { o.Workload = "scan" }, `--workload must be one of put, get, get-stale, mixed, txn, watch-idle, watch-delay, not "scan"`},
+		{"unknown workload", func(o *Options) { o.Workload = "scan" }, `--workload must be one of put, get, get-stale, mixed, txn, watch-idle, watch-delay, leases-keepalive, lock-uncontended, lock-contended, not "scan"`},
 		{"empty workload", func(o *Options) { o.Workload = "" }, "--workload must be one of"},
 		{"workload is case-sensitive", func(o *Options) { o.Workload = "PUT" }, "--workload must be one of"},
 		{"no connections", func(o *Options) { o.Connections = 0 }, "--connections must be at least 1"},
@@ -49,6 +51,13 @@ func TestValidate(t *testing.T) {
 		{"no rate for watch-delay", func(o *Options) { o.Workload, o.Rate = WatchDelay, 0 }, "--rate must be at least 1 for watch-delay"},
 		{"watch-idle needs no rate", func(o *Options) { o.Workload, o.Rate = WatchIdle, 0 }, ""},
 		{"put needs no watchers nor rate", func(o *Options) { o.Watchers, o.Rate = 0, -1 }, ""},
+		{"fewer leases than connections", func(o *Options) { o.Workload, o.Leases, o.Connections = LeasesKeepalive, 3, 4 }, "--leases must be at least --connections (4) for leases-keepalive"},
+		{"as many leases as connections", func(o *Options) { o.Workload, o.Leases, o.Connections = LeasesKeepalive, 4, 4 }, ""},
+		{"no ttl for leases-keepalive", func(o *Options) { o.Workload, o.TTL = LeasesKeepalive, 0 }, "--ttl must be positive for leases-keepalive"},
+		{"negative ttl for lock-contended", func(o *Options) { o.Workload, o.TTL = LockContended, -time.Second }, "--ttl must be positive for lock-contended"},
+		{"no ttl for lock-uncontended", func(o *Options) { o.Workload, o.TTL = LockUncontended, 0 }, "--ttl must be positive for lock-uncontended"},
+		{"locks need no leases count", func(o *Options) { o.Workload, o.Leases, o.Connections = LockContended, 0, 16 }, ""},
+		{"put needs no leases nor ttl", func(o *Options) { o.Leases, o.TTL = 0, 0 }, ""},
 	}
 	for _, w := range Workloads() {
 		tests = append(tests, struct {
@@ -72,12 +81,20 @@ func TestValidate(t *testing.T) {
 
 func TestWorkloadKinds(t *testing.T) {
 	for _, tc := range []struct {
-		w                Workload
-		readsKeys, watch bool
+		w                               Workload
+		readsKeys, watch, locks, leases bool
 	}{
-		{Put, false, false}, {Get, true, false}, {GetStale, true, false}, {Mixed, true, false}, {Txn, true, false},
-		{WatchIdle, false, true}, {WatchDelay, false, true},
+		{Put, false, false, false, false}, {Get, true, false, false, false}, {GetStale, true, false, false, false},
+		{Mixed, true, false, false, false}, {Txn, true, false, false, false},
+		{WatchIdle, false, true, false, false}, {WatchDelay, false, true, false, false},
+		{LeasesKeepalive, false, false, false, true}, {LockUncontended, false, false, true, true}, {LockContended, false, false, true, true},
 	} {
+		if got := tc.w.Locks(); got != tc.locks {
+			t.Errorf("%s.Locks() = %v, want %v", tc.w, got, tc.locks)
+		}
+		if got := tc.w.UsesLeases(); got != tc.leases {
+			t.Errorf("%s.UsesLeases() = %v, want %v", tc.w, got, tc.leases)
+		}
 		if got := tc.w.ReadsKeys(); got != tc.readsKeys {
 			t.Errorf("%s.ReadsKeys() = %v, want %v", tc.w, got, tc.readsKeys)
 		}
@@ -85,7 +102,7 @@ func TestWorkloadKinds(t *testing.T) {
 			t.Errorf("%s.Watches() = %v, want %v", tc.w, got, tc.watch)
 		}
 	}
-	if len(Workloads()) != 7 {
+	if len(Workloads()) != 10 {
 		t.Errorf("Workloads() = %v: a workload without a row here", Workloads())
 	}
 }
