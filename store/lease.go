@@ -256,19 +256,30 @@ func leaseOf(tx *bbolt.Tx, key []byte) kv.LeaseID {
 }
 
 // lockToken is the fencing token of lock name: the create_index of the
-// oldest key in its queue, 0 when the queue is empty.
+// oldest key in its queue, 0 when the queue is empty, and 0 too when two
+// keys share the oldest create_index (keys written into the queue by
+// hand in one entry): a token must name one holder, and no fenced write
+// applies until the tie is gone. The node never makes such a tie: it
+// queues each waiter's key in an entry of its own.
 func lockToken(b *bbolt.Bucket, name []byte) (uint64, error) {
 	prefix := kv.LockQueue(string(name))
 	c := b.Cursor()
 	var token uint64
+	tied := false
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		rec, err := decodeRecord(k, v, false)
 		if err != nil {
 			return 0, err
 		}
-		if token == 0 || rec.CreateIndex < token {
-			token = rec.CreateIndex
+		switch {
+		case token == 0 || rec.CreateIndex < token:
+			token, tied = rec.CreateIndex, false
+		case rec.CreateIndex == token:
+			tied = true
 		}
+	}
+	if tied {
+		return 0, nil
 	}
 	return token, nil
 }
@@ -347,7 +358,7 @@ func leaseChanges(tx *bbolt.Tx, index uint64) []LeaseChange {
 
 // Queue returns every record under prefix (a lock's or an election's
 // queue) with its value and lease, ordered by create_index (oldest
-// first), and the applied index it reflects, read in one transaction.
+// first; ties in key order), and the applied index it reflects, read in one transaction.
 func (s *Store) Queue(prefix []byte) ([]kv.Record, uint64, error) {
 	var out []kv.Record
 	var index uint64
@@ -367,6 +378,8 @@ func (s *Store) Queue(prefix []byte) ([]kv.Record, uint64, error) {
 		}
 		return nil
 	})
-	slices.SortFunc(out, func(a, b kv.Record) int { return cmp.Compare(a.CreateIndex, b.CreateIndex) })
+	// Ties (keys created in one entry) in key order: every read of one
+	// state orders the queue the same way.
+	slices.SortStableFunc(out, func(a, b kv.Record) int { return cmp.Compare(a.CreateIndex, b.CreateIndex) })
 	return out, index, err
 }

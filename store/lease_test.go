@@ -207,8 +207,24 @@ func TestLockCompare(t *testing.T) {
 	if guarded(13, 4) {
 		t.Fatal("an empty queue holds no token")
 	}
+	// Two keys created in one entry tie for the oldest: no token holds.
+	tie := Command{Op: OpTxn, Txn: &kv.Txn{Success: []kv.TxnOp{
+		{Type: kv.TxnPut, Key: []byte(q + "a")}, {Type: kv.TxnPut, Key: []byte(q + "b")},
+	}}}
+	mustApply(t, s, 14, tie)
+	if guarded(15, 14) {
+		t.Fatal("a token held by two keys fenced a write")
+	}
+	recs, _, err := s.Queue([]byte(q))
+	if err != nil || len(recs) != 2 || string(recs[0].Key) != q+"a" {
+		t.Fatalf("queue with a tie: %+v %v", recs, err)
+	}
+	mustApply(t, s, 16, delCmd(q+"a", kv.Condition{}))
+	if !guarded(17, 14) {
+		t.Fatal("the tie is gone: the token of the one key left holds")
+	}
 	// A txn that attaches a key to a missing lease applies nothing.
-	res := applyOne(t, s, 14, Command{Op: OpTxn, Txn: &kv.Txn{Success: []kv.TxnOp{
+	res := applyOne(t, s, 18, Command{Op: OpTxn, Txn: &kv.Txn{Success: []kv.TxnOp{
 		{Type: kv.TxnPut, Key: []byte("t1"), Value: []byte("a")},
 		{Type: kv.TxnPut, Key: []byte("t2"), Value: []byte("b"), Lease: 99},
 	}}})
