@@ -12,7 +12,9 @@ import (
 // (lease grants, keepalives, checkpoints) share entries freely, so many
 // keepalives cost one entry.
 func TestSplitEntry(t *testing.T) {
-	put := func(k string) *store.Command { return &store.Command{Op: store.OpPut, Key: []byte(k), Value: []byte("v")} }
+	put := func(k string) *store.Command {
+		return &store.Command{Op: store.OpPut, Key: []byte(k), Value: []byte("v")}
+	}
 	ka := func(id uint64) *store.Command { return &store.Command{Op: store.OpLeaseKeepalive, Lease: id} }
 	tests := []struct {
 		name  string
