@@ -49,7 +49,7 @@ const (
 // faults": two clients per node (a client.Client configured with that
 // node, which fails over to the others it learns) loop lock → a put of
 // mx/data fenced by the lock's token, whose value names the token and the
-// client (one time in eight after holding the lock 0.2-1.5 s, as work
+// client (one time in thirty after holding the lock 0.5-3 s, as work
 // would) → sometimes a linearizable read of it → unlock, on a lock whose
 // leases have a 3 s TTL: half of them through concurrency.Session and
 // Mutex, half with Lock{TTL} and concurrency.KeepAlive on the lock's own
@@ -389,11 +389,11 @@ func (w *lockWorker) iteration(ctx context.Context, lc *lockClients) bool {
 	}
 	w.acquisitions++
 	lc.acquired(Acquisition{Client: w.id, Key: string(hold.Key), Token: hold.Token, Index: hold.Index})
-	if w.rng.IntN(8) == 0 {
+	if w.rng.IntN(30) == 0 {
 		// Work while holding the lock (the workload, not a wait for
 		// state): a fault may strike meanwhile and end the lease.
 		w.worked++
-		sleepCtx(ctx, 200*time.Millisecond+time.Duration(w.rng.Int64N(int64(1300*time.Millisecond))))
+		sleepCtx(ctx, 500*time.Millisecond+time.Duration(w.rng.Int64N(int64(2500*time.Millisecond))))
 	}
 
 	w.seq++
@@ -553,8 +553,9 @@ func (p *pausedHolder) completed() int {
 
 func (p *pausedHolder) run(ctx context.Context, lc *lockClients) {
 	for ctx.Err() == nil {
-		// Between probes the lock is the workers'.
-		if !sleepCtx(ctx, time.Second+time.Duration(p.rng.Int64N(int64(2*time.Second)))) {
+		// Between probes (each holds the lock 3 s and more) the lock is
+		// the workers'.
+		if !sleepCtx(ctx, 3*time.Second+time.Duration(p.rng.Int64N(int64(4*time.Second)))) {
 			return
 		}
 		if !lc.pass(ctx) {
