@@ -53,7 +53,8 @@ bench: build
 ## chaos: the fault harness (internal/chaos, docs/chaos.md) at length: every
 ## fault for CHAOS_DURATION, CHAOS_ROUNDS rounds on fresh clusters, each with
 ## the linearizability check and the watch check (watchers on every node and
-## through the Go client against the committed history). A failure prints
+## through the Go client against the committed history), and the lock check
+## (TestLockMutualExclusionUnderFaults: fenced writes under faults). A failure prints
 ## its seed: CHAOS_SEED=<seed> replays the same choices.
 ## First, the state machine's determinism property (store.TestDeterminism)
 ## on DETERMINISM_SEEDS random logs of DETERMINISM_ENTRIES entries each; a

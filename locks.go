@@ -189,14 +189,19 @@ func (n *Node) acquire(ctx context.Context, name string, queue, value []byte, op
 		defer func() { stop(); <-done }()
 	}
 	hold.Key = append(bytes.Clone(queue), hold.Lease.String()...)
-	put, err := n.put(waitCtx, hold.Key, value, kv.WriteOptions{Lease: hold.Lease})
+	// The queue key goes in as a transaction of one put, because group
+	// commit gives a transaction a raft entry of its own: keys created in
+	// one entry share their create_index, which is the fencing token, and
+	// two waiters with one token would let a holder whose key is gone
+	// write fenced by the token of the waiter that took over.
+	put, err := n.txn(waitCtx, kv.Txn{Success: []kv.TxnOp{{Type: kv.TxnPut, Key: hold.Key, Value: value, Lease: hold.Lease}}}, kv.WriteOptions{})
 	if err != nil {
 		if !errors.Is(err, kv.ErrLeaseNotFound) {
 			n.abandon(hold)
 		}
 		return kv.Hold{}, waitErr(ctx, err, opts.Wait)
 	}
-	hold.Token, hold.Index, err = n.waitOldest(waitCtx, queue, hold.Key, put.ModIndex)
+	hold.Token, hold.Index, err = n.waitOldest(waitCtx, queue, hold.Key, put.Index)
 	if err != nil {
 		n.abandon(hold)
 		return kv.Hold{}, waitErr(ctx, err, opts.Wait)

@@ -243,3 +243,34 @@ func TestElectionGoAPI(t *testing.T) {
 		t.Fatalf("observed %+v after the last resign, want no leader", h)
 	}
 }
+
+// Waiters that queue at the same moment get distinct tokens. Group commit
+// puts concurrent writes in one raft entry, and keys created in one entry
+// share their create_index: two waiters' queue keys in one entry would
+// share a fencing token, and a holder whose key was gone could still write
+// fenced by the token of the waiter that took over (the chaos harness's
+// mutual exclusion test found it). Each queue key must have an entry of
+// its own.
+func TestLockWaitersDistinctTokens(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const waiters = 24
+	nodes := []*raftkv.Node{c.Node(c.Leader()), c.Node(c.Follower())}
+	for i := range waiters {
+		lockAsync(ctx, nodes[i%2], "burst", kv.LockOptions{TTL: 10 * time.Second})
+	}
+	n := nodes[0]
+	waitQueue(t, n, "burst", waiters)
+	res, err := n.List(ctx, kv.ListOptions{Prefix: kv.LockQueue("burst")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]string{}
+	for _, it := range res.Items {
+		if other, dup := seen[it.CreateIndex]; dup {
+			t.Errorf("queue keys %s and %s share create_index %d: one fencing token for two holders", other, it.Key, it.CreateIndex)
+		}
+		seen[it.CreateIndex] = string(it.Key)
+	}
+}

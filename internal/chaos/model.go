@@ -5,6 +5,8 @@ import (
 	"hash/fnv"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // OpKind is a client operation on one key.
@@ -53,6 +55,11 @@ type Input struct {
 	Key    string
 	Value  string // put, cas, create
 	Expect uint64 // cas: the mod_index of If-Match
+	// Fence, on a put, makes it require a lock's token (?lock=&token=):
+	// a 412 then means the lock was not held with it, and nothing was
+	// written. The register does not model the lock (the lock check,
+	// lockcheck.go, does), so such a put is a put that may fail.
+	Fence kv.Fence
 }
 
 // Output is what came back.
@@ -199,6 +206,9 @@ func step(s regState, in Input, out Output) []regState {
 				n.Create = out.CreateIndex
 			}
 			return one(bindRecord(n, out.ModIndex, out.CreateIndex, out.Version))
+		case PreconditionFailed:
+			// Only a fenced put can fail, and it changes nothing.
+			return one(s, !in.Fence.IsZero())
 		case Unknown:
 			return []regState{written(s, in.Value, 0)}
 		}
@@ -326,6 +336,9 @@ func describeOp(in Input, out Output) string {
 		call = fmt.Sprintf("get(%s)", in.Key)
 	case OpPut:
 		call = fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
+		if !in.Fence.IsZero() {
+			call = fmt.Sprintf("put(%s, %q if lock %s token %d)", in.Key, in.Value, in.Fence.Lock, in.Fence.Token)
+		}
 	case OpCAS:
 		call = fmt.Sprintf("cas(%s, %q if mod=%d)", in.Key, in.Value, in.Expect)
 	case OpCreate:
@@ -346,6 +359,9 @@ func describeOp(in Input, out Output) string {
 		}
 	case PreconditionFailed:
 		ret = fmt.Sprintf("412 (current mod=%d)", out.CurrentModIndex)
+		if in.Kind == OpPut {
+			ret = "412 (the lock is not held with that token)"
+		}
 	default:
 		ret = out.Outcome.String()
 	}

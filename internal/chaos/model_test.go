@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // h builds a history; each op is [call, return] with return -1 meaning an
@@ -35,7 +37,10 @@ func checkHist(t *testing.T, ops []hop) porcupine.CheckResult {
 	return rec.Check(10 * time.Second).Result
 }
 
-func put(k, v string) Input           { return Input{Kind: OpPut, Key: k, Value: v} }
+func put(k, v string) Input { return Input{Kind: OpPut, Key: k, Value: v} }
+func fput(k, v string, token uint64) Input {
+	return Input{Kind: OpPut, Key: k, Value: v, Fence: kv.Fence{Lock: "l", Token: token}}
+}
 func get(k string) Input              { return Input{Kind: OpGet, Key: k} }
 func cas(k, v string, e uint64) Input { return Input{Kind: OpCAS, Key: k, Value: v, Expect: e} }
 func create(k, v string) Input        { return Input{Kind: OpCreate, Key: k, Value: v} }
@@ -52,6 +57,9 @@ var (
 	unknown    = Output{Outcome: Unknown}
 	notApplied = Output{Outcome: NotApplied}
 	notFound   = Output{Outcome: NotFound}
+	// fenceFailed: a fenced put's 412 (no ETag: the key's index is not
+	// what failed).
+	fenceFailed = Output{Outcome: PreconditionFailed}
 )
 
 func failed(cur uint64) Output { return Output{Outcome: PreconditionFailed, CurrentModIndex: cur} }
@@ -111,6 +119,19 @@ func TestModel(t *testing.T) {
 		{"a not-applied write seen", []hop{
 			{0, 1, put("a", "x"), notApplied},
 			{2, 3, get("a"), read("x", 5, 5, 1)},
+		}, porcupine.Illegal},
+		{"fenced put refused: nothing written", []hop{
+			{0, 1, fput("a", "x", 4), wrote(5, 5, 1)},
+			{2, 3, fput("a", "y", 4), fenceFailed},
+			{4, 5, get("a"), read("x", 5, 5, 1)},
+		}, porcupine.Ok},
+		{"fenced put refused, yet its value seen", []hop{
+			{0, 1, fput("a", "x", 4), wrote(5, 5, 1)},
+			{2, 3, fput("a", "y", 4), fenceFailed},
+			{4, 5, get("a"), read("y", 6, 5, 2)},
+		}, porcupine.Illegal},
+		{"unfenced put answered 412", []hop{
+			{0, 1, put("a", "x"), fenceFailed},
 		}, porcupine.Illegal},
 		{"concurrent writes, either order", []hop{
 			{0, 10, put("a", "x"), wrote(6, 5, 2)},

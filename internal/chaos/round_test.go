@@ -33,6 +33,12 @@ type round struct {
 	wl          *Workload
 	stopClients func()
 	watch       *roundWatches // startWatchers; checked by finish
+	// pausers are further clients afterHeal holds while the members
+	// converge (the workload is one too).
+	pausers []interface {
+		Pause()
+		Resume()
+	}
 
 	logMu sync.Mutex
 	log   *os.File
@@ -219,7 +225,13 @@ func (r *round) afterHeal() {
 	if r.wl != nil {
 		r.wl.Pause()
 	}
+	for _, p := range r.pausers {
+		p.Pause()
+	}
 	d, err := r.c.WaitConverged(ctx, 20*time.Second, members, idx)
+	for _, p := range r.pausers {
+		p.Resume()
+	}
 	if r.wl != nil {
 		r.wl.Resume()
 	}
