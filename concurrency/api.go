@@ -9,8 +9,8 @@ import (
 )
 
 // API is what the package needs of a cluster: the lease, lock and
-// election calls that both *raftkv.Node and *client.Client offer, with
-// the semantics their docs state.
+// election calls (and Delete) that both *raftkv.Node and *client.Client
+// offer, with the semantics their docs state.
 type API interface {
 	Grant(ctx context.Context, ttl time.Duration) (kv.Lease, error)
 	KeepAliveOnce(ctx context.Context, id kv.LeaseID) (kv.Lease, error)
@@ -21,4 +21,7 @@ type API interface {
 	Resign(ctx context.Context, name string, token uint64) (uint64, error)
 	ElectionLeader(ctx context.Context, name string) (kv.Hold, error)
 	ObserveElection(ctx context.Context, name string) iter.Seq2[kv.Hold, error]
+	// Delete removes a key: a session's own queue key after a wait that
+	// failed.
+	Delete(ctx context.Context, key []byte, opts ...kv.WriteOption) (kv.DeleteResult, error)
 }

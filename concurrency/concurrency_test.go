@@ -23,6 +23,14 @@ type fakeAPI struct {
 	mu      sync.Mutex
 	calls   []time.Time
 	revoked []kv.LeaseID
+	deleted []string
+}
+
+func (f *fakeAPI) Delete(_ context.Context, key []byte, _ ...kv.WriteOption) (kv.DeleteResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, string(key))
+	return kv.DeleteResult{Deleted: 1, Index: 10}, nil
 }
 
 func (f *fakeAPI) Grant(_ context.Context, ttl time.Duration) (kv.Lease, error) {
@@ -240,6 +248,20 @@ func TestSessionAndMutex(t *testing.T) {
 	if err := m.Unlock(ctx); !errors.Is(err, kv.ErrPreconditionFailed) || m.Token() != 0 {
 		t.Errorf("Unlock of a lost lock: %v, token %d", err, m.Token())
 	}
+
+	// A Lock whose answer is lost (an unknown outcome: the node serving
+	// the wait stalled, or was cut off) leaves the queue through any node.
+	f.lock = func(ctx context.Context) (kv.Hold, error) {
+		return kv.Hold{}, fmt.Errorf("%w: connection lost while waiting", kv.ErrOutcomeUnknown)
+	}
+	if err := m.Lock(ctx); !errors.Is(err, kv.ErrOutcomeUnknown) || m.Token() != 0 {
+		t.Fatalf("Lock with a lost answer: %v, token %d", err, m.Token())
+	}
+	f.mu.Lock()
+	if len(f.deleted) != 1 || f.deleted[0] != kv.LockPrefix+"m/7" {
+		t.Errorf("queue keys deleted after the failed wait: %q", f.deleted)
+	}
+	f.mu.Unlock()
 
 	// A Lock waiting while the session is lost ends, saying so.
 	f.lock = func(ctx context.Context) (kv.Hold, error) {

@@ -38,6 +38,9 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	defer release()
 	h, err := e.s.c.Campaign(bctx, e.name, value, kv.LockOptions{Lease: e.s.Lease()})
 	if err != nil {
+		if !errors.Is(err, kv.ErrBadRequest) {
+			e.s.leaveQueue(kv.ElectionQueue(e.name))
+		}
 		return fmt.Errorf("campaign %q: %w", e.name, e.s.sessionErr(bctx, err))
 	}
 	e.hold = h

@@ -31,9 +31,11 @@ func NewMutex(s *Session, name string) *Mutex { return &Mutex{s: s, name: name} 
 // Lock waits until the lock is held (first come, first served), ctx ends
 // (a deadline is passed to the cluster as the wait's bound: the error then
 // wraps kv.ErrTimeout), or the session ends. Locking a Mutex that holds
-// the lock already is an error (kv.ErrBadRequest). An error wrapping
-// kv.ErrOutcomeUnknown leaves the session maybe holding the lock, or a
-// place in its queue, until it is closed.
+// the lock already is an error (kv.ErrBadRequest). After any other error
+// the session's place in the queue is deleted (through any node that
+// answers): a wait whose answer was lost, or whose node stalled, leaves
+// the session holding nothing. One Mutex per name per session: they
+// would share the session's one queue key.
 func (m *Mutex) Lock(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -44,6 +46,9 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	defer release()
 	h, err := m.s.c.Lock(bctx, m.name, kv.LockOptions{Lease: m.s.Lease()})
 	if err != nil {
+		if !errors.Is(err, kv.ErrBadRequest) {
+			m.s.leaveQueue(kv.LockQueue(m.name))
+		}
 		return fmt.Errorf("lock %q: %w", m.name, m.s.sessionErr(bctx, err))
 	}
 	m.hold = h

@@ -87,3 +87,19 @@ func (s *Session) sessionErr(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// leaveQueueTimeout bounds the removal of a failed wait's queue key.
+const leaveQueueTimeout = 5 * time.Second
+
+// leaveQueue deletes this session's key in queue after a Lock or Campaign
+// that failed: the node that served the wait removes it itself, but a
+// node that stalled or was cut off while it waited cannot, and the
+// session, still kept alive, would otherwise keep the key (and perhaps the
+// lock, without knowing it) for as long as it lives. It runs detached from
+// the caller's context (which may be what ended) and is best effort: the
+// key goes with the session's lease in any case.
+func (s *Session) leaveQueue(queue []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), leaveQueueTimeout)
+	defer cancel()
+	_, _ = s.c.Delete(ctx, append(queue, s.Lease().String()...))
+}
