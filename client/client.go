@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,8 @@ const (
 // Config configures a Client.
 type Config struct {
 	// Endpoints are the base URLs of cluster nodes, like
-	// "http://127.0.0.1:8001"; a bare host:port gets "http://" prepended.
+	// "http://127.0.0.1:8001" or "https://127.0.0.1:8001"; a bare
+	// host:port gets "http://" prepended ("https://" when TLS is set).
 	// At least one is required. The client also learns the other members'
 	// addresses from the cluster (see RefreshInterval), so one is enough
 	// once it has talked to the cluster.
@@ -41,6 +43,15 @@ type Config struct {
 	// HTTPClient sends the requests. Nil means a dedicated client with a
 	// pooled keep-alive transport, which Close cleans up.
 	HTTPClient *http.Client
+	// TLS configures the https connections of the dedicated client (nil:
+	// Go's defaults, the system's roots): RootCAs verifies the nodes'
+	// certificates, Certificates or GetClientCertificate is the client's
+	// own certificate for a cluster that requires one. It is cloned; it
+	// cannot be combined with HTTPClient (configure that client's
+	// transport instead). A certificate that fails verification, on
+	// either side, is a configuration error: the call tries each known
+	// endpoint once and returns it (see the package doc, "TLS").
+	TLS *tls.Config
 	// Header holds extra headers sent with every request.
 	Header http.Header
 
@@ -107,6 +118,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxAttempts < 0 {
 		return nil, errors.New("client: MaxAttempts is negative")
 	}
+	if cfg.TLS != nil && cfg.HTTPClient != nil {
+		return nil, errors.New("client: TLS and HTTPClient exclude each other (set TLSClientConfig in the HTTPClient's transport)")
+	}
 	c := &Client{
 		hc:             cfg.HTTPClient,
 		header:         cfg.Header.Clone(),
@@ -120,9 +134,13 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("client: negative backoff")
 	}
 	c.maxBackoff = max(c.maxBackoff, c.minBackoff)
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+	}
 	var seeds []string
 	for _, e := range cfg.Endpoints {
-		base, err := ParseEndpoint(e)
+		base, err := parseEndpoint(e, scheme)
 		if err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
@@ -130,7 +148,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.eps.init(seeds)
 	if c.hc == nil {
-		c.hc, c.owned = &http.Client{Transport: newTransport()}, true
+		c.hc, c.owned = &http.Client{Transport: newTransport(cfg.TLS)}, true
 	}
 	c.bg, c.stopBG = context.WithCancel(context.Background())
 	return c, nil
@@ -148,10 +166,14 @@ func orDefault(d, def time.Duration) time.Duration {
 // query or fragment), or a bare host:port that gets "http://" prepended.
 // Surrounding spaces are ignored. New parses every Config.Endpoints entry
 // with it.
-func ParseEndpoint(s string) (string, error) {
+func ParseEndpoint(s string) (string, error) { return parseEndpoint(s, "http") }
+
+// parseEndpoint is ParseEndpoint, with scheme prepended to a bare
+// host:port.
+func parseEndpoint(s, scheme string) (string, error) {
 	s = strings.TrimSpace(s)
 	if !strings.Contains(s, "://") {
-		s = "http://" + s
+		s = scheme + "://" + s
 	}
 	u, err := url.Parse(s)
 	if err != nil {
@@ -164,11 +186,13 @@ func ParseEndpoint(s string) (string, error) {
 }
 
 // newTransport returns the default transport: keep-alive connections pooled
-// generously per node, bounded dial and handshake times, and no overall
-// request timeout (the context and AttemptTimeout set it).
-func newTransport() *http.Transport {
+// generously per node, bounded dial and handshake times, no overall
+// request timeout (the context and AttemptTimeout set it), and a clone of
+// tlsConf (nil: Go's defaults) for https endpoints.
+func newTransport(tlsConf *tls.Config) *http.Transport {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
+		TLSClientConfig:       tlsConf.Clone(),
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,

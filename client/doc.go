@@ -66,6 +66,7 @@
 //	  applied; a read: ?wait ran out)
 //	504 outcome_unknown, 500, other 5xx      retry   retry (unknown)   return, wrapping kv.ErrOutcomeUnknown
 //	412, 422 and any other 4xx               return  return            return
+//	TLS handshake refused (see TLS)          next endpoint; return once each refused
 //
 // A keyed write whose outcome was unknown at some attempt ("unknown" above)
 // keeps that in mind: if no later attempt settles it, with a 2xx or an
@@ -76,6 +77,23 @@
 // quoted in the message, never wrapped. When every attempt failed to
 // connect, the error wraps ErrUnreachable (and, if that is why the call
 // stopped, the context's error).
+//
+// # TLS
+//
+// An https:// endpoint is reached over TLS, configured by Config.TLS:
+// RootCAs holds the CA that signed the nodes' certificates (nil: the
+// system's roots), Certificates the client's certificate for a cluster
+// that requires one. With Config.TLS set, a bare host:port means https,
+// and the members learned from GET /v1/cluster are reached with the
+// scheme of the endpoint that listed them (a cluster is all TLS or all
+// plaintext). A handshake that fails on a certificate (the client cannot
+// verify the node's: unknown authority, another name, expired; the node
+// refuses the client's, or its lack of one) or that meets a plaintext
+// node is a configuration error, not a fault: the call tries each known
+// endpoint once and returns the error, which wraps ErrUnreachable (no
+// request reached a server, so a write was certainly not applied) and the
+// cause (errors.As finds *tls.CertificateVerificationError and the
+// x509 error in it; a node's refusal is a *net.OpError "remote error").
 //
 // # Watches
 //

@@ -104,6 +104,13 @@ func (e *endpoints) failed(u string, avoid, retryAfter time.Duration) {
 	}
 }
 
+// len is the number of endpoints known.
+func (e *endpoints) len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.list)
+}
+
 // order lists the endpoints from the current one, those not avoided first.
 func (e *endpoints) order() []string {
 	e.mu.Lock()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -246,6 +248,9 @@ type answer struct {
 	// failure; retryAfter how long the endpoint asked not to be contacted
 	// (its Retry-After, at most MaxBackoff).
 	avoid, retryAfter time.Duration
+	// tlsRefused: the TLS handshake failed on a certificate (tlsRefused):
+	// a configuration error, which a retry to the same endpoint repeats.
+	tlsRefused bool
 }
 
 // call sends req, retrying as the package doc's "Failover" says, and
@@ -258,7 +263,8 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 		last       error // the last attempt's error
 		unknown    error // the first maybe-applied attempt's error, until resolved
 		notSentAll = true
-		prev       string // the endpoint of the last attempt
+		prev       string              // the endpoint of the last attempt
+		refused    map[string]struct{} // the endpoints whose TLS handshake failed
 	)
 	for attempt := 1; ; attempt++ {
 		if c.maxAttempts > 0 && attempt > c.maxAttempts {
@@ -301,6 +307,17 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 		notSentAll = notSentAll && kv.NotSent(a.err)
 		prev = base
 		c.eps.failed(base, a.avoid, a.retryAfter)
+		if a.tlsRefused {
+			// A configuration error: once every endpoint known has
+			// refused, retrying would only hide it.
+			if refused == nil {
+				refused = make(map[string]struct{})
+			}
+			refused[base] = struct{}{}
+			if len(refused) >= c.eps.len() {
+				return failure(nil, last, unknown, notSentAll, attempt)
+			}
+		}
 		c.maybeRefresh(true)
 		if err := ctx.Err(); err != nil {
 			return failure(err, last, unknown, notSentAll, attempt)
@@ -349,6 +366,16 @@ func (c *Client) attempt(ctx context.Context, base string, req request, out any)
 	resp, err := c.hc.Do(hr)
 	if err != nil && !gotConn.Load() && !kv.NotSent(err) && c.tracesConns() {
 		err = &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	}
+	if err != nil && tlsRefused(err) {
+		if !kv.NotSent(err) {
+			// The node's TLS layer refused the client's certificate after
+			// the client had finished its side of the handshake (TLS 1.3)
+			// and sent the request: no byte of it reached the HTTP server.
+			err = &net.OpError{Op: "dial", Net: "tcp", Err: err}
+		}
+		return answer{verdict: safe, err: fmt.Errorf("TLS handshake with %s failed: %w", base, err),
+			avoid: c.maxBackoff, tlsRefused: true}
 	}
 	if err == nil && isStream && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		if stopTimer() {
@@ -415,6 +442,43 @@ func retryAfter(h http.Header, limit time.Duration) time.Duration {
 		return min(max(time.Until(t), 0), limit)
 	}
 	return 0
+}
+
+// tlsRefused reports whether err is a TLS handshake that failed on a
+// certificate: the client could not verify the node's (an unknown
+// authority, another name, expired: *tls.CertificateVerificationError),
+// the node refused the client's (an alert: bad, unknown, expired or
+// missing certificate, unknown CA, no common version or cipher), or the
+// node does not speak TLS at all (http.ErrSchemeMismatch). Nothing reached
+// the HTTP server, and every retry fails the same way until the
+// certificates or the configuration change.
+func tlsRefused(err error) bool {
+	var (
+		verify *tls.CertificateVerificationError
+		ua     x509.UnknownAuthorityError
+		host   x509.HostnameError
+		inv    x509.CertificateInvalidError
+	)
+	if errors.As(err, &verify) || errors.As(err, &ua) || errors.As(err, &host) || errors.As(err, &inv) ||
+		errors.Is(err, http.ErrSchemeMismatch) {
+		return true
+	}
+	// crypto/tls reports the peer's alert as a *net.OpError "remote error"
+	// around an unexported type: its text is all there is to match. It
+	// may sit under another *net.OpError (attempt's "dial"), which
+	// errors.As would stop at.
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if op, ok := e.(*net.OpError); ok && op.Op == "remote error" && op.Err != nil {
+			switch strings.TrimPrefix(op.Err.Error(), "tls: ") {
+			case "handshake failure", "bad certificate", "unsupported certificate", "revoked certificate",
+				"expired certificate", "unknown certificate", "unknown certificate authority", "access denied",
+				"protocol version not supported", "insufficient security level", "certificate required":
+				return true
+			}
+			return false
+		}
+	}
+	return false
 }
 
 // outcomeUnknown makes err wrap kv.ErrOutcomeUnknown.

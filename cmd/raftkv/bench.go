@@ -79,6 +79,8 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 		addr = defaultAddr
 	}
 	fs.StringVar(&addr, "addr", addr, "comma-separated API endpoints; requests go round-robin over all of them ($RAFTKV_ADDR)")
+	var tf tlsFlags
+	tf.add(fs)
 	var o benchOptions
 	names := make([]string, 0, len(loadgen.Workloads()))
 	for _, w := range loadgen.Workloads() {
@@ -120,8 +122,16 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 		}
 		return o, nil
 	}
-	eps, err := loadgen.ParseEndpoints(addr)
+	tlsConf, err := tf.config()
 	if err != nil {
+		return o, err
+	}
+	o.TLS = tlsConf
+	eps, err := splitAddr(addr, o.TLS != nil)
+	if err != nil {
+		return o, err
+	}
+	if eps, err = loadgen.ParseEndpoints(strings.Join(eps, ",")); err != nil {
 		return o, usagef("--addr: %w", err)
 	}
 	o.Endpoints = eps

@@ -46,7 +46,11 @@ Usage:
 
 The client commands take --addr (comma-separated endpoints; default
 $RAFTKV_ADDR, else http://127.0.0.1:8001) and --timeout (default 10s; none
-for watch, lease keepalive, lock and elect).
+for watch, lease keepalive, lock and elect). For a cluster with TLS
+(https:// endpoints) they take --cacert FILE (the CA that signed the nodes'
+certificates), and --cert FILE --key FILE (a client certificate, when the
+cluster requires one); default $RAFTKV_CACERT, $RAFTKV_CERT, $RAFTKV_KEY.
+With any of them the default address is https://127.0.0.1:8001.
 Flags may follow the arguments; put -- before a key that starts with "-".
 `
 
@@ -121,6 +125,7 @@ type command struct {
 	synopsis string
 	addr     string
 	timeout  time.Duration
+	tls      tlsFlags
 }
 
 func newCommand(name, synopsis, summary string, stderr io.Writer) *command {
@@ -133,10 +138,11 @@ func newCommand(name, synopsis, summary string, stderr io.Writer) *command {
 	return c
 }
 
-// clientFlags adds --addr and --timeout (default 10s).
+// clientFlags adds --addr, --timeout (default 10s) and the TLS flags.
 func (c *command) clientFlags() *command { return c.clientFlagsTimeout(10 * time.Second) }
 
-// clientFlagsTimeout adds --addr and --timeout, whose default is timeout.
+// clientFlagsTimeout adds --addr, --timeout, whose default is timeout, and
+// the TLS flags (--cacert, --cert, --key).
 func (c *command) clientFlagsTimeout(timeout time.Duration) *command {
 	addr := os.Getenv("RAFTKV_ADDR")
 	if addr == "" {
@@ -144,6 +150,7 @@ func (c *command) clientFlagsTimeout(timeout time.Duration) *command {
 	}
 	c.fs.StringVar(&c.addr, "addr", addr, "comma-separated API endpoints of cluster nodes ($RAFTKV_ADDR)")
 	c.fs.DurationVar(&c.timeout, "timeout", timeout, "deadline for the whole command (0: none)")
+	c.tls.add(c.fs)
 	return c
 }
 
@@ -174,15 +181,18 @@ func (c *command) parse(args []string, min, max int) ([]string, error) {
 	return pos, nil
 }
 
-// with calls fn with a client for --addr and ctx bounded by --timeout.
+// with calls fn with a client for --addr and the TLS flags, and ctx
+// bounded by --timeout.
 func (c *command) with(ctx context.Context, fn func(context.Context, *client.Client) error) error {
-	var endpoints []string
-	for e := range strings.SplitSeq(c.addr, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			endpoints = append(endpoints, e)
-		}
+	tlsConf, err := c.tls.config()
+	if err != nil {
+		return err
 	}
-	cl, err := client.New(client.Config{Endpoints: endpoints})
+	endpoints, err := splitAddr(c.addr, tlsConf != nil)
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(client.Config{Endpoints: endpoints, TLS: tlsConf})
 	if err != nil {
 		return &usageError{err: fmt.Errorf("--addr: %w", err)}
 	}

@@ -65,6 +65,7 @@ func New(o Options) (*Generator, error) {
 		MaxConnsPerHost:     o.Connections,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
+		TLSClientConfig:     o.TLS.Clone(),
 	}
 	g := &Generator{
 		o:      o,

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -113,6 +114,9 @@ type Options struct {
 	// (--ttl); positive for them (the node checks its bounds), ignored by
 	// the others.
 	TTL time.Duration
+	// TLS configures the connections to https endpoints (--cacert, --cert,
+	// --key); nil: Go's defaults. It is cloned.
+	TLS *tls.Config
 }
 
 // Validate checks every option but Endpoints (see New) and Duration (see

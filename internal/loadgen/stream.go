@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,8 +29,8 @@ func watchURL(ep, prefix string) string {
 // newStreamClient returns the client of the watch streams: one connection
 // per stream (no pooling, no limit), no deadline on the stream itself, but
 // its answer's header within timeout. readBuf is each connection's read
-// buffer.
-func newStreamClient(timeout time.Duration, readBuf int) *http.Client {
+// buffer; tlsConf (cloned) configures https.
+func newStreamClient(timeout time.Duration, readBuf int, tlsConf *tls.Config) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
 		Transport: &http.Transport{
@@ -38,6 +39,7 @@ func newStreamClient(timeout time.Duration, readBuf int) *http.Client {
 			DisableCompression:    true,
 			ResponseHeaderTimeout: timeout,
 			ReadBufferSize:        readBuf,
+			TLSClientConfig:       tlsConf.Clone(),
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -129,7 +129,7 @@ func (g *Generator) RunWatchDelay(ctx context.Context) (*WatchDelayResult, error
 	}
 
 	// Open the watches.
-	sc := newStreamClient(g.o.Timeout, 32<<10)
+	sc := newStreamClient(g.o.Timeout, 32<<10, g.o.TLS)
 	defer sc.CloseIdleConnections()
 	streamCtx, closeStreams := context.WithCancel(ctx)
 	defer closeStreams()

@@ -73,7 +73,7 @@ func (g *Generator) RunWatchIdle(ctx context.Context) (*WatchIdleResult, error) 
 		return nil, err
 	}
 
-	sc := newStreamClient(g.o.Timeout, 0)
+	sc := newStreamClient(g.o.Timeout, 0, g.o.TLS)
 	defer sc.CloseIdleConnections()
 	streamCtx, closeStreams := context.WithCancel(ctx)
 	defer closeStreams()
