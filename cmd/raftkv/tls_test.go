@@ -95,7 +95,7 @@ func TestTLSFlagErrors(t *testing.T) {
 		want string // in the message
 	}{
 		{nil, []string{"get", "--cacert", f("missing.pem"), "k"}, "--cacert: open"},
-		{nil, []string{"get", "--cacert", f("garbage.pem"), "k"}, "--cacert: no PEM certificate"},
+		{nil, []string{"get", "--cacert", f("garbage.pem"), "k"}, "no PEM certificate"},
 		{nil, []string{"get", "--cert", f("client.pem"), "k"}, "--cert and --key go together"},
 		{nil, []string{"put", "--key", f("client-key.pem"), "k", "v"}, "--cert and --key go together"},
 		{nil, []string{"get", "--cert", f("client.pem"), "--key", f("missing.pem"), "k"}, "--cert, --key: open"},

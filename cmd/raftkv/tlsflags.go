@@ -2,10 +2,11 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"os"
 	"strings"
+
+	"github.com/raftkv/raftkv/internal/tlsutil"
 )
 
 // tlsFlags holds --cacert, --cert and --key: the TLS of the client
@@ -33,14 +34,11 @@ func (t *tlsFlags) config() (*tls.Config, error) {
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.cacert != "" {
-		pem, err := os.ReadFile(t.cacert)
+		pool, err := tlsutil.LoadCAPool(t.cacert)
 		if err != nil {
 			return nil, usagef("--cacert: %v", err)
 		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, usagef("--cacert: no PEM certificate in %s", t.cacert)
-		}
+		conf.RootCAs = pool
 	}
 	if t.cert != "" {
 		pair, err := tls.LoadX509KeyPair(t.cert, t.key)
