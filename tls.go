@@ -174,7 +174,7 @@ func (c *tlsOnlyConn) Read(p []byte) (int, error) {
 	}
 	c.checked = true
 	if p[0] != 0x16 {
-		_ = c.Conn.Close()
+		_ = c.Close()
 		return 0, errNotTLS
 	}
 	return n, err

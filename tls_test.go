@@ -476,3 +476,29 @@ func TestTLSRotationWhileWriting(t *testing.T) {
 	}
 	t.Logf("%d writes, none failed", writes.Load())
 }
+
+// Config.TLS takes the certificate, key and CA together, or nothing.
+func TestTLSConfigNeedsAllThree(t *testing.T) {
+	for _, tc := range []raftkv.TLSConfig{
+		{CertFile: "c.pem"},
+		{CertFile: "c.pem", KeyFile: "k.pem"},
+		{ClientCAFile: "ca.pem"},
+	} {
+		n, err := raftkv.Open(raftkv.Config{ID: "n1", DataDir: t.TempDir(), TLS: &tc})
+		if err == nil {
+			n.Close()
+			t.Errorf("%+v: opened", tc)
+		} else if !strings.Contains(err.Error(), "CertFile, KeyFile and CAFile") {
+			t.Errorf("%+v: %v", tc, err)
+		}
+	}
+	// An empty TLSConfig is plaintext.
+	n, err := raftkv.Open(raftkv.Config{ID: "n1", DataDir: t.TempDir(), TLS: &raftkv.TLSConfig{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if n.Scheme() != "http" {
+		t.Fatalf("scheme %s", n.Scheme())
+	}
+}
