@@ -40,6 +40,7 @@ Usage:
   raftkv elect [flags] NAME VALUE   campaign in election NAME, lead until Ctrl-C, then resign
   raftkv elect --observe NAME       print the leader of election NAME and each change
   raftkv bench [flags]              measure throughput and latency under load
+  raftkv cert --dir DIR [flags]     write a development CA and node and client certificates
   raftkv version                    print the version
   raftkv help [COMMAND]             show this help, or the flags of COMMAND
 
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runElect(ctx, args, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args, stdout, stderr)
+	case "cert":
+		err = runCert(args, stdout, stderr)
 	case "version":
 		err = runVersion(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":

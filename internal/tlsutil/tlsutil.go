@@ -19,17 +19,31 @@ const MemberOU = "raftkv-member"
 // extended key usage only). A client certificate is never a member's.
 const ClientOU = "raftkv-client"
 
-// LoadCAPool reads a PEM file of one or more CA certificates. Unlike
+// LoadCAPool reads PEM files of CA certificates into one pool (a call
+// with one file is the common case; several give, say, the API's pool of
+// the members' CA and a separate client CA). Unlike
 // x509.CertPool.AppendCertsFromPEM, it fails on a certificate that does not
 // parse and on a file with no certificate at all, so a wrong path or a
 // truncated file is an error rather than a pool that trusts nothing.
-// Blocks of other types (a key, a comment block) are skipped.
-func LoadCAPool(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
+// Blocks of other types (a key, say) are skipped.
+func LoadCAPool(files ...string) (*x509.CertPool, error) {
+	if len(files) == 0 {
+		return nil, errors.New("tlsutil: no CA file")
 	}
 	pool := x509.NewCertPool()
+	for _, file := range files {
+		if err := appendCAFile(pool, file); err != nil {
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
+func appendCAFile(pool *x509.CertPool, file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
 	n := 0
 	for rest := data; ; {
 		var block *pem.Block
@@ -42,15 +56,15 @@ func LoadCAPool(file string) (*x509.CertPool, error) {
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", file, n+1, err)
+			return fmt.Errorf("%s: certificate %d: %w", file, n+1, err)
 		}
 		pool.AddCert(cert)
 		n++
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+		return fmt.Errorf("%s: no PEM certificate found", file)
 	}
-	return pool, nil
+	return nil
 }
 
 // ServerConfig returns the configuration of a TLS listener: TLS 1.2 at

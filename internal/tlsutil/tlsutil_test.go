@@ -228,6 +228,24 @@ func TestLoadCAPool(t *testing.T) {
 	if _, err := LoadCAPool(filepath.Join(dir, "missing.pem")); err == nil {
 		t.Error("missing file: no error")
 	}
+	if _, err := LoadCAPool(); err == nil {
+		t.Error("no file: no error")
+	}
+	if _, err := LoadCAPool(write("good.pem", ca.CertPEM), write("bad.pem", []byte("x"))); err == nil {
+		t.Error("a good file and a bad one: no error")
+	}
+
+	// Two files: both CAs trusted.
+	pool2, err := LoadCAPool(write("ca.pem", ca.CertPEM), write("other.pem", other.CertPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*CA{ca, other} {
+		leaf := parsePEMCert(t, mustMember(t, c, "n1").cert)
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool2}); err != nil {
+			t.Errorf("two files: member of %s not verified: %v", c.Cert.Subject.CommonName, err)
+		}
+	}
 
 	// Two CAs (and a key block, skipped) in one file: both trusted.
 	pool, err := LoadCAPool(write("both.pem", append(append(append([]byte{}, ca.CertPEM...), ca.KeyPEM...), other.CertPEM...)))
