@@ -108,7 +108,7 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 	peers := n.survey(ctx)
 	for _, p := range peers {
 		if p.Bootstrapped && p.LeaderID != "" {
-			c, err := client.New(client.Config{Endpoints: []string{"http://" + p.APIAddr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
+			c, err := client.New(client.Config{Endpoints: []string{n.Scheme() + "://" + p.APIAddr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
 			if err != nil {
 				return false, err
 			}
@@ -157,6 +157,9 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 func (n *Node) survey(ctx context.Context) []kv.ClusterInfo {
 	var out []kv.ClusterInfo
 	for _, addr := range n.cfg.Join {
+		if !strings.Contains(addr, "://") {
+			addr = n.Scheme() + "://" + addr
+		}
 		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
 		if err != nil {
 			continue

@@ -95,6 +95,12 @@ type Config struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP API.
 	Pprof bool
 
+	// TLS, if set, secures every connection (docs/architecture.md, "TLS"):
+	// the HTTP API is HTTPS, the raft transport and member-to-member HTTP
+	// are mutual TLS with member certificates. Nil is plaintext. A cluster
+	// is all TLS or all plaintext.
+	TLS *TLSConfig
+
 	// Tuning adjusts raft; the zero value is the production default.
 	Tuning Tuning
 
@@ -102,6 +108,24 @@ type Config struct {
 	// machine after every applied batch, to widen windows such as a
 	// rebuild's log replay.
 	applyDelay time.Duration
+}
+
+// TLSConfig names the PEM files of a node's TLS set-up.
+type TLSConfig struct {
+	// CertFile and KeyFile are the node's member certificate (OU
+	// tlsutil.MemberOU, server and client auth, valid for the hosts peers
+	// and clients dial) and its key. They are read again when they change
+	// (polled every second) and on Node.ReloadTLS: new connections use the
+	// new pair.
+	CertFile string
+	KeyFile  string
+	// CAFile is the cluster's CA: the members' certificates are checked
+	// against it, and clients' too unless ClientCAFile is set.
+	CAFile string
+	// ClientCAFile, if set, makes the HTTP API require a client
+	// certificate, signed by it or by CAFile. Without it a client
+	// certificate is verified (against CAFile) only when one is given.
+	ClientCAFile string
 }
 
 // Tuning holds raft timing and log-compaction settings. Zero fields take
@@ -145,6 +169,11 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RaftAddr == "" {
 		c.RaftAddr = "127.0.0.1:0"
+	}
+	if t := c.TLS; t != nil && *t == (TLSConfig{}) {
+		c.TLS = nil // nothing given: plaintext
+	} else if t != nil && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
+		return errors.New("raftkv: Config.TLS needs CertFile, KeyFile and CAFile together (or none of them)")
 	}
 	if c.BootstrapExpect < 0 {
 		return errors.New("raftkv: Config.BootstrapExpect must not be negative")

@@ -351,7 +351,7 @@ func (n *Node) askLeader(ctx context.Context, path string, out any) error {
 	if leader == "" {
 		return fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+leader+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.Scheme()+"://"+leader+path, nil)
 	if err != nil {
 		return err
 	}

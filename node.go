@@ -2,6 +2,7 @@ package raftkv
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,8 @@ type Node struct {
 	raft    *raftnode.Node
 	handler *httpapi.Handler
 	unlock  func() error
+	// tls is nil without Config.TLS.
+	tls *nodeTLS
 
 	// peers is the pooled keep-alive HTTP client for every request to
 	// another member: write batches, read indexes, leadership checks,
@@ -76,7 +79,7 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, peers: httpapi.NewPeerClient(), httpLn: cfg.HTTPListener, life: context.Background()}
+	n = &Node{cfg: cfg, log: cfg.Logger, unlock: unlock, httpLn: cfg.HTTPListener, life: context.Background()}
 	n.readIndex.Round = n.askReadIndex
 	node := n // the error returns below set n to nil
 	defer func() {
@@ -84,6 +87,16 @@ func Open(cfg Config) (n *Node, err error) {
 			_ = node.Close()
 		}
 	}()
+	var raftTLS *raftnode.TLS
+	if cfg.TLS != nil {
+		if n.tls, err = openTLS(cfg.TLS, cfg.Logger); err != nil {
+			return nil, err
+		}
+		n.peers = httpapi.NewPeerClientTLS(n.tls.client)
+		raftTLS = &n.tls.raft
+	} else {
+		n.peers = httpapi.NewPeerClient()
+	}
 
 	httpMetrics, err := httpapi.NewMetrics(cfg.Registry)
 	if err != nil {
@@ -119,6 +132,7 @@ func Open(cfg Config) (n *Node, err error) {
 		DataDir:            cfg.DataDir,
 		RaftAddr:           raftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
+		TLS:                raftTLS,
 		PeerAddrs:          cfg.RaftPeerAddrs,
 		Logger:             cfg.Logger.With("component", "raft"),
 		RaftLogLevel:       cfg.RaftLogLevel,
@@ -150,9 +164,14 @@ func Open(cfg Config) (n *Node, err error) {
 	n.toLeader = forward.New(forward.Config{
 		Leader:  n.leaderAPIAddr,
 		Client:  n.peers,
+		Scheme:  n.Scheme(),
 		Header:  http.Header{httpapi.HeaderForwardedBy: {cfg.ID}},
 		Observe: metrics.observeForwardBatch,
 	})
+	var isMember func(*tls.ConnectionState) bool
+	if n.tls != nil {
+		isMember = n.tls.isMember
+	}
 	n.handler, err = httpapi.New(httpapi.Config{
 		Backend:      backend{n},
 		Logger:       cfg.Logger.With("component", "http"),
@@ -161,6 +180,8 @@ func Open(cfg Config) (n *Node, err error) {
 		MaxValueSize: cfg.MaxValueSize,
 		Peers:        n.peers,
 		Pprof:        cfg.Pprof,
+		Scheme:       n.Scheme(),
+		IsMember:     isMember,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
@@ -200,6 +221,10 @@ func (n *Node) serveHTTP() error {
 		}
 	}
 	n.httpLn = ln
+	if n.tls != nil {
+		// No plaintext answer on the TLS port (tlsOnlyListener).
+		ln = tls.NewListener(tlsOnlyListener{ln}, n.tls.api)
+	}
 	n.apiAddr = n.cfg.HTTPAdvertise
 	if n.apiAddr == "" {
 		addr := ln.Addr().(*net.TCPAddr)
@@ -224,7 +249,7 @@ func (n *Node) serveHTTP() error {
 			n.log.Error("http server stopped", "error", err)
 		}
 	}()
-	n.log.Info("serving HTTP API", "addr", n.apiAddr)
+	n.log.Info("serving HTTP API", "addr", n.apiAddr, "scheme", n.Scheme())
 	return nil
 }
 
@@ -315,7 +340,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 }
 
 // Close stops the node: background work and HTTP first, then raft, then the
-// state machine. It is idempotent.
+// state machine, and last the TLS certificate reloader. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
@@ -342,7 +367,12 @@ func (n *Node) Close() error {
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
 		}
-		n.peers.CloseIdleConnections()
+		if n.peers != nil {
+			n.peers.CloseIdleConnections()
+		}
+		if n.tls != nil {
+			n.tls.certs.Close()
+		}
 		if n.unlock != nil {
 			errs = append(errs, n.unlock())
 		}
@@ -423,7 +453,7 @@ func (n *Node) leaderClient() (*client.Client, error) {
 		return nil, fmt.Errorf("%w: no leader known", kv.ErrNoLeader)
 	}
 	return client.New(client.Config{
-		Endpoints:  []string{"http://" + addr},
+		Endpoints:  []string{n.Scheme() + "://" + addr},
 		HTTPClient: n.peers,
 		Header:     http.Header{httpapi.HeaderForwardedBy: {n.cfg.ID}},
 		// One attempt at this node and no discovery: the caller wants
@@ -452,7 +482,7 @@ func (n *Node) askReadIndex() (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readIndexTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+leader+httpapi.ReadIndexPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.Scheme()+"://"+leader+httpapi.ReadIndexPath, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -532,7 +562,7 @@ func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
 	if !ok {
 		return fmt.Errorf("%s has no registered API address", id)
 	}
-	u := "http://" + addr + httpapi.LeaderCheckPath + "?" + url.Values{httpapi.LeaderCheckIDParam: {id}}.Encode()
+	u := n.Scheme() + "://" + addr + httpapi.LeaderCheckPath + "?" + url.Values{httpapi.LeaderCheckIDParam: {id}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err

@@ -24,6 +24,8 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case "method_not_allowed":
 		return http.StatusMethodNotAllowed
+	case "permission_denied":
+		return http.StatusForbidden
 	case "wrong_node":
 		return http.StatusMisdirectedRequest
 	case "compacted":

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"time"
@@ -27,6 +28,16 @@ type Config struct {
 	// Pprof mounts net/http/pprof under /debug/pprof/ (off by default: it
 	// exposes internals and can be made to burn CPU).
 	Pprof bool
+	// Scheme is how members' API addresses are reached ("http", the
+	// default, or "https" when the cluster runs TLS): relays to the leader
+	// and ?redirect's Location use it.
+	Scheme string
+	// IsMember, if set (TLS on), reports whether a request's verified peer
+	// certificate is a member's. The internal endpoints (ReadIndexPath,
+	// LeaderCheckPath, ApplyPath) and every request that says it was
+	// forwarded by a member (HeaderForwardedBy) then require it: others
+	// get 403 permission_denied. Nil (plaintext) lets every request in.
+	IsMember func(*tls.ConnectionState) bool
 }
 
 // Handler serves the API. Build it with New.
@@ -37,6 +48,8 @@ type Handler struct {
 	maxVal   int64
 	peers    *http.Client
 	readyTO  time.Duration
+	scheme   string
+	isMember func(*tls.ConnectionState) bool
 	routes   []route
 	mux      *http.ServeMux
 	kv       http.Handler

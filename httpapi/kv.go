@@ -243,7 +243,7 @@ func (h *Handler) redirect(w http.ResponseWriter, r *http.Request, p params) boo
 		return true
 	}
 	// 307 keeps the method and body; 301/302 would turn a PUT into a GET.
-	w.Header().Set("Location", "http://"+leader+r.URL.RequestURI())
+	w.Header().Set("Location", h.scheme+"://"+leader+r.URL.RequestURI())
 	writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"leader": leader})
 	return true
 }

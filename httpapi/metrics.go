@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raftkv/raftkv/kv"
 )
 
 // Metrics are the HTTP API's Prometheus collectors, registered on the
@@ -99,7 +101,11 @@ func (h *Handler) instrument(route string, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, h: h}
-		next(sw, r)
+		if r.Header.Get(HeaderForwardedBy) != "" && !h.member(r) {
+			writeError(sw, fmt.Errorf("%w: a request marked %s needs a member certificate", kv.ErrPermissionDenied, HeaderForwardedBy))
+		} else {
+			next(sw, r)
+		}
 		if sw.status == 0 {
 			sw.WriteHeader(http.StatusOK)
 		}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,13 @@ import (
 // its answer is silence too), and, on Linux, a bound on data left
 // unacknowledged (peerUserTimeout). A request to such a peer then fails
 // instead of waiting for its deadline.
-func NewPeerClient() *http.Client {
+func NewPeerClient() *http.Client { return NewPeerClientTLS(nil) }
+
+// NewPeerClientTLS is NewPeerClient for a cluster that runs TLS: its
+// connections use tc (the member certificate as client certificate, the
+// cluster's CA as roots), so requests go to https:// addresses. A nil tc
+// is NewPeerClient.
+func NewPeerClientTLS(tc *tls.Config) *http.Client {
 	dialer := &net.Dialer{
 		Timeout: 2 * time.Second,
 		KeepAliveConfig: net.KeepAliveConfig{
@@ -41,6 +48,8 @@ func NewPeerClient() *http.Client {
 			MaxIdleConns:        1024,
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
+			TLSClientConfig:     tc,
+			TLSHandshakeTimeout: 5 * time.Second,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -75,7 +84,7 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeError(w, fmt.Errorf("%w: before relaying to the leader at %s: %w", kv.ErrTimeout, leader, err))
 		return
 	}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+leader+r.URL.RequestURI(), bytes.NewReader(body))
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, h.scheme+"://"+leader+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		writeError(w, fmt.Errorf("relay: %w", err))
 		return

@@ -42,7 +42,10 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("httpapi: Backend is required")
 	}
-	h := &Handler{b: cfg.Backend, log: cfg.Logger, m: cfg.Metrics, maxVal: cfg.MaxValueSize, peers: cfg.Peers, readyTO: cfg.ReadyTimeout}
+	h := &Handler{b: cfg.Backend, log: cfg.Logger, m: cfg.Metrics, maxVal: cfg.MaxValueSize, peers: cfg.Peers, readyTO: cfg.ReadyTimeout, scheme: cfg.Scheme, isMember: cfg.IsMember}
+	if h.scheme == "" {
+		h.scheme = "http"
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -102,9 +105,9 @@ func (h *Handler) routeTable(withPprof bool) []route {
 		{pattern: "/v1/cluster/nodes/{id}", methods: methods{http.MethodDelete: h.deleteNode}},
 		{pattern: "/v1/cluster/transfer-leader", methods: methods{http.MethodPost: h.transferLeader}},
 		{pattern: "/v1/debug/hash", methods: methods{http.MethodGet: h.getDigest}},
-		{pattern: ReadIndexPath, methods: methods{http.MethodGet: jsonGET(h.getReadIndex)}},
-		{pattern: LeaderCheckPath, methods: methods{http.MethodGet: h.getLeaderCheck}},
-		{pattern: ApplyPath, methods: methods{http.MethodPost: h.postApply}},
+		{pattern: ReadIndexPath, methods: methods{http.MethodGet: h.membersOnly(jsonGET(h.getReadIndex))}},
+		{pattern: LeaderCheckPath, methods: methods{http.MethodGet: h.membersOnly(h.getLeaderCheck)}},
+		{pattern: ApplyPath, methods: methods{http.MethodPost: h.membersOnly(h.postApply)}},
 		{pattern: "/livez", methods: methods{http.MethodGet: h.livez}},
 		{pattern: "/readyz", methods: methods{http.MethodGet: h.readyz}},
 		{pattern: "/metrics", methods: methods{http.MethodGet: h.metrics.ServeHTTP}},

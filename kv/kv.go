@@ -232,6 +232,9 @@ var (
 	// ErrWrongNode: a request meant for one member, by server id, reached
 	// another (the address it was sent to now belongs to someone else).
 	ErrWrongNode = errors.New("wrong node")
+	// ErrPermissionDenied: the request is not allowed to the caller (with
+	// TLS on, an internal endpoint asked without a member certificate).
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 var codes = []struct {
@@ -252,6 +255,7 @@ var codes = []struct {
 	{ErrClosed, "shutting_down"},
 	{ErrMethodNotAllowed, "method_not_allowed"},
 	{ErrWrongNode, "wrong_node"},
+	{ErrPermissionDenied, "permission_denied"},
 	{ErrCompacted, "compacted"},
 	{ErrTooManyWatchers, "too_many_watchers"},
 	{ErrLeaseNotFound, "lease_not_found"},

@@ -43,6 +43,9 @@ type Config struct {
 	// RaftAdvertise is the address peers dial; defaults to the bound address,
 	// which must then not be unspecified (0.0.0.0).
 	RaftAdvertise string
+	// TLS, if set, makes the transport mutual TLS between members
+	// (tls.go); nil is plain TCP.
+	TLS *TLS
 	// PeerAddrs, if set, overrides the address this node dials to reach a
 	// peer, by server id; peers not in it are dialed at their configured
 	// address. A test harness uses it to route each link through a proxy.
@@ -255,7 +258,15 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if len(cfg.PeerAddrs) > 0 {
 		tc.ServerAddressProvider = peerAddrs(cfg.PeerAddrs)
 	}
-	n.trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, tc)
+	if cfg.TLS != nil {
+		var stream *tlsStream
+		if stream, err = newTLSStream(cfg.RaftAddr, advertise, cfg.TLS); err == nil {
+			tc.Stream = stream
+			n.trans = raft.NewNetworkTransportWithConfig(tc)
+		}
+	} else {
+		n.trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, tc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: raft transport on %s: %w", cfg.RaftAddr, err)
 	}

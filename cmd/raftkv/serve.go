@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/raftkv/raftkv"
@@ -19,7 +21,13 @@ RAFTKV_DATA_DIR); a flag on the command line wins.
 A node with an empty data dir forms a cluster with --bootstrap-expect
 nodes found through --join, or joins the cluster a --join node is in. A
 node with a data dir rejoins its cluster as before. SIGINT or SIGTERM stops
-it cleanly.`
+it cleanly.
+
+With --tls-cert, --tls-key and --tls-ca (all three, or none) every
+connection is TLS: the HTTP API is HTTPS, the raft transport and the
+members' requests to each other are mutual TLS with member certificates
+(raftkv cert makes a development set). The certificate and key files are
+read again when they change, and on SIGHUP.`
 
 // runServe runs a node until ctx ends (SIGINT/SIGTERM).
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +58,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fsmSync := fs.Bool("fsm-sync", false, "fsync kv.db on every applied batch (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
 	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	tlsCert := fs.String("tls-cert", "", "PEM file of this node's member certificate: turns TLS on (with --tls-key and --tls-ca); reloaded when it changes and on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "PEM file of the member certificate's key")
+	tlsCA := fs.String("tls-ca", "", "PEM file of the cluster's CA, which signs the members' certificates (and clients' without --tls-client-ca)")
+	tlsClientCA := fs.String("tls-client-ca", "", "PEM file of a CA for clients: the HTTP API then requires a client certificate signed by it or by --tls-ca")
 	if _, err := c.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -67,6 +79,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *leaseCheckpoint < 10*time.Millisecond {
 		return usagef("serve: --lease-checkpoint-interval must be at least 10ms")
+	}
+	var tlsCfg *raftkv.TLSConfig
+	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" || *tlsClientCA != "" {
+		if *tlsCert == "" || *tlsKey == "" || *tlsCA == "" {
+			return usagef("serve: --tls-cert, --tls-key and --tls-ca go together (--tls-client-ca needs them)")
+		}
+		tlsCfg = &raftkv.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, CAFile: *tlsCA, ClientCAFile: *tlsClientCA}
 	}
 	logger, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -107,6 +126,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:          logger,
 		RaftLogLevel:    *raftLogLevel,
 		Pprof:           *pprofOn,
+		TLS:             tlsCfg,
 		Tuning: raftkv.Tuning{
 			MaxBatch:          *maxBatch,
 			SnapshotThreshold: *snapThreshold,
@@ -119,8 +139,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger.Info("node started", "http", node.HTTPAddr(), "raft", node.RaftAddr(), "data_dir", *dataDir)
-	<-ctx.Done()
+	logger.Info("node started", "http", node.HTTPAddr(), "raft", node.RaftAddr(), "data_dir", *dataDir, "scheme", node.Scheme())
+	var hup chan os.Signal
+	if tlsCfg != nil {
+		// SIGHUP reloads the certificate (only with TLS: without it,
+		// SIGHUP keeps its default meaning).
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			if err := node.ReloadTLS(); err != nil {
+				logger.Error("SIGHUP: certificate not reloaded; keeping the current one", "error", err)
+			} else {
+				logger.Info("SIGHUP: certificate reloaded")
+			}
+		}
+	}
 	logger.Info("stopping")
 	if err := node.Close(); err != nil {
 		return err

@@ -25,6 +25,9 @@ type Config struct {
 	Leader func() string
 	// Client sends the batches: a pooled keep-alive client.
 	Client *http.Client
+	// Scheme is "http" (the default) or "https" (a cluster with TLS: then
+	// Client carries the member certificate).
+	Scheme string
 	// Header is added to every batch request (the forwarding node's id).
 	Header http.Header
 	// MaxBatch bounds the commands of one batch (default 256, at most
@@ -84,6 +87,9 @@ func New(cfg Config) *Batcher {
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = "http"
 	}
 	b := &Batcher{cfg: cfg, inflight: map[*flight]struct{}{}}
 	b.q = writeq.New(writeq.Config[*store.Command, *store.Result]{
@@ -196,7 +202,7 @@ func (b *Batcher) roundTrip(ctx context.Context, ctxs []context.Context, cmds []
 	// not as a dial error).
 	var gotConn atomic.Bool
 	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }})
-	req, err := http.NewRequestWithContext(tctx, http.MethodPost, "http://"+leader+Path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(tctx, http.MethodPost, b.cfg.Scheme+"://"+leader+Path, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: forward to %s: %w", kv.ErrNoLeader, leader, err)
 	}

@@ -26,6 +26,9 @@ type Options struct {
 	// Configure, if set, adjusts node i's Config (0-based) before every
 	// Open: the first start and each Restart.
 	Configure func(i int, cfg *raftkv.Config)
+	// TLS starts the nodes with TLS on (see PKI): URL is https, and HTTP
+	// trusts the CA and presents a client certificate.
+	TLS bool
 }
 
 // Cluster is a set of nodes started by NewCluster.
@@ -36,6 +39,9 @@ type Cluster struct {
 	nodes []*raftkv.Node // nil while stopped
 	specs []spec
 	HTTP  *http.Client
+	// PKI is the development PKI of a cluster started with Options.TLS,
+	// nil otherwise.
+	PKI *PKI
 }
 
 type spec struct {
@@ -59,6 +65,10 @@ func NewCluster(t testing.TB, size int, opts Options) *Cluster {
 		opts.Tuning = FastTuning
 	}
 	c := &Cluster{t: t, opts: opts, HTTP: &http.Client{Timeout: 15 * time.Second}}
+	if opts.TLS {
+		c.PKI = NewPKI(t, size)
+		c.HTTP.Transport = &http.Transport{TLSClientConfig: c.PKI.ClientTLS(t)}
+	}
 	lns := make([]net.Listener, size)
 	for i := range size {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -105,6 +115,9 @@ func (c *Cluster) start(i int, ln net.Listener, expect int) {
 		RaftLogLevel:    "warn",
 		Tuning:          c.opts.Tuning,
 	}
+	if c.PKI != nil {
+		cfg.TLS = c.PKI.Config(i)
+	}
 	if c.opts.Configure != nil {
 		c.opts.Configure(i, &cfg)
 	}
@@ -145,7 +158,14 @@ func (c *Cluster) Node(i int) *raftkv.Node {
 func (c *Cluster) Size() int { return len(c.specs) }
 
 // URL is node i's HTTP base URL; it stays the same across restarts.
-func (c *Cluster) URL(i int) string { return "http://" + c.specs[i].httpAddr }
+func (c *Cluster) URL(i int) string { return c.scheme() + "://" + c.specs[i].httpAddr }
+
+func (c *Cluster) scheme() string {
+	if c.PKI != nil {
+		return "https"
+	}
+	return "http"
+}
 
 // Dir is node i's data directory.
 func (c *Cluster) Dir(i int) string { return c.specs[i].dir }
