@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -58,7 +59,14 @@ type tlsStream struct {
 	ln        net.Listener // a tls listener
 	advertise net.Addr
 	client    *tls.Config
+	// handshake bounds an accepted connection's handshake: a peer that
+	// connects and sends nothing is closed then, rather than holding a
+	// goroutine of raft's for as long as it stays connected.
+	handshake time.Duration
 }
+
+// defaultHandshakeTimeout is tlsStream.handshake.
+const defaultHandshakeTimeout = 10 * time.Second
 
 // newTLSStream listens on bind with server's configuration; peers are told
 // to dial advertise (default the bound address, which must not then be
@@ -71,7 +79,7 @@ func newTLSStream(bind string, advertise net.Addr, t *TLS) (*tlsStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &tlsStream{ln: tls.NewListener(ln, membersOnly(t.Server)), advertise: advertise, client: membersOnly(t.Client)}
+	s := &tlsStream{ln: tls.NewListener(ln, membersOnly(t.Server)), advertise: advertise, client: membersOnly(t.Client), handshake: defaultHandshakeTimeout}
 	addr, ok := s.Addr().(*net.TCPAddr)
 	if !ok || addr.IP == nil || addr.IP.IsUnspecified() {
 		_ = ln.Close()
@@ -80,7 +88,49 @@ func newTLSStream(bind string, advertise net.Addr, t *TLS) (*tlsStream, error) {
 	return s, nil
 }
 
-func (s *tlsStream) Accept() (net.Conn, error) { return s.ln.Accept() }
+func (s *tlsStream) Accept() (net.Conn, error) {
+	c, err := s.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &boundedHandshake{Conn: c.(*tls.Conn), timeout: s.handshake}, nil
+}
+
+// boundedHandshake runs an accepted connection's handshake, within its
+// timeout, on the first Read or Write (on raft's goroutine for the
+// connection, not the accept loop); a failed or late handshake fails that
+// call and every later one, and closes the connection.
+type boundedHandshake struct {
+	*tls.Conn
+	timeout time.Duration
+	once    sync.Once
+	err     error
+}
+
+func (c *boundedHandshake) handshake() error {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		if c.err = c.Conn.HandshakeContext(ctx); c.err != nil {
+			_ = c.Conn.Close()
+		}
+	})
+	return c.err
+}
+
+func (c *boundedHandshake) Read(b []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *boundedHandshake) Write(b []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
 
 func (s *tlsStream) Close() error { return s.ln.Close() }
 
