@@ -29,117 +29,144 @@ members' requests to each other are mutual TLS with member certificates
 (raftkv cert makes a development set). The certificate and key files are
 read again when they change, and on SIGHUP.`
 
-// runServe runs a node until ctx ends (SIGINT/SIGTERM).
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// serveFlags are the flags of raftkv serve.
+type serveFlags struct {
+	id, dataDir, httpAddr, httpAdv, raftAddr, raftAdv, peerAddrs, apiPeerAddrs *string
+	expect                                                                     *int
+	join                                                                       *string
+	maxValue                                                                   *int64
+	logLevel, raftLogLevel                                                     *string
+	maxBatch                                                                   *int
+	snapThreshold                                                              *uint64
+	snapInterval                                                               *time.Duration
+	trailingLogs                                                               *uint64
+	leaderWait                                                                 *time.Duration
+	watchHistory, watchWindow, maxWatchers                                     *int
+	leaseCheckpoint                                                            *time.Duration
+	fsmSync, pprofOn                                                           *bool
+	logFormat, tlsCert, tlsKey, tlsCA, tlsClientCA                             *string
+}
+
+// newServeCommand defines the serve command and its flags (the deployment
+// files' test reads the flag set from it).
+func newServeCommand(stderr io.Writer) (*command, *serveFlags) {
 	c := newCommand("serve", "", serveSummary, stderr)
 	fs := c.fs
-	id := fs.String("id", "", "raft server id of this node, unique and stable (required)")
-	dataDir := fs.String("data-dir", "", "directory for raft.db, snapshots/ and kv.db (required)")
-	httpAddr := fs.String("http-addr", "127.0.0.1:8001", "address the HTTP API listens on")
-	httpAdv := fs.String("http-advertise", "", "HTTP host:port other nodes and redirected clients use (default: --http-addr)")
-	raftAddr := fs.String("raft-addr", "127.0.0.1:9001", "address the raft transport listens on")
-	raftAdv := fs.String("raft-advertise", "", "raft host:port peers dial (default: --raft-addr)")
-	peerAddrs := fs.String("raft-peer-addrs", "", "dial overrides for peers' raft transports, as id=host:port,... (for proxies in tests)")
-	apiPeerAddrs := fs.String("api-peer-addrs", "", "dial overrides for peers' HTTP APIs, as id=host:port,... (for proxies in tests)")
-	expect := fs.Int("bootstrap-expect", 0, "number of voters that form a new cluster together (0: join only; alone with no --join: single node)")
-	join := fs.String("join", "", "comma-separated HTTP addresses of other nodes")
-	maxValue := fs.Int64("max-value-size", 1<<20, "largest value in bytes")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	raftLogLevel := fs.String("raft-log-level", "warn", "lowest raft log level shown: debug, info, warn, error")
-	maxBatch := fs.Int("max-batch", 0, "most writes gathered into one raft entry (0: default 512; 1: no group commit)")
-	snapThreshold := fs.Uint64("snapshot-threshold", 0, "new log entries that trigger a snapshot (0: default 8192)")
-	snapInterval := fs.Duration("snapshot-interval", 0, "how often raft checks whether to snapshot (0: default 30s)")
-	trailingLogs := fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (0: default 10240)")
-	leaderWait := fs.Duration("leader-wait", 0, "how long a write or linearizable read waits for a leader when none took it (0: default 5s)")
-	watchHistory := fs.Int("watch-history", raftkv.DefaultWatchHistory, "raft indexes of change history kept for watches (0: none; a watch then sees only changes made while it is open)")
-	watchWindow := fs.Int("watch-window", raftkv.DefaultWatchWindow, "bytes of recent events kept in memory for watchers that keep up; one behind reads the stored history")
-	maxWatchers := fs.Int("max-watchers", raftkv.DefaultMaxWatchers, "most watches and blocking reads served at once; past it 503 too_many_watchers")
-	leaseCheckpoint := fs.Duration("lease-checkpoint-interval", raftkv.DefaultLeaseCheckpoint, "how often the leader records leases' remaining time through raft; a node that restarts resumes leases from it (a lease is gone within TTL + this + an election timeout)")
-	fsmSync := fs.Bool("fsm-sync", false, "fsync kv.db on every applied batch (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
-	pprofOn := fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	tlsCert := fs.String("tls-cert", "", "PEM file of this node's member certificate: turns TLS on (with --tls-key and --tls-ca); reloaded when it changes and on SIGHUP")
-	tlsKey := fs.String("tls-key", "", "PEM file of the member certificate's key")
-	tlsCA := fs.String("tls-ca", "", "PEM file of the cluster's CA, which signs the members' certificates (and clients' without --tls-client-ca)")
-	tlsClientCA := fs.String("tls-client-ca", "", "PEM file of a CA for clients: the HTTP API then requires a client certificate signed by it or by --tls-ca")
+	f := &serveFlags{}
+	f.id = fs.String("id", "", "raft server id of this node, unique and stable (required)")
+	f.dataDir = fs.String("data-dir", "", "directory for raft.db, snapshots/ and kv.db (required)")
+	f.httpAddr = fs.String("http-addr", "127.0.0.1:8001", "address the HTTP API listens on")
+	f.httpAdv = fs.String("http-advertise", "", "HTTP host:port other nodes and redirected clients use (default: --http-addr)")
+	f.raftAddr = fs.String("raft-addr", "127.0.0.1:9001", "address the raft transport listens on")
+	f.raftAdv = fs.String("raft-advertise", "", "raft host:port peers dial (default: --raft-addr)")
+	f.peerAddrs = fs.String("raft-peer-addrs", "", "dial overrides for peers' raft transports, as id=host:port,... (proxies in tests; stable DNS names where IPs change, as in deploy/)")
+	f.apiPeerAddrs = fs.String("api-peer-addrs", "", "dial overrides for peers' HTTP APIs, as id=host:port,... (for proxies in tests)")
+	f.expect = fs.Int("bootstrap-expect", 0, "number of voters that form a new cluster together (0: join only; alone with no --join: single node)")
+	f.join = fs.String("join", "", "comma-separated HTTP addresses of other nodes")
+	f.maxValue = fs.Int64("max-value-size", 1<<20, "largest value in bytes")
+	f.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
+	f.raftLogLevel = fs.String("raft-log-level", "warn", "lowest raft log level shown: debug, info, warn, error")
+	f.maxBatch = fs.Int("max-batch", 0, "most writes gathered into one raft entry (0: default 512; 1: no group commit)")
+	f.snapThreshold = fs.Uint64("snapshot-threshold", 0, "new log entries that trigger a snapshot (0: default 8192)")
+	f.snapInterval = fs.Duration("snapshot-interval", 0, "how often raft checks whether to snapshot (0: default 30s)")
+	f.trailingLogs = fs.Uint64("trailing-logs", 0, "log entries kept after a snapshot (0: default 10240)")
+	f.leaderWait = fs.Duration("leader-wait", 0, "how long a write or linearizable read waits for a leader when none took it (0: default 5s)")
+	f.watchHistory = fs.Int("watch-history", raftkv.DefaultWatchHistory, "raft indexes of change history kept for watches (0: none; a watch then sees only changes made while it is open)")
+	f.watchWindow = fs.Int("watch-window", raftkv.DefaultWatchWindow, "bytes of recent events kept in memory for watchers that keep up; one behind reads the stored history")
+	f.maxWatchers = fs.Int("max-watchers", raftkv.DefaultMaxWatchers, "most watches and blocking reads served at once; past it 503 too_many_watchers")
+	f.leaseCheckpoint = fs.Duration("lease-checkpoint-interval", raftkv.DefaultLeaseCheckpoint, "how often the leader records leases' remaining time through raft; a node that restarts resumes leases from it (a lease is gone within TTL + this + an election timeout)")
+	f.fsmSync = fs.Bool("fsm-sync", false, "fsync kv.db on every applied batch (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
+	f.pprofOn = fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
+	f.logFormat = fs.String("log-format", "text", "log format: text or json")
+	f.tlsCert = fs.String("tls-cert", "", "PEM file of this node's member certificate: turns TLS on (with --tls-key and --tls-ca); reloaded when it changes and on SIGHUP")
+	f.tlsKey = fs.String("tls-key", "", "PEM file of the member certificate's key")
+	f.tlsCA = fs.String("tls-ca", "", "PEM file of the cluster's CA, which signs the members' certificates (and clients' without --tls-client-ca)")
+	f.tlsClientCA = fs.String("tls-client-ca", "", "PEM file of a CA for clients: the HTTP API then requires a client certificate signed by it or by --tls-ca")
+	return c, f
+}
+
+// runServe runs a node until ctx ends (SIGINT/SIGTERM).
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, f := newServeCommand(stderr)
+	fs := c.fs
 	if _, err := c.parse(args, 0, 0); err != nil {
 		return err
 	}
 	if err := flagsFromEnv(fs); err != nil {
 		return err
 	}
-	if *id == "" || *dataDir == "" {
+	if *f.id == "" || *f.dataDir == "" {
 		return usagef("serve: --id and --data-dir are required")
 	}
-	if *watchHistory < 0 || *maxWatchers < 1 || *watchWindow < 1 {
+	if *f.watchHistory < 0 || *f.maxWatchers < 1 || *f.watchWindow < 1 {
 		return usagef("serve: --watch-history must be 0 or more, --max-watchers and --watch-window 1 or more")
 	}
-	if *watchHistory == 0 {
-		*watchHistory = -1 // Config: negative keeps none
+	if *f.watchHistory == 0 {
+		*f.watchHistory = -1 // Config: negative keeps none
 	}
-	if *leaseCheckpoint < 10*time.Millisecond {
+	if *f.leaseCheckpoint < 10*time.Millisecond {
 		return usagef("serve: --lease-checkpoint-interval must be at least 10ms")
 	}
 	var tlsCfg *raftkv.TLSConfig
-	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" || *tlsClientCA != "" {
-		if *tlsCert == "" || *tlsKey == "" || *tlsCA == "" {
+	if *f.tlsCert != "" || *f.tlsKey != "" || *f.tlsCA != "" || *f.tlsClientCA != "" {
+		if *f.tlsCert == "" || *f.tlsKey == "" || *f.tlsCA == "" {
 			return usagef("serve: --tls-cert, --tls-key and --tls-ca go together (--tls-client-ca needs them)")
 		}
-		tlsCfg = &raftkv.TLSConfig{CertFile: *tlsCert, KeyFile: *tlsKey, CAFile: *tlsCA, ClientCAFile: *tlsClientCA}
+		tlsCfg = &raftkv.TLSConfig{CertFile: *f.tlsCert, KeyFile: *f.tlsKey, CAFile: *f.tlsCA, ClientCAFile: *f.tlsClientCA}
 	}
-	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	logger, err := newLogger(stderr, *f.logLevel, *f.logFormat)
 	if err != nil {
 		return err
 	}
-	logger = logger.With("node", *id)
+	logger = logger.With("node", *f.id)
 
 	var joinAddrs []string
-	for a := range strings.SplitSeq(*join, ",") {
+	for a := range strings.SplitSeq(*f.join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			joinAddrs = append(joinAddrs, a)
 		}
 	}
-	peers, err := parsePeerAddrs("raft-peer-addrs", *peerAddrs)
+	peers, err := parsePeerAddrs("raft-peer-addrs", *f.peerAddrs)
 	if err != nil {
 		return err
 	}
-	apiPeers, err := parsePeerAddrs("api-peer-addrs", *apiPeerAddrs)
+	apiPeers, err := parsePeerAddrs("api-peer-addrs", *f.apiPeerAddrs)
 	if err != nil {
 		return err
 	}
 	node, err := raftkv.Open(raftkv.Config{
-		ID:              *id,
-		DataDir:         *dataDir,
-		HTTPAddr:        *httpAddr,
-		HTTPAdvertise:   *httpAdv,
-		RaftAddr:        *raftAddr,
-		RaftAdvertise:   *raftAdv,
+		ID:              *f.id,
+		DataDir:         *f.dataDir,
+		HTTPAddr:        *f.httpAddr,
+		HTTPAdvertise:   *f.httpAdv,
+		RaftAddr:        *f.raftAddr,
+		RaftAdvertise:   *f.raftAdv,
 		RaftPeerAddrs:   peers,
 		APIPeerAddrs:    apiPeers,
 		Join:            joinAddrs,
-		BootstrapExpect: *expect,
-		MaxValueSize:    *maxValue,
-		WatchHistory:    *watchHistory,
-		MaxWatchers:     *maxWatchers,
-		WatchWindow:     *watchWindow,
-		LeaseCheckpoint: *leaseCheckpoint,
+		BootstrapExpect: *f.expect,
+		MaxValueSize:    *f.maxValue,
+		WatchHistory:    *f.watchHistory,
+		MaxWatchers:     *f.maxWatchers,
+		WatchWindow:     *f.watchWindow,
+		LeaseCheckpoint: *f.leaseCheckpoint,
 		Logger:          logger,
-		RaftLogLevel:    *raftLogLevel,
-		Pprof:           *pprofOn,
+		RaftLogLevel:    *f.raftLogLevel,
+		Pprof:           *f.pprofOn,
 		TLS:             tlsCfg,
 		Tuning: raftkv.Tuning{
-			MaxBatch:          *maxBatch,
-			SnapshotThreshold: *snapThreshold,
-			SnapshotInterval:  *snapInterval,
-			TrailingLogs:      *trailingLogs,
-			FSMSync:           *fsmSync,
-			LeaderWait:        *leaderWait,
+			MaxBatch:          *f.maxBatch,
+			SnapshotThreshold: *f.snapThreshold,
+			SnapshotInterval:  *f.snapInterval,
+			TrailingLogs:      *f.trailingLogs,
+			FSMSync:           *f.fsmSync,
+			LeaderWait:        *f.leaderWait,
 		},
 	})
 	if err != nil {
 		return err
 	}
-	logger.Info("node started", "http", node.HTTPAddr(), "raft", node.RaftAddr(), "data_dir", *dataDir, "scheme", node.Scheme())
+	logger.Info("node started", "http", node.HTTPAddr(), "raft", node.RaftAddr(), "data_dir", *f.dataDir, "scheme", node.Scheme())
 	var hup chan os.Signal
 	if tlsCfg != nil {
 		// SIGHUP reloads the certificate (only with TLS: without it,
@@ -171,7 +198,10 @@ wait:
 
 // flagsFromEnv sets every flag not given on the command line from its
 // RAFTKV_* environment variable, if that is set.
-func flagsFromEnv(fs *flag.FlagSet) error {
+func flagsFromEnv(fs *flag.FlagSet) error { return flagsFromLookup(fs, os.LookupEnv) }
+
+// flagsFromLookup is flagsFromEnv with the environment read through lookup.
+func flagsFromLookup(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
@@ -179,14 +209,20 @@ func flagsFromEnv(fs *flag.FlagSet) error {
 		if given[f.Name] || err != nil {
 			return
 		}
-		env := "RAFTKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
+		env := envName(f.Name)
+		if v, ok := lookup(env); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = usagef("%s=%q: %v", env, v, serr)
 			}
 		}
 	})
 	return err
+}
+
+// envName is the environment variable of the flag name: RAFTKV_ and the
+// name in upper case with - as _.
+func envName(flag string) string {
+	return "RAFTKV_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
