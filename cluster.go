@@ -280,6 +280,10 @@ func (b backend) TransferLeadership(ctx context.Context, id string) error {
 
 func (b backend) Digest(context.Context) (kv.DigestInfo, error) { return b.n.Digest() }
 
+func (b backend) Snapshot(ctx context.Context, opts kv.ReadOptions) (httpapi.Snapshot, error) {
+	return b.n.openSnapshot(ctx, opts)
+}
+
 func (b backend) ApplyForwarded(ctx context.Context, body []byte) ([]byte, error) {
 	return b.n.applyForwarded(ctx, body)
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"iter"
 	"time"
 
@@ -76,6 +77,11 @@ type Backend interface {
 	LeaderCheck() (term uint64, leaderID string)
 	// Digest hashes the local state machine (GET /v1/debug/hash).
 	Digest(ctx context.Context) (kv.DigestInfo, error)
+	// Snapshot pins a consistent copy of the local state machine (GET
+	// /v1/snapshot), after the read barrier of opts (a linearizable one
+	// waits for a read index, like a read). ctx bounds the barrier only.
+	// The caller must Close the Snapshot.
+	Snapshot(ctx context.Context, opts kv.ReadOptions) (Snapshot, error)
 	// ApplyForwarded is the leader's side of a follower's batch of writes
 	// (ApplyPath): it applies the batch body and returns the response body.
 	// It fails as a whole, having applied nothing, with kv.ErrNotLeader on
@@ -123,6 +129,18 @@ type Backend interface {
 	// ends (it then stops, with or without ctx's error) or it fails with an
 	// error it yields last.
 	ObserveElection(ctx context.Context, name string) iter.Seq2[kv.Hold, error]
+}
+
+// Snapshot is a pinned copy of the state machine (Backend.Snapshot).
+type Snapshot interface {
+	// Info is the copy's applied index and term and the length of the
+	// stream WriteTo writes.
+	Info() kv.SnapshotInfo
+	// WriteTo writes the snapshot stream (store's format: header, state
+	// file, checksum).
+	io.WriterTo
+	// Close releases the copy.
+	Close() error
 }
 
 // Watcher is an open watch (Backend.Watch).

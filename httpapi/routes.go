@@ -105,6 +105,7 @@ func (h *Handler) routeTable(withPprof bool) []route {
 		{pattern: "/v1/cluster/nodes/{id}", methods: methods{http.MethodDelete: h.deleteNode}},
 		{pattern: "/v1/cluster/transfer-leader", methods: methods{http.MethodPost: h.transferLeader}},
 		{pattern: "/v1/debug/hash", methods: methods{http.MethodGet: h.getDigest}},
+		{pattern: "/v1/snapshot", methods: methods{http.MethodGet: h.getSnapshot}},
 		{pattern: ReadIndexPath, methods: methods{http.MethodGet: h.membersOnly(jsonGET(h.getReadIndex))}},
 		{pattern: LeaderCheckPath, methods: methods{http.MethodGet: h.membersOnly(h.getLeaderCheck)}},
 		{pattern: ApplyPath, methods: methods{http.MethodPost: h.membersOnly(h.postApply)}},

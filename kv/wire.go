@@ -163,6 +163,15 @@ type JoinRequest struct {
 	APIAddr  string `json:"api_addr"`
 }
 
+// SnapshotInfo describes a snapshot stream (GET /v1/snapshot): the
+// applied index and term of the state it carries (headers X-Raft-Index,
+// X-Raft-Term) and its length in bytes (X-Snapshot-Size).
+type SnapshotInfo struct {
+	Index uint64 `json:"index"`
+	Term  uint64 `json:"term"`
+	Size  int64  `json:"size"`
+}
+
 // DigestInfo is the body of GET /v1/debug/hash: a digest of every key,
 // value and index in the answering node's state machine. Nodes that
 // applied the same entries report the same applied_index and sha256.

@@ -34,30 +34,42 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Snapshot begins a bbolt read transaction and returns at once; the copy
 // is made by Persist, off raft's apply path, while Apply goes on.
 func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
+	sn, err := s.snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return sn, nil
+}
+
+// snapshot pins a read transaction over the state and reads its applied
+// index and term from it (the meta bucket is written in the same
+// transaction as the entries, so they describe exactly what tx holds).
+// Any goroutine may call it: it takes only the read side of mu.
+func (s *Store) snapshot() (*snapshot, error) {
 	s.mu.RLock()
 	if s.db == nil {
 		err := s.unavailable()
 		s.mu.RUnlock()
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, err
 	}
 	if err := s.Err(); err != nil {
 		// The file is behind the entries raft handed us: a snapshot of it
 		// labelled with raft's index would lose them when the log is
 		// compacted behind it.
 		s.mu.RUnlock()
-		return nil, fmt.Errorf("snapshot: state machine stopped applying: %w", err)
+		return nil, fmt.Errorf("state machine stopped applying: %w", err)
 	}
 	tx, err := s.db.Begin(false)
 	s.mu.RUnlock()
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, err
 	}
-	index, _, err := readMeta(tx)
+	index, term, err := readMeta(tx)
 	if err != nil {
 		_ = tx.Rollback()
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, err
 	}
-	return &snapshot{tx: tx, index: index}, nil
+	return &snapshot{tx: tx, index: index, term: term}, nil
 }
 
 // snapshot is a pinned read transaction: bbolt keeps its pages intact
@@ -65,7 +77,11 @@ func (s *Store) Snapshot() (raft.FSMSnapshot, error) {
 type snapshot struct {
 	tx    *bbolt.Tx
 	index uint64
+	term  uint64
 }
+
+// streamSize is the length of the stream writeTo writes.
+func (sn *snapshot) streamSize() int64 { return int64(snapshotHdrSize) + sn.tx.Size() + 4 }
 
 // Persist streams the snapshot into sink and closes it, or cancels it on
 // error.
@@ -104,6 +120,113 @@ func (sn *snapshot) writeTo(w io.Writer) error {
 
 // Release ends the read transaction.
 func (sn *snapshot) Release() { _ = sn.tx.Rollback() }
+
+// Export is a consistent copy of the state at one applied index, read out
+// as the snapshot stream raft's snapshots carry (the format above): what
+// GET /v1/snapshot sends and Restore and InspectSnapshot read. It pins a
+// bbolt read transaction, like a raft snapshot being persisted: writes go
+// on meanwhile, but the pages it holds are not reused until Close, so a
+// long export lets the file grow. It takes no raft lock.
+type Export struct{ sn *snapshot }
+
+// Export pins the current state for WriteTo. The caller must Close it.
+func (s *Store) Export() (*Export, error) {
+	sn, err := s.snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return &Export{sn: sn}, nil
+}
+
+// Info is the exported state's applied index and term, and the length of
+// the stream WriteTo writes.
+func (e *Export) Info() kv.SnapshotInfo {
+	return kv.SnapshotInfo{Index: e.sn.index, Term: e.sn.term, Size: e.sn.streamSize()}
+}
+
+// WriteTo writes the snapshot stream to w: Info().Size bytes, ending with
+// the checksum that Restore and InspectSnapshot verify.
+func (e *Export) WriteTo(w io.Writer) (int64, error) {
+	cw := &countWriter{w: w}
+	err := e.sn.writeTo(cw)
+	return cw.n, err
+}
+
+// Close releases the read transaction; it is idempotent.
+func (e *Export) Close() error {
+	e.sn.Release()
+	return nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// SnapshotSummary describes a verified snapshot stream (InspectSnapshot).
+type SnapshotSummary struct {
+	// Index and Term are the applied index and term of the state.
+	Index, Term uint64
+	// Keys is the number of keys; SHA256 the digest of the key space,
+	// the one Digest (GET /v1/debug/hash) gives for this state.
+	Keys   int64
+	SHA256 string
+	// Bytes is the length of the stream.
+	Bytes int64
+}
+
+// InspectSnapshot reads a snapshot stream from r and verifies it as
+// Restore does (header, length, checksum, a raftkv state file at the
+// header's index), refusing trailing data too, then summarises the state
+// it carries. The state file is unpacked at scratch, a path that must not
+// exist, and removed before it returns. Errors for a bad stream wrap
+// ErrBadSnapshot.
+func InspectSnapshot(r io.Reader, scratch string) (SnapshotSummary, error) {
+	defer func() { _ = os.Remove(scratch) }()
+	cr := &countReader{r: r}
+	index, err := receive(cr, scratch)
+	if err != nil {
+		return SnapshotSummary{}, err
+	}
+	var one [1]byte
+	if n, _ := io.ReadFull(cr, one[:]); n > 0 {
+		return SnapshotSummary{}, fmt.Errorf("%w: trailing data after the checksum", ErrBadSnapshot)
+	}
+	db, err := bbolt.Open(scratch, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return SnapshotSummary{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	sum := SnapshotSummary{Index: index, Bytes: cr.n}
+	err = db.View(func(tx *bbolt.Tx) error {
+		d, term, err := digestTx(tx)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+		}
+		sum.Term, sum.Keys, sum.SHA256 = term, d.Keys, d.SHA256
+		return nil
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		return SnapshotSummary{}, err
+	}
+	return sum, nil
+}
 
 func restorePath(path string) string { return path + ".restore" }
 

@@ -39,6 +39,8 @@ Usage:
                                     run COMMAND while holding lock NAME ($RAFTKV_LOCK_TOKEN)
   raftkv elect [flags] NAME VALUE   campaign in election NAME, lead until Ctrl-C, then resign
   raftkv elect --observe NAME       print the leader of election NAME and each change
+  raftkv snapshot save FILE         save a consistent copy of the store to FILE (raftkv snapshot help)
+  raftkv snapshot inspect FILE      verify a saved snapshot; print its index, keys, bytes, digest
   raftkv bench [flags]              measure throughput and latency under load
   raftkv cert --dir DIR [flags]     write a development CA and node and client certificates
   raftkv version                    print the version
@@ -46,7 +48,7 @@ Usage:
 
 The client commands take --addr (comma-separated endpoints; default
 $RAFTKV_ADDR, else http://127.0.0.1:8001) and --timeout (default 10s; none
-for watch, lease keepalive, lock and elect). For a cluster with TLS
+for watch, lease keepalive, lock and elect; 30m for snapshot save). For a cluster with TLS
 (https:// endpoints) they take --cacert FILE (the CA that signed the nodes'
 certificates), and --cert FILE --key FILE (a client certificate, when the
 cluster requires one); default $RAFTKV_CACERT, $RAFTKV_CERT, $RAFTKV_KEY.
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runLock(ctx, args, stdin, stdout, stderr)
 	case "elect":
 		err = runElect(ctx, args, stdout, stderr)
+	case "snapshot":
+		err = runSnapshot(ctx, args, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args, stdout, stderr)
 	case "cert":
