@@ -111,8 +111,8 @@ func (c *boundedHandshake) handshake() error {
 	c.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
-		if c.err = c.Conn.HandshakeContext(ctx); c.err != nil {
-			_ = c.Conn.Close()
+		if c.err = c.HandshakeContext(ctx); c.err != nil {
+			_ = c.Close()
 		}
 	})
 	return c.err
