@@ -280,11 +280,7 @@ func (g *Generator) keepAlive(ctx context.Context, w *leaseWorker, ids []kv.Leas
 			continue
 		}
 		if res.kind != "" {
-			if e, ok := w.errs[res.kind]; ok {
-				e.Count++
-			} else {
-				w.errs[res.kind] = &ErrorCount{Kind: res.kind, Count: 1, Example: res.message}
-			}
+			countError(w.errs, res.kind, res.message)
 			continue
 		}
 		w.ops++

@@ -227,11 +227,7 @@ func (g *Generator) lockCycle(ctx context.Context, w *lockWorker, body []byte, q
 		if !measured || ctx.Err() != nil {
 			return
 		}
-		if e, ok := w.errs[o.kind]; ok {
-			e.Count++
-		} else {
-			w.errs[o.kind] = &ErrorCount{Kind: o.kind, Count: 1, Example: o.message}
-		}
+		countError(w.errs, o.kind, o.message)
 	}
 
 	var out outcome

@@ -35,3 +35,13 @@ type ErrorCount struct {
 	Count   int64  `json:"count"`
 	Example string `json:"example"`
 }
+
+// countError adds one error of kind to errs, keeping the first message
+// of each kind as its example.
+func countError(errs map[string]*ErrorCount, kind, message string) {
+	if e, ok := errs[kind]; ok {
+		e.Count++
+		return
+	}
+	errs[kind] = &ErrorCount{Kind: kind, Count: 1, Example: message}
+}
