@@ -423,7 +423,20 @@ func TestTLSRotationWhileWriting(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond) // some writes before the rotation
+	// Some writes before the rotation, and after it over new connections.
+	moreWrites := func(n int64) {
+		t.Helper()
+		want := writes.Load() + n
+		if err := testkit.Eventually(10*time.Second, func() error {
+			if got := writes.Load(); got < want {
+				return fmt.Errorf("%d writes, waiting for %d", got, want)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moreWrites(20)
 	serials := map[string]string{}
 	for i := range c.Size() {
 		id := fmt.Sprintf("n%d", i+1)
@@ -465,7 +478,7 @@ func TestTLSRotationWhileWriting(t *testing.T) {
 	}
 	// Writes over connections made after the rotation too.
 	c.HTTP.CloseIdleConnections()
-	time.Sleep(300 * time.Millisecond)
+	moreWrites(20)
 	close(stop)
 	wg.Wait()
 	if failures.Load() != 0 {

@@ -298,9 +298,9 @@ func runPut(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	case *ttl > 0:
 		opts = append(opts, kv.WithTTL(*ttl))
 	case *leaseID != "":
-		id, err := parseLeaseID(*leaseID)
+		id, err := kv.ParseLeaseID(*leaseID)
 		if err != nil {
-			return err
+			return usagef("--lease: %v", err)
 		}
 		opts = append(opts, kv.WithLease(id))
 	}

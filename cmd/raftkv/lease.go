@@ -47,9 +47,13 @@ func runLease(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
-// parseLeaseID parses a lease id argument.
-func parseLeaseID(s string) (kv.LeaseID, error) {
-	id, err := kv.ParseLeaseID(s)
+// parseLeaseID parses the command's flags and its one argument, a lease id.
+func (c *command) parseLeaseID(args []string) (kv.LeaseID, error) {
+	pos, err := c.parse(args, 1, 1)
+	if err != nil {
+		return 0, err
+	}
+	id, err := kv.ParseLeaseID(pos[0])
 	if err != nil {
 		return 0, usagef("%v", err)
 	}
@@ -78,11 +82,7 @@ func runLeaseGrant(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 func runLeaseKeepAlive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommand("lease keepalive", "ID", "Keep lease ID alive, a keepalive every third of its TTL, until interrupted\n(Ctrl-C), printing the TTL each keepalive restarted. Exits 0 when interrupted,\n1 when the lease is lost (it does not exist, or no keepalive was acknowledged\nwithin its TTL).", stderr).clientFlagsTimeout(0)
-	pos, err := c.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	id, err := parseLeaseID(pos[0])
+	id, err := c.parseLeaseID(args)
 	if err != nil {
 		return err
 	}
@@ -111,11 +111,7 @@ func runLeaseKeepAlive(ctx context.Context, args []string, stdout, stderr io.Wri
 
 func runLeaseRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommand("lease revoke", "ID", "Revoke lease ID, deleting every key attached to it. Prints the result as JSON.", stderr).clientFlags()
-	pos, err := c.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	id, err := parseLeaseID(pos[0])
+	id, err := c.parseLeaseID(args)
 	if err != nil {
 		return err
 	}
@@ -163,11 +159,7 @@ func runLeaseList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runLeaseInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommand("lease info", "ID", "Show lease ID: its TTL, the time it has left as the leader sees it, and its keys\n(one a line after the first).", stderr).clientFlags()
 	asJSON := c.fs.Bool("json", false, "print the lease as JSON")
-	pos, err := c.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	id, err := parseLeaseID(pos[0])
+	id, err := c.parseLeaseID(args)
 	if err != nil {
 		return err
 	}

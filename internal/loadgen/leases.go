@@ -172,14 +172,7 @@ func (g *Generator) RunLeases(ctx context.Context) (*LeasesResult, error) {
 				maxGap = max(maxGap, endNS-w.lastAt[s])
 			}
 		}
-		for k, e := range w.errs {
-			if t, ok := errs[k]; ok {
-				t.Count += e.Count
-			} else {
-				c := *e
-				errs[k] = &c
-			}
-		}
+		mergeErrors(errs, w.errs)
 	}
 	res.KeepalivesPerSec = float64(res.Keepalives) / res.Seconds
 	res.Latency = latencyMS(hist)

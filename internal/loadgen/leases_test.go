@@ -135,10 +135,13 @@ func TestLeaseCluster(t *testing.T) {
 
 	// A lease that goes away during the run is lost, and fails it: a
 	// lease revoked by someone else after a short while.
+	// Once the run has granted all 20, one is revoked.
 	go func() {
-		time.Sleep(300 * time.Millisecond)
-		if ls, err := cl.Leases(ctx); err == nil && len(ls) > 0 {
-			_, _ = cl.Revoke(ctx, ls[0].ID)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if ls, err := cl.Leases(ctx); err == nil && len(ls) == 20 {
+				_, _ = cl.Revoke(ctx, ls[0].ID)
+				return
+			}
 		}
 	}()
 	r, err = generator(t, Options{Endpoints: eps, Workload: LeasesKeepalive, Connections: 2, Keys: 1, Leases: 20, TTL: 5 * time.Second,

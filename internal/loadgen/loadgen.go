@@ -315,14 +315,7 @@ func (g *Generator) Run(ctx context.Context) (*Result, error) {
 	for _, w := range workers {
 		res.Ops += w.ops
 		hist.merge(w.hist)
-		for k, e := range w.errs {
-			if t, ok := errs[k]; ok {
-				t.Count += e.Count
-			} else {
-				c := *e
-				errs[k] = &c
-			}
-		}
+		mergeErrors(errs, w.errs)
 	}
 	res.OpsPerSec = float64(res.Ops) / res.Seconds
 	res.Latency = latencyMS(hist)

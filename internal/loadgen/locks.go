@@ -198,14 +198,7 @@ func (g *Generator) RunLocks(ctx context.Context) (*LockResult, error) {
 		acq.merge(w.acquire)
 		rel.merge(w.release)
 		cyc.merge(w.cycle)
-		for k, e := range w.errs {
-			if t, ok := errs[k]; ok {
-				t.Count += e.Count
-			} else {
-				c := *e
-				errs[k] = &c
-			}
-		}
+		mergeErrors(errs, w.errs)
 	}
 	res.AcquisitionsPerSec = float64(res.Acquisitions) / res.Seconds
 	res.Acquire, res.Release, res.Cycle = latencyMS(acq), latencyMS(rel), latencyMS(cyc)

@@ -36,6 +36,19 @@ type ErrorCount struct {
 	Example string `json:"example"`
 }
 
+// mergeErrors adds the counts of src into dst (copies: src is left as it
+// is).
+func mergeErrors(dst, src map[string]*ErrorCount) {
+	for k, e := range src {
+		if t, ok := dst[k]; ok {
+			t.Count += e.Count
+		} else {
+			c := *e
+			dst[k] = &c
+		}
+	}
+}
+
 // countError adds one error of kind to errs, keeping the first message
 // of each kind as its example.
 func countError(errs map[string]*ErrorCount, kind, message string) {
