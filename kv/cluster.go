@@ -42,11 +42,15 @@ func ValidateClusterID(id string) error {
 		return fmt.Errorf("%w: cluster id is %d bytes, the limit is %d", ErrBadRequest, len(id), MaxClusterIDSize)
 	}
 	for _, c := range []byte(id) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if !clusterIDByte(c) {
 			return fmt.Errorf("%w: cluster id %q: only letters, digits, '-' and '_'", ErrBadRequest, id)
 		}
 	}
 	return nil
+}
+
+func clusterIDByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
 // The errors of a request from a member that cannot be one of ours. Both
