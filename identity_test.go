@@ -205,4 +205,3 @@ func TestProtocolVersionOnJoin(t *testing.T) {
 		})
 	}
 }
-
