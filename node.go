@@ -97,6 +97,14 @@ func Open(cfg Config) (n *Node, err error) {
 	} else {
 		n.peers = httpapi.NewPeerClient()
 	}
+	// Every request to another member says which cluster this node is
+	// in and which protocol it speaks; members of another cluster, or of
+	// a version this one cannot work with, refuse it (identity.go).
+	httpapi.IdentifyPeerClient(n.peers, httpapi.Identity{
+		ClusterID:       n.ClusterID,
+		ProtocolVersion: n.protocolVersion(),
+		Logger:          cfg.Logger.With("component", "http"),
+	})
 
 	httpMetrics, err := httpapi.NewMetrics(cfg.Registry)
 	if err != nil {
@@ -173,15 +181,16 @@ func Open(cfg Config) (n *Node, err error) {
 		isMember = n.tls.isMember
 	}
 	n.handler, err = httpapi.New(httpapi.Config{
-		Backend:      backend{n},
-		Logger:       cfg.Logger.With("component", "http"),
-		Metrics:      httpMetrics,
-		Gatherer:     cfg.Registry,
-		MaxValueSize: cfg.MaxValueSize,
-		Peers:        n.peers,
-		Pprof:        cfg.Pprof,
-		Scheme:       n.Scheme(),
-		IsMember:     isMember,
+		Backend:         backend{n},
+		Logger:          cfg.Logger.With("component", "http"),
+		Metrics:         httpMetrics,
+		Gatherer:        cfg.Registry,
+		MaxValueSize:    cfg.MaxValueSize,
+		Peers:           n.peers,
+		Pprof:           cfg.Pprof,
+		Scheme:          n.Scheme(),
+		IsMember:        isMember,
+		ProtocolVersion: n.protocolVersion(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
@@ -196,10 +205,14 @@ func Open(cfg Config) (n *Node, err error) {
 	} else if cfg.HTTPAdvertise != "" {
 		n.apiAddr = cfg.HTTPAdvertise
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		n.formCluster(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.claimIdentity(ctx)
 	}()
 	go func() {
 		defer n.wg.Done()

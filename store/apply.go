@@ -73,6 +73,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	start := time.Now() // for ObserveBatch only; state never depends on it
 	var index, term, floor uint64
 	var rec recorder
+	var clusterID string
 	n, compacted := 0, 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		var err error
@@ -103,6 +104,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if n == 0 {
 			return nil
 		}
+		clusterID = b.clusterID
 		if err := expireIdem(b, index, s.idemWindow); err != nil {
 			return err
 		}
@@ -124,6 +126,9 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	if n == 0 {
 		return out
+	}
+	if clusterID != "" {
+		s.clusterID.Store(&clusterID)
 	}
 	s.history.committed(floor, rec.added(), compacted)
 	s.hub.publish(rec.out, index)
@@ -156,6 +161,9 @@ type buckets struct {
 	anyLeased bool
 	// rec records the events of the entry being applied.
 	rec *recorder
+	// clusterID is the identity an OpSetCluster of the batch recorded,
+	// published once the batch commits.
+	clusterID string
 }
 
 // applyEntry applies the commands of one entry in order. Their failures
@@ -236,6 +244,14 @@ func (s *Store) applyCommand(b *buckets, index uint64, cmd *Command) *Result {
 			res.Err = b.nodes.Delete(cmd.Key)
 		} else {
 			res.Err = b.nodes.Put(cmd.Key, cmd.Value)
+		}
+	case OpSetCluster:
+		// The first identity stays: every node keeps the same one,
+		// whatever a later leader proposes.
+		if b.meta.Get(keyClusterID) == nil {
+			if res.Err = b.meta.Put(keyClusterID, cmd.Value); res.Err == nil {
+				b.clusterID = string(cmd.Value)
+			}
 		}
 	case OpTxn:
 		res.Txn, res.Err = applyTxn(b, cmd.Txn, index)

@@ -55,6 +55,11 @@ const (
 	// leader's timers see them, so that a node that restarts resumes each
 	// lease from it rather than from its full TTL.
 	OpLeaseCheckpoint Op = 10
+	// OpSetCluster records Value as the cluster's identity, if it has none
+	// yet (a later one changes nothing: Result.ClusterID is the identity
+	// in force). The first leader of a cluster commits it (protocol
+	// version 2).
+	OpSetCluster Op = 11
 )
 
 // opInfo is what the layers above need to know of an op.
@@ -70,6 +75,12 @@ type opInfo struct {
 	// forwardable: a write of the public API, which a follower may
 	// forward to the leader. Internal ops (noop, set_node) are not.
 	forwardable bool
+	// alone: the op travels in an entry of its own although it touches
+	// no key, because members of the previous protocol version cannot
+	// decode it: such a member skips the whole entry (ErrBadCommand),
+	// which must then hold nothing else. Every op added from protocol
+	// version 2 on sets it.
+	alone bool
 }
 
 // opTable has one row per op, indexed by its number. A new op needs:
@@ -98,6 +109,8 @@ var opTable = [...]opInfo{
 	OpLeaseKeepalive:  {name: "lease_keepalive", forwardable: true},
 	OpLeaseRevoke:     {name: "lease_revoke", touchesMany: true, forwardable: true},
 	OpLeaseCheckpoint: {name: "lease_checkpoint"},
+	// Protocol version 2.
+	OpSetCluster: {name: "set_cluster", alone: true},
 }
 
 // opEnd is one past the last op: every op is in [OpNoop, opEnd).
@@ -118,6 +131,12 @@ func (op Op) String() string {
 // its Key: it must then travel alone in its log entry (group commit). It is
 // true for an invalid op, which is never grouped with others.
 func (op Op) TouchesMany() bool { return !op.Valid() || opTable[op].touchesMany }
+
+// Alone reports whether a command of op must travel alone in its log
+// entry: it may touch many keys (TouchesMany), or older members cannot
+// decode it (see opInfo.alone). Group commit puts it in an entry of its
+// own.
+func (op Op) Alone() bool { return op.TouchesMany() || opTable[op].alone }
 
 // Forwardable reports whether op is a write of the public API (put, delete,
 // delete_prefix, txn), which a follower may forward to the leader; internal
@@ -226,6 +245,7 @@ func (c *Command) Encode(dst []byte) []byte {
 //	  lease_keepalive: uvarint Lease
 //	  lease_revoke:   uvarint Lease | uvarint IfKeepalive
 //	  lease_checkpoint: uvarint n | n × (uvarint Lease | uvarint Remaining)
+//	  set_cluster:    bytes Value (the cluster id)
 //
 // where bytes is a uvarint length and that many bytes. EncodeEntry does not
 // validate; DecodeEntry does.
@@ -310,6 +330,8 @@ func (c *Command) appendBody(dst []byte) []byte {
 		dst = appendBytes(dst, c.Key)
 	case OpSetNode:
 		dst = appendBytes(dst, c.Key)
+		dst = appendBytes(dst, c.Value)
+	case OpSetCluster:
 		dst = appendBytes(dst, c.Value)
 	case OpTxn:
 		t := c.Txn
@@ -483,6 +505,8 @@ func (d *decoder) command() (Command, error) {
 	case OpSetNode:
 		c.Key = d.bytes("key")
 		c.Value = d.bytes("value")
+	case OpSetCluster:
+		c.Value = d.bytes("cluster id")
 	case OpTxn:
 		c.Txn = d.txn()
 	default: // an op in opTable without a body here
@@ -593,7 +617,7 @@ func (c *Command) check() error {
 			return errors.New("takes no lease")
 		}
 	}
-	if c.Op >= OpLeaseGrant && (len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero()) {
+	if c.Op >= OpLeaseGrant && c.Op <= OpLeaseCheckpoint && (len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero()) {
 		return errors.New("takes no key, value or condition")
 	}
 	switch c.Op {
@@ -620,6 +644,11 @@ func (c *Command) check() error {
 			return errors.New("takes no condition")
 		}
 		return kv.ValidateKey(c.Key)
+	case OpSetCluster:
+		if len(c.Key) > 0 || !c.Cond.IsZero() {
+			return errors.New("takes only a cluster id")
+		}
+		return kv.ValidateClusterID(string(c.Value))
 	case OpTxn:
 		if c.Txn == nil || len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero() {
 			return errors.New("takes only a transaction")
