@@ -23,9 +23,16 @@ cluster with a leader it reaches and has applied what the leader
 committed); /livez when the process serves HTTP. For a container
 healthcheck in an image without a shell: raftkv health --addr 127.0.0.1:8001.`
 
+// newHealthCommand defines the health command and its flags (the
+// deployment files' test parses their healthcheck with it).
+func newHealthCommand(stderr io.Writer) (c *command, live *bool) {
+	c = newCommand("health", "", healthSummary, stderr).clientFlagsTimeout(2 * time.Second)
+	live = c.fs.Bool("live", false, "check /livez (the process answers) instead of /readyz (it can serve linearizable reads)")
+	return c, live
+}
+
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newCommand("health", "", healthSummary, stderr).clientFlagsTimeout(2 * time.Second)
-	live := c.fs.Bool("live", false, "check /livez (the process answers) instead of /readyz (it can serve linearizable reads)")
+	c, live := newHealthCommand(stderr)
 	if _, err := c.parse(args, 0, 0); err != nil {
 		return err
 	}

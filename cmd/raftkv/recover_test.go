@@ -328,3 +328,25 @@ func TestHealthCommand(t *testing.T) {
 		t.Errorf("health --live on a node without a cluster: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// raftkv health over TLS: the client commands' TLS flags; a bare host:port
+// is https with them; a certificate it cannot verify is a failure (1).
+func TestHealthCommandTLS(t *testing.T) {
+	c := testkit.NewCluster(t, 1, testkit.Options{TLS: true})
+	ctx := context.Background()
+	host := strings.TrimPrefix(c.URL(0), "https://")
+	if out, errOut, code := cliRun(ctx, "health", "--addr", host, "--cacert", c.PKI.Path("ca.pem")); code != 0 || !strings.Contains(out, `"ready"`) {
+		t.Fatalf("health with --cacert: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	t.Setenv("RAFTKV_CACERT", c.PKI.Path("ca.pem"))
+	if out, errOut, code := cliRun(ctx, "health", "--live", "--addr", host); code != 0 || !strings.Contains(out, `"ok"`) {
+		t.Fatalf("health with $RAFTKV_CACERT: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	t.Setenv("RAFTKV_CACERT", "")
+	if _, errOut, code := cliRun(ctx, "health", "--addr", c.URL(0)); code != 1 || !strings.Contains(errOut, "certificate") {
+		t.Errorf("health without the CA: exit %d, stderr %q; want 1 and a certificate error", code, errOut)
+	}
+	if _, _, code := cliRun(ctx, "health", "--addr", "http://"+host, "--cacert", c.PKI.Path("ca.pem")); code != 2 {
+		t.Errorf("health --cacert with an http:// address: exit %d, want 2", code)
+	}
+}
