@@ -115,6 +115,10 @@ func Open(cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// A state file removed by hand (a corrupted kv.db set aside) is rebuilt
+	// like one Open discards: see the read hold below.
+	_, statErr := os.Stat(filepath.Join(cfg.DataDir, "kv.db"))
+	stateMissing := errors.Is(statErr, os.ErrNotExist)
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
 		Logger:       cfg.Logger.With("component", "store"),
 		NoSync:       !cfg.Tuning.FSMSync,
@@ -164,8 +168,9 @@ func Open(cfg Config) (n *Node, err error) {
 	if err := rememberRaftAddr(cfg.DataDir, cfg.RaftAddr, n.raft.RaftAddr()); err != nil {
 		return nil, err
 	}
-	if n.store.Discarded() {
-		floor := n.raft.Status().LastIndex
+	// A node with raft state but a new, empty kv.db (discarded by Open, or
+	// removed by hand) restarts from its snapshot, behind what it served.
+	if floor := n.raft.Status().LastIndex; n.store.Discarded() || stateMissing && floor > 0 {
 		n.rebuild.hold(floor)
 		n.log.Warn("state file rebuilt from the snapshot: reads wait until the log is applied again", "up_to_index", floor, "applied_index", n.store.AppliedIndex())
 	}

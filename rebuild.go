@@ -4,7 +4,8 @@ import "sync/atomic"
 
 // rebuildHold keeps a node's reads from going back in time after Open
 // discarded kv.db (store.Discarded: it was open without fsync when the
-// machine stopped). The store then restarts from the newest snapshot,
+// machine stopped), or found it missing while raft has state (an operator
+// set a corrupted kv.db aside). The store then restarts from the newest snapshot,
 // below the index it had applied, and raft's replay of the log brings it
 // back, once a leader tells it the commit index. Until then its state is
 // older than what it may have served before the stop, so reads wait.

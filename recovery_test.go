@@ -193,11 +193,28 @@ func TestStateFileRebuiltAfterMachineStop(t *testing.T) {
 	waitSameDigest(t, c)
 }
 
-// A node whose kv.db was discarded after a machine stop restarts from its
+// A node whose kv.db was discarded after a machine stop, or removed by an
+// operator (a corrupted kv.db: docs/operations.md), restarts from its
 // snapshot, behind what it had served. Its stale reads must not go back in
 // time while raft replays the log: they wait until the node has applied
 // again what it had before, and never answer from the older state.
 func TestStaleReadsNeverGoBackAfterRebuild(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		lose func(t *testing.T, dir string)
+	}{
+		{"discarded after a machine stop", tearStateFile},
+		{"removed by the operator", func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, "kv.db")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { testStaleReadsAfterRebuild(t, tt.lose) })
+	}
+}
+
+func testStaleReadsAfterRebuild(t *testing.T, lose func(t *testing.T, dir string)) {
 	tuning := testkit.FastTuning
 	tuning.SnapshotThreshold = 1 << 20 // snapshots only when asked
 	var slow atomic.Bool
@@ -226,7 +243,7 @@ func TestStaleReadsNeverGoBackAfterRebuild(t *testing.T) {
 	}
 	c.Stop(f)
 
-	tearStateFile(t, c.Dir(f))
+	lose(t, c.Dir(f))
 	slow.Store(true)
 	c.Restart(f)
 

@@ -38,6 +38,11 @@
 //
 // # Caveats
 //
+// Recover (recover.go) works on a stopped member's directory, never on a
+// running Node: it rewrites the configuration with raft.RecoverCluster,
+// replaying the log onto a scratch store so the state file is replaced
+// only once the new configuration is written.
+//
 // raftnode knows nothing of HTTP: forming a cluster from --join addresses
 // is done by the caller with Bootstrap and AddVoter. Bootstrap happens once;
 // ErrAlreadyBootstrapped on restart is normal. IsLeader, and a

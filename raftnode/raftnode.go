@@ -208,22 +208,9 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	// raft.db: log and stable store. The log is appended at one end and
-	// truncated at the other, so its free pages churn: bbolt's default
-	// array freelist is searched linearly and written out on every commit,
-	// while the map freelist is not written at all (NoFreelistSync; bbolt
-	// rebuilds it by scanning at open), which keeps commits cheap as the
-	// file grows. The log itself is always fsynced.
-	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second,
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
+	logs, err := openLogStore(cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("raftnode: open raft.db: %w", err)
+		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, fsm: fsm, logs: logs, readyCh: make(chan struct{}), shutdownCh: make(chan struct{})}
 	ok := false
@@ -240,9 +227,9 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog)
+	snaps, err := openSnapshotStore(cfg.DataDir, hlog)
 	if err != nil {
-		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
+		return nil, err
 	}
 	if err := catchUpFromSnapshot(fsm, snaps, cfg.Logger); err != nil {
 		return nil, err
@@ -326,6 +313,39 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	n.wg.Add(1)
 	go n.prepareReads(events)
 	return n, nil
+}
+
+// logFile is the name of the log and stable store in the data directory.
+const logFile = "raft.db"
+
+// openLogStore opens (creating if needed) dir's raft.db: log and stable
+// store. The log is appended at one end and truncated at the other, so its
+// free pages churn: bbolt's default array freelist is searched linearly and
+// written out on every commit, while the map freelist is not written at all
+// (NoFreelistSync; bbolt rebuilds it by scanning at open), which keeps
+// commits cheap as the file grows. The log itself is always fsynced.
+func openLogStore(dir string) (*raftboltdb.BoltStore, error) {
+	logs, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, logFile),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: open %s: %w", logFile, err)
+	}
+	return logs, nil
+}
+
+// openSnapshotStore opens dir's snapshots/, which keeps the two newest.
+func openSnapshotStore(dir string, hlog hclog.Logger) (*raft.FileSnapshotStore, error) {
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
+	}
+	return snaps, nil
 }
 
 // catchUpFromSnapshot restores fsm from the newest raft snapshot when kv.db

@@ -41,6 +41,10 @@ Usage:
   raftkv elect --observe NAME       print the leader of election NAME and each change
   raftkv snapshot save FILE         save a consistent copy of the store to FILE (raftkv snapshot help)
   raftkv snapshot inspect FILE      verify a saved snapshot; print its index, keys, bytes, digest
+  raftkv recover --id ID --data-dir DIR
+                                    after a quorum is lost for good: make a stopped survivor a
+                                    one-member cluster with all its data (--dry-run: only look)
+  raftkv health [flags]             exit 0 if one node's /readyz (--live: /livez) answers 200
   raftkv bench [flags]              measure throughput and latency under load
   raftkv cert --dir DIR [flags]     write a development CA and node and client certificates
   raftkv version                    print the version
@@ -48,7 +52,8 @@ Usage:
 
 The client commands take --addr (comma-separated endpoints; default
 $RAFTKV_ADDR, else http://127.0.0.1:8001) and --timeout (default 10s; none
-for watch, lease keepalive, lock and elect; 30m for snapshot save). For a cluster with TLS
+for watch, lease keepalive, lock and elect; 30m for snapshot save; 2s for
+health, which takes one endpoint). For a cluster with TLS
 (https:// endpoints) they take --cacert FILE (the CA that signed the nodes'
 certificates), and --cert FILE --key FILE (a client certificate, when the
 cluster requires one); default $RAFTKV_CACERT, $RAFTKV_CERT, $RAFTKV_KEY.
@@ -90,6 +95,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runElect(ctx, args, stdout, stderr)
 	case "snapshot":
 		err = runSnapshot(ctx, args, stdout, stderr)
+	case "recover":
+		err = runRecover(ctx, args, stdout, stderr)
+	case "health":
+		err = runHealth(ctx, args, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args, stdout, stderr)
 	case "cert":

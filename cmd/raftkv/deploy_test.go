@@ -5,7 +5,8 @@ package main
 // variable they set is a flag of raftkv serve and its value parses, each
 // node's configuration passes serve's own rules (an id, a data dir, an
 // advertised address for a listener bound to all interfaces), the members
-// name each other consistently, probes hit routes the API has, ports agree,
+// name each other consistently, probes hit routes the API has, the compose
+// healthcheck runs raftkv health with flags it has, ports agree,
 // containers run as non-root and the PodDisruptionBudget keeps a quorum.
 // Nothing here needs Docker, a cluster or the network; where kubectl is on
 // PATH, kubectl kustomize (offline) must accept the manifests and read them
@@ -20,6 +21,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/internal/testkit"
 )
 
@@ -277,6 +280,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	names := slices.Sorted(maps.Keys(services))
 	ids := map[string]bool{}
+	var healthArgs []string
 	for _, name := range names {
 		svc := services[name]
 		where := "docker-compose.yml " + name
@@ -342,7 +346,72 @@ func TestComposeFile(t *testing.T) {
 		if !mounted {
 			t.Errorf("%s: no volume on the data dir %s", where, *f.dataDir)
 		}
+		healthArgs = checkHealthcheck(t, where, d, get(svc, "healthcheck"), port(t, where, *f.httpAddr))
 	}
+	// The healthcheck's command, pointed at a real node, passes.
+	if healthArgs != nil {
+		c := testkit.NewCluster(t, 1, testkit.Options{})
+		args := append(append([]string{"health"}, healthArgs...), "--addr", c.URL(0))
+		var out, errOut bytes.Buffer
+		if err := run(t.Context(), args, nil, &out, &errOut); err != nil {
+			t.Errorf("raftkv %s on a ready node: %v %s", strings.Join(args, " "), err, errOut.String())
+		}
+	}
+}
+
+// checkHealthcheck checks a compose service's healthcheck: the exec form
+// (the image has no shell) of the image's binary running raftkv health,
+// whose arguments parse with that command's own flag set, asking for
+// readiness (not --live) on the container's own HTTP port over loopback,
+// with a --timeout shorter than the healthcheck's. It returns the
+// arguments after "health".
+func checkHealthcheck(t *testing.T, where string, d dockerfile, hc any, httpPort int) []string {
+	t.Helper()
+	var test []string
+	for _, a := range asSlice(get(hc, "test")) {
+		test = append(test, str(a))
+	}
+	if len(test) < 3 || test[0] != "CMD" || len(d.entrypoint) == 0 || test[1] != d.entrypoint[0] || test[2] != "health" {
+		t.Errorf("%s: healthcheck test %q, want [CMD %s health ...] (exec form: no shell in the image)", where, test, strings.Join(d.entrypoint[:min(1, len(d.entrypoint))], ""))
+		return nil
+	}
+	c, live := newHealthCommand(io.Discard)
+	if _, err := c.parse(test[3:], 0, 0); err != nil {
+		t.Errorf("%s: healthcheck: raftkv health %q: %v", where, test[3:], err)
+		return nil
+	}
+	if *live {
+		t.Errorf("%s: the healthcheck checks /livez: want readiness (/readyz)", where)
+	}
+	endpoints, err := splitAddr(c.addr, false)
+	if err != nil || len(endpoints) != 1 {
+		t.Errorf("%s: healthcheck --addr %q: want one endpoint (%v)", where, c.addr, err)
+		return nil
+	}
+	base, err := client.ParseEndpoint(endpoints[0])
+	if err != nil {
+		t.Errorf("%s: healthcheck --addr: %v", where, err)
+		return nil
+	}
+	u, _ := url.Parse(base)
+	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" {
+		t.Errorf("%s: the healthcheck asks %s: want this container (127.0.0.1)", where, h)
+	}
+	if p, _ := strconv.Atoi(u.Port()); p != httpPort {
+		t.Errorf("%s: the healthcheck asks port %s, the node listens on %d", where, u.Port(), httpPort)
+	}
+	durations := map[string]time.Duration{}
+	for _, k := range []string{"interval", "timeout", "start_period"} {
+		v, err := time.ParseDuration(str(get(hc, k)))
+		if err != nil || v <= 0 {
+			t.Errorf("%s: healthcheck %s %q: want a duration", where, k, str(get(hc, k)))
+		}
+		durations[k] = v
+	}
+	if c.timeout <= 0 || c.timeout >= durations["timeout"] {
+		t.Errorf("%s: raftkv health --timeout %s: want it shorter than the healthcheck's timeout %s", where, c.timeout, durations["timeout"])
+	}
+	return test[3:]
 }
 
 func asSlice(v any) []any { s, _ := v.([]any); return s }
