@@ -26,6 +26,8 @@ func statusOf(err error) int {
 		return http.StatusMethodNotAllowed
 	case "permission_denied":
 		return http.StatusForbidden
+	case "unauthenticated":
+		return http.StatusUnauthorized
 	case "wrong_node":
 		return http.StatusMisdirectedRequest
 	case "compacted":

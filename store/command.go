@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,6 +56,17 @@ const (
 	// leader's timers see them, so that a node that restarts resumes each
 	// lease from it rather than from its full TTL.
 	OpLeaseCheckpoint Op = 10
+	// OpACLBootstrap turns access control on (store/acl.go): Key is the
+	// root token's secret hash, Value the members' secret. On a state
+	// bootstrapped already, an empty Value (a reset) adds a root token with
+	// Key's hash, and any other is a no-op. Only a leader appends it.
+	OpACLBootstrap Op = 11
+	// OpACLTokenCreate creates a token: Key is its secret's SHA-256, Value
+	// its description and rules (EncodeACLToken); its id is the next in
+	// the token sequence (Result.Token).
+	OpACLTokenCreate Op = 12
+	// OpACLTokenDelete revokes token Token.
+	OpACLTokenDelete Op = 13
 )
 
 // opInfo is what the layers above need to know of an op.
@@ -98,6 +110,10 @@ var opTable = [...]opInfo{
 	OpLeaseKeepalive:  {name: "lease_keepalive", forwardable: true},
 	OpLeaseRevoke:     {name: "lease_revoke", touchesMany: true, forwardable: true},
 	OpLeaseCheckpoint: {name: "lease_checkpoint"},
+	// ACL ops touch no key either.
+	OpACLBootstrap:   {name: "acl_bootstrap"},
+	OpACLTokenCreate: {name: "acl_token_create", forwardable: true},
+	OpACLTokenDelete: {name: "acl_token_delete", forwardable: true},
 }
 
 // opEnd is one past the last op: every op is in [OpNoop, opEnd).
@@ -148,6 +164,8 @@ type Command struct {
 	IfKeepalive uint64
 	// Checkpoints are an OpLeaseCheckpoint's remaining times.
 	Checkpoints []LeaseCheckpoint
+	// Token is the token an OpACLTokenDelete revokes.
+	Token uint64
 }
 
 // LeaseCheckpoint is one lease's remaining time in an OpLeaseCheckpoint.
@@ -226,6 +244,9 @@ func (c *Command) Encode(dst []byte) []byte {
 //	  lease_keepalive: uvarint Lease
 //	  lease_revoke:   uvarint Lease | uvarint IfKeepalive
 //	  lease_checkpoint: uvarint n | n × (uvarint Lease | uvarint Remaining)
+//	  acl_bootstrap:  bytes Key (hash) | bytes Value (members' secret, or none)
+//	  acl_token_create: bytes Key (hash) | bytes Value (description and rules)
+//	  acl_token_delete: uvarint Token
 //
 // where bytes is a uvarint length and that many bytes. EncodeEntry does not
 // validate; DecodeEntry does.
@@ -308,9 +329,11 @@ func (c *Command) appendBody(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, c.Cond.IfModIndex)
 	case OpDeletePrefix:
 		dst = appendBytes(dst, c.Key)
-	case OpSetNode:
+	case OpSetNode, OpACLBootstrap, OpACLTokenCreate:
 		dst = appendBytes(dst, c.Key)
 		dst = appendBytes(dst, c.Value)
+	case OpACLTokenDelete:
+		dst = binary.AppendUvarint(dst, c.Token)
 	case OpTxn:
 		t := c.Txn
 		if t == nil {
@@ -480,9 +503,11 @@ func (d *decoder) command() (Command, error) {
 		c.Cond.IfModIndex = d.uvarint("if_mod_index")
 	case OpDeletePrefix:
 		c.Key = d.bytes("prefix")
-	case OpSetNode:
+	case OpSetNode, OpACLBootstrap, OpACLTokenCreate:
 		c.Key = d.bytes("key")
 		c.Value = d.bytes("value")
+	case OpACLTokenDelete:
+		c.Token = d.uvarint("token")
 	case OpTxn:
 		c.Txn = d.txn()
 	default: // an op in opTable without a body here
@@ -568,6 +593,9 @@ func (c *Command) check() error {
 	if c.Op != OpLeaseRevoke && c.IfKeepalive != 0 {
 		return errors.New("takes no keepalive condition")
 	}
+	if c.Op != OpACLTokenDelete && c.Token != 0 {
+		return errors.New("takes no token")
+	}
 	switch c.Op {
 	case OpPut:
 		if c.Lease != 0 && c.TTL != 0 {
@@ -593,7 +621,7 @@ func (c *Command) check() error {
 			return errors.New("takes no lease")
 		}
 	}
-	if c.Op >= OpLeaseGrant && (len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero()) {
+	if c.Op >= OpLeaseGrant && c.Op <= OpLeaseCheckpoint && (len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero()) {
 		return errors.New("takes no key, value or condition")
 	}
 	switch c.Op {
@@ -627,8 +655,35 @@ func (c *Command) check() error {
 		// The size limit was enforced by the leader; here only the shape.
 		return c.Txn.Validate(math.MaxInt64)
 	case OpLeaseGrant, OpLeaseKeepalive, OpLeaseRevoke, OpLeaseCheckpoint:
+	case OpACLBootstrap, OpACLTokenCreate, OpACLTokenDelete:
+		return c.checkACL()
 	default: // an op in opTable without a shape here
 		return errors.New("no shape check")
+	}
+	return nil
+}
+
+// checkACL enforces the ACL ops' shapes.
+func (c *Command) checkACL() error {
+	if !c.Cond.IsZero() {
+		return errors.New("takes no condition")
+	}
+	switch c.Op {
+	case OpACLBootstrap:
+		if len(c.Key) != sha256.Size || len(c.Value) != 0 && len(c.Value) != MemberSecretSize {
+			return fmt.Errorf("takes a %d-byte hash and a %d-byte secret or none", sha256.Size, MemberSecretSize)
+		}
+	case OpACLTokenCreate:
+		if len(c.Key) != sha256.Size {
+			return fmt.Errorf("takes a %d-byte hash", sha256.Size)
+		}
+		if _, _, err := decodeRules(c.Value); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+	case OpACLTokenDelete:
+		if c.Token == 0 || len(c.Key) > 0 || len(c.Value) > 0 {
+			return errors.New("takes only a token id")
+		}
 	}
 	return nil
 }

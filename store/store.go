@@ -106,6 +106,9 @@ type Store struct {
 	closed bool
 
 	applied atomic.Uint64 // mirrors meta/applied_index
+	// acl mirrors the ACL buckets (acl.go): replaced after each batch
+	// that applied an ACL op, at Open and at Restore.
+	acl atomic.Pointer[ACLState]
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied changes
@@ -207,6 +210,11 @@ func Open(path string, opts Options) (*Store, error) {
 			return err
 		}
 		s.loadHistoryStats(tx)
+		acl, err := loadACL(tx)
+		if err != nil {
+			return err
+		}
+		s.acl.Store(acl)
 		return nil
 	})
 	if err != nil {
