@@ -51,6 +51,9 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "1")
 	}
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="raftkv"`)
+	}
 	writeJSON(w, status, kv.ErrorResponse{Error: errorBody(err)})
 }
 

@@ -38,24 +38,33 @@ type Config struct {
 	// forwarded by a member (HeaderForwardedBy) then require it: others
 	// get 403 permission_denied. Nil (plaintext) lets every request in.
 	IsMember func(*tls.ConnectionState) bool
+	// ACL, if set, turns access control on (acl.go): every route but the
+	// probes asks for a token, and the internal ones for a member (its
+	// certificate, or the members' secret). Nil serves every request.
+	ACL Authorizer
+	// ACLMetrics makes /metrics, /livez and /readyz ask for a token too
+	// (with ACL set).
+	ACLMetrics bool
 }
 
 // Handler serves the API. Build it with New.
 type Handler struct {
-	b        Backend
-	log      *slog.Logger
-	m        *Metrics
-	maxVal   int64
-	peers    *http.Client
-	readyTO  time.Duration
-	scheme   string
-	isMember func(*tls.ConnectionState) bool
-	routes   []route
-	mux      *http.ServeMux
-	kv       http.Handler
-	watch    http.Handler
-	notFound http.Handler
-	metrics  http.Handler
+	b          Backend
+	log        *slog.Logger
+	m          *Metrics
+	maxVal     int64
+	peers      *http.Client
+	readyTO    time.Duration
+	scheme     string
+	isMember   func(*tls.ConnectionState) bool
+	acl        Authorizer
+	aclMetrics bool
+	routes     []route
+	mux        *http.ServeMux
+	kv         http.Handler
+	watch      http.Handler
+	notFound   http.Handler
+	metrics    http.Handler
 }
 
 // Header names of the contract.
