@@ -161,8 +161,8 @@ func (n *Node) runACLBootstrap(ctx context.Context) {
 
 // CreateToken creates a token with req's rules and returns it with its
 // secret, which the cluster does not keep: it is shown once. It returns
-// once the token holds on a quorum; each node honours it as soon as it
-// has applied it.
+// once the token is committed and this node honours it; every other node
+// honours it as soon as it has applied it.
 func (n *Node) CreateToken(ctx context.Context, req kv.ACLTokenRequest) (kv.ACLToken, error) {
 	if err := req.Validate(); err != nil {
 		return kv.ACLToken{}, err
@@ -173,6 +173,7 @@ func (n *Node) CreateToken(ctx context.Context, req kv.ACLTokenRequest) (kv.ACLT
 	if err != nil {
 		return kv.ACLToken{}, err
 	}
+	n.waitLocal(ctx, res.Index)
 	return kv.ACLToken{ID: res.Token, Description: req.Description, Rules: req.Rules, CreateIndex: res.Index, Secret: secret}, nil
 }
 
@@ -191,5 +192,17 @@ func (n *Node) RevokeToken(ctx context.Context, id uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	n.waitLocal(ctx, res.Index)
 	return res.Index, nil
+}
+
+// waitLocal waits, as long as ctx lasts, until this node has applied
+// index: a token created or revoked through a follower then holds there
+// when the call returns. The entry is committed either way, so a node
+// that lags past ctx still answers the call's success (the secret of a
+// new token must not be lost to a slow follower).
+func (n *Node) waitLocal(ctx context.Context, index uint64) {
+	if err := n.store.WaitApplied(ctx, index); err != nil {
+		n.log.Warn("ACL change committed but not yet applied on this node", "index", index, "err", err)
+	}
 }
