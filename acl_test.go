@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +260,98 @@ func TestACLMetricsAndTLS(t *testing.T) {
 	defer cancel()
 	if rec, err := c.Node(f).Get(ctx, []byte("w/1"), kv.ReadOptions{}); err != nil || string(rec.Value) != "v" {
 		t.Fatalf("Go API read: %+v %v", rec, err)
+	}
+}
+
+// A member that joins later is given an admin token, not the bootstrap
+// token: it surveys and joins with it, then talks to the others as a
+// member (forwarded writes) once it has applied the bootstrap.
+func TestACLJoinWithToken(t *testing.T) {
+	var joinToken string
+	joiner := -1
+	c := newACLCluster(t, testkit.Options{Configure: func(i int, cfg *raftkv.Config) {
+		if i == joiner {
+			cfg.ACL = &raftkv.ACLConfig{Token: joinToken}
+		}
+	}})
+	l := c.Leader()
+	admin, _ := createToken(t, c, l, kv.ACLRules{Admin: true})
+	victim := c.Follower()
+	id := c.Node(victim).ID()
+	if resp, b := c.Do(http.MethodDelete, c.URL(l)+"/v1/cluster/nodes/"+id, nil, bearer(admin)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("remove %s: %d %s", id, resp.StatusCode, b)
+	}
+	c.Stop(victim)
+	if resp, b := c.Do(http.MethodPut, c.URL(l)+"/v1/kv/while-removed", strings.NewReader("x"), bearer(testRootToken)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("put: %d %s", resp.StatusCode, b)
+	}
+	if err := os.RemoveAll(c.Dir(victim)); err != nil {
+		t.Fatal(err)
+	}
+	joinToken, joiner = admin, victim
+	c.Restart(victim)
+	c.WaitReady()
+	w, _ := createToken(t, c, l, kv.ACLRules{Write: []string{""}})
+	err := testkit.Eventually(20*time.Second, func() error {
+		resp, b := c.Do(http.MethodGet, c.URL(victim)+"/v1/kv/while-removed", nil, bearer(w))
+		if resp.StatusCode != http.StatusOK || string(b) != "x" {
+			return fmt.Errorf("read on the rejoined node: %d %s", resp.StatusCode, b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A write through it is forwarded with the members' secret.
+	if resp, b := c.Do(http.MethodPut, c.URL(victim)+"/v1/kv/through-new", strings.NewReader("y"), bearer(w)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("put through the rejoined node: %d %s", resp.StatusCode, b)
+	}
+}
+
+// A lost root token: every member restarted, one at a time, with a new
+// bootstrap token and the reset flag; whichever leads commits the new
+// token as a root token, once.
+func TestACLBootstrapReset(t *testing.T) {
+	const newRoot = "the-new-root-token-0123456789"
+	reset := false
+	c := newACLCluster(t, testkit.Options{Configure: func(i int, cfg *raftkv.Config) {
+		if reset {
+			cfg.ACL = &raftkv.ACLConfig{BootstrapToken: newRoot, BootstrapReset: true}
+		}
+	}})
+	l := c.Leader()
+	if resp, b := c.Do(http.MethodDelete, c.URL(l)+"/v1/acl/tokens/1", nil, bearer(testRootToken)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke root: %d %s", resp.StatusCode, b)
+	}
+	reset = true
+	for i := range c.Size() {
+		c.Stop(i)
+		c.Restart(i)
+		c.WaitReady()
+	}
+	err := testkit.Eventually(20*time.Second, func() error {
+		for i := range c.Size() {
+			resp, b := c.Do(http.MethodGet, c.URL(i)+"/v1/acl/tokens", nil, bearer(newRoot))
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("node %d: %d %s", i, resp.StatusCode, b)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := c.Do(http.MethodGet, c.URL(l)+"/v1/acl/tokens", nil, bearer(testRootToken)); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the revoked root after the reset: %d %s", resp.StatusCode, b)
+	}
+	// Exactly one new root token, whatever the number of restarts.
+	var roots int
+	for _, tok := range c.Node(l).Tokens() {
+		if tok.Rules.Admin {
+			roots++
+		}
+	}
+	if roots != 1 {
+		t.Fatalf("%d admin tokens after the reset, want 1", roots)
 	}
 }
