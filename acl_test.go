@@ -101,7 +101,9 @@ func TestACLRights(t *testing.T) {
 	}
 	lease1, lease2 := grant(none, "app/config/leased1"), grant(none, "app/config/leased2")
 
-	txn := func(ops string) string { return `{"compare":[{"key":"app/x","target":"exists","op":"=","value":true}],"success":[` + ops + `]}` }
+	txn := func(ops string) string {
+		return `{"compare":[{"key":"app/x","target":"exists","op":"=","value":true}],"success":[` + ops + `]}`
+	}
 	tests := []struct {
 		name, method, path, body, token string
 		node                            int
