@@ -23,16 +23,18 @@ func (n *Node) Cluster(ctx context.Context) (kv.ClusterInfo, error) {
 	}
 	s := n.raft.Status()
 	info := kv.ClusterInfo{
-		ID:           n.cfg.ID,
-		LeaderID:     s.LeaderID,
-		LeaderAPI:    n.leaderAPIAddr(),
-		Term:         s.Term,
-		CommitIndex:  s.CommitIndex,
-		AppliedIndex: s.AppliedIndex,
-		State:        strings.ToLower(s.State),
-		RaftAddr:     n.raft.RaftAddr(),
-		APIAddr:      n.apiAddr,
-		Nodes:        []kv.NodeInfo{},
+		ID:              n.cfg.ID,
+		ClusterID:       n.ClusterID(),
+		ProtocolVersion: n.protocolVersion(),
+		LeaderID:        s.LeaderID,
+		LeaderAPI:       n.leaderAPIAddr(),
+		Term:            s.Term,
+		CommitIndex:     s.CommitIndex,
+		AppliedIndex:    s.AppliedIndex,
+		State:           strings.ToLower(s.State),
+		RaftAddr:        n.raft.RaftAddr(),
+		APIAddr:         n.apiAddr,
+		Nodes:           []kv.NodeInfo{},
 	}
 	servers, err := n.raft.Servers()
 	if err != nil {
@@ -214,6 +216,7 @@ func (n *Node) register(ctx context.Context) (bool, error) {
 type backend struct{ n *Node }
 
 func (b backend) ID() string            { return b.n.cfg.ID }
+func (b backend) ClusterID() string     { return b.n.ClusterID() }
 func (b backend) IsLeader() bool        { return b.n.raft.IsLeader() }
 func (b backend) LeaderAPIAddr() string { return b.n.leaderAPIAddr() }
 func (b backend) AppliedIndex() uint64  { return b.n.store.AppliedIndex() }

@@ -113,6 +113,10 @@ type Config struct {
 	// machine after every applied batch, to widen windows such as a
 	// rebuild's log replay.
 	applyDelay time.Duration
+	// protocolVersion, set only by tests (export_test.go), replaces
+	// kv.ProtocolVersion as the version this node states and checks: a
+	// test's stand-in for a build of another version.
+	protocolVersion int
 }
 
 // TLSConfig names the PEM files of a node's TLS set-up.

@@ -18,3 +18,7 @@ func SetApplyDelay(cfg *Config, d time.Duration) { cfg.applyDelay = d }
 func TransferLeadership(n *Node) error {
 	return n.raft.TransferLeadership(context.Background(), "")
 }
+
+// SetProtocolVersion makes the node state and check protocol version v
+// instead of kv.ProtocolVersion: a stand-in for a build of another version.
+func SetProtocolVersion(cfg *Config, v int) { cfg.protocolVersion = v }

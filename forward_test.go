@@ -152,6 +152,8 @@ func TestInternalApplyEndpoint(t *testing.T) {
 			cmd = &store.Command{Op: op, Lease: 1}
 		case store.OpLeaseCheckpoint:
 			cmd = &store.Command{Op: op, Checkpoints: []store.LeaseCheckpoint{{Lease: 1, Remaining: 1}}}
+		case store.OpSetCluster:
+			cmd = &store.Command{Op: op, Value: []byte("forwarded")}
 		case store.OpACLBootstrap:
 			h := kv.SecretHash("forwarded-root")
 			cmd = &store.Command{Op: op, Key: h[:], Value: make([]byte, store.MemberSecretSize)}

@@ -97,6 +97,14 @@ func Open(cfg Config) (n *Node, err error) {
 	} else {
 		n.peers = httpapi.NewPeerClient()
 	}
+	// Every request to another member says which cluster this node is
+	// in and which protocol it speaks; members of another cluster, or of
+	// a version this one cannot work with, refuse it (identity.go).
+	httpapi.IdentifyPeerClient(n.peers, httpapi.Identity{
+		ClusterID:       n.ClusterID,
+		ProtocolVersion: n.protocolVersion(),
+		Logger:          cfg.Logger.With("component", "http"),
+	})
 	if cfg.ACL != nil {
 		// Read when each request is sent: the store opens below, and the
 		// secret arrives with the bootstrap entry.
@@ -187,17 +195,18 @@ func Open(cfg Config) (n *Node, err error) {
 		acl = aclAuth{n}
 	}
 	n.handler, err = httpapi.New(httpapi.Config{
-		Backend:      backend{n},
-		Logger:       cfg.Logger.With("component", "http"),
-		Metrics:      httpMetrics,
-		Gatherer:     cfg.Registry,
-		MaxValueSize: cfg.MaxValueSize,
-		Peers:        n.peers,
-		Pprof:        cfg.Pprof,
-		Scheme:       n.Scheme(),
-		IsMember:     isMember,
-		ACL:          acl,
-		ACLMetrics:   cfg.ACL != nil && cfg.ACL.Metrics,
+		Backend:         backend{n},
+		Logger:          cfg.Logger.With("component", "http"),
+		Metrics:         httpMetrics,
+		Gatherer:        cfg.Registry,
+		MaxValueSize:    cfg.MaxValueSize,
+		Peers:           n.peers,
+		Pprof:           cfg.Pprof,
+		Scheme:          n.Scheme(),
+		IsMember:        isMember,
+		ProtocolVersion: n.protocolVersion(),
+		ACL:             acl,
+		ACLMetrics:      cfg.ACL != nil && cfg.ACL.Metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
@@ -212,7 +221,7 @@ func Open(cfg Config) (n *Node, err error) {
 	} else if cfg.HTTPAdvertise != "" {
 		n.apiAddr = cfg.HTTPAdvertise
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		n.formCluster(ctx)
@@ -220,6 +229,10 @@ func Open(cfg Config) (n *Node, err error) {
 	if cfg.ACL != nil {
 		n.wg.Go(func() { n.runACLBootstrap(ctx) })
 	}
+	go func() {
+		defer n.wg.Done()
+		n.claimIdentity(ctx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		n.runLeases(ctx)

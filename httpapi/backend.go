@@ -26,6 +26,10 @@ import (
 type Backend interface {
 	// ID is the node's raft server id.
 	ID() string
+	// ClusterID is the cluster's identity as the node knows it ("" while
+	// it knows none). Requests from members of another cluster are
+	// refused (409 wrong_cluster).
+	ClusterID() string
 	// IsLeader reports whether the node believes it leads.
 	IsLeader() bool
 	// LeaderAPIAddr is the leader's HTTP host:port, or "" when unknown.

@@ -30,6 +30,8 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case "wrong_node":
 		return http.StatusMisdirectedRequest
+	case "wrong_cluster", "incompatible_version":
+		return http.StatusConflict
 	case "compacted":
 		return http.StatusGone
 	case "no_leader", "not_leader", "shutting_down", "too_stale", "too_many_watchers":

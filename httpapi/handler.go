@@ -38,6 +38,10 @@ type Config struct {
 	// forwarded by a member (HeaderForwardedBy) then require it: others
 	// get 403 permission_denied. Nil (plaintext) lets every request in.
 	IsMember func(*tls.ConnectionState) bool
+	// ProtocolVersion is the member protocol this node speaks (0:
+	// kv.ProtocolVersion). A request stating a version it cannot work with
+	// (kv.ProtocolCompatible) is refused: 409 incompatible_version.
+	ProtocolVersion int
 	// ACL, if set, turns access control on (acl.go): every route but the
 	// probes asks for a token, and the internal ones for a member (its
 	// certificate, or the members' secret). Nil serves every request.
@@ -57,6 +61,7 @@ type Handler struct {
 	readyTO    time.Duration
 	scheme     string
 	isMember   func(*tls.ConnectionState) bool
+	protocol   int
 	acl        Authorizer
 	aclMetrics bool
 	routes     []route

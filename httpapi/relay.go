@@ -92,7 +92,9 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, body []byte) {
 	// Only the headers a membership call uses. Never Idempotency-Key:
 	// net/http's transport would take the request for idempotent and
 	// resend it by itself after a lost connection.
-	for _, name := range []string{"Content-Type", "Accept"} {
+	// The asker's identity headers too: the leader checks them as this
+	// node did.
+	for _, name := range []string{"Content-Type", "Accept", HeaderClusterID, HeaderProtocol} {
 		if v := r.Header.Values(name); len(v) > 0 {
 			out.Header[name] = v
 		}

@@ -49,6 +49,10 @@ func New(cfg Config) (*Handler, error) {
 	if h.scheme == "" {
 		h.scheme = "http"
 	}
+	h.protocol = cfg.ProtocolVersion
+	if h.protocol == 0 {
+		h.protocol = kv.ProtocolVersion
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -159,6 +163,9 @@ func (ms methods) serve(w http.ResponseWriter, r *http.Request) {
 // ServeHTTP dispatches a request. /v1/kv/ and /v1/watch/ are routed here,
 // not by the mux, so that keys keep every byte of their escaped path.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.checkPeer(w, r) {
+		return
+	}
 	switch p := r.URL.EscapedPath(); {
 	case strings.HasPrefix(p, kvPrefix):
 		h.kv.ServeHTTP(w, r)

@@ -262,6 +262,8 @@ var codes = []struct {
 	{ErrTooManyWatchers, "too_many_watchers"},
 	{ErrLeaseNotFound, "lease_not_found"},
 	{ErrNoElectionLeader, "no_election_leader"},
+	{ErrWrongCluster, "wrong_cluster"},
+	{ErrIncompatibleVersion, "incompatible_version"},
 }
 
 // CodeInternal is the wire code of an error that matches no sentinel.

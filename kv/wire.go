@@ -127,6 +127,13 @@ type ErrorBody struct {
 type ClusterInfo struct {
 	// ID of the node that answered.
 	ID string `json:"id"`
+	// ClusterID is the cluster's identity as the answering node knows it:
+	// empty until the first leader has committed it (or, on a node that
+	// joins, until it has caught up).
+	ClusterID string `json:"cluster_id"`
+	// ProtocolVersion is the member protocol the answering node speaks
+	// (ProtocolVersion of its build).
+	ProtocolVersion int `json:"protocol_version"`
 	// LeaderID is empty when no leader is known.
 	LeaderID     string `json:"leader_id"`
 	LeaderAPI    string `json:"leader_api,omitempty"`

@@ -44,11 +44,12 @@ func newCommitter(n *Node, maxBatch, maxBytes, maxInflight int) *committer {
 // splitEntry stops an entry before a write that touches a key an earlier
 // write of the entry touches (writes of one entry share its index, and two
 // changes of one key must not share a mod_index). Ops that touch many keys
-// (the op table's TouchesMany: transactions, prefix deletes, revokes) go
-// in an entry of their own. Commands without a key (lease grants,
+// (the op table's TouchesMany: transactions, prefix deletes, revokes), and
+// ops older members cannot decode (set_cluster), go in an entry of their
+// own (Op.Alone). Commands without a key (lease grants,
 // keepalives, checkpoints) touch no key: any number share an entry.
 func splitEntry(entry []*store.Command, next *store.Command) writeq.Fit {
-	if next.Op.TouchesMany() {
+	if next.Op.Alone() {
 		return writeq.Alone
 	}
 	if len(next.Key) == 0 {

@@ -76,6 +76,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	start := time.Now() // for ObserveBatch only; state never depends on it
 	var index, term, floor uint64
 	var rec recorder
+	var clusterID string
 	var acl *ACLState
 	n, compacted := 0, 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -107,6 +108,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if n == 0 {
 			return nil
 		}
+		clusterID = b.clusterID
 		if err := expireIdem(b, index, s.idemWindow); err != nil {
 			return err
 		}
@@ -133,6 +135,9 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	if n == 0 {
 		return out
+	}
+	if clusterID != "" {
+		s.clusterID.Store(&clusterID)
 	}
 	s.history.committed(floor, rec.added(), compacted)
 	if acl != nil {
@@ -171,6 +176,9 @@ type buckets struct {
 	tx                   *bbolt.Tx
 	// rec records the events of the entry being applied.
 	rec *recorder
+	// clusterID is the identity an OpSetCluster of the batch recorded,
+	// published once the batch commits.
+	clusterID string
 }
 
 // applyEntry applies the commands of one entry in order. Their failures
@@ -251,6 +259,14 @@ func (s *Store) applyCommand(b *buckets, index uint64, cmd *Command) *Result {
 			res.Err = b.nodes.Delete(cmd.Key)
 		} else {
 			res.Err = b.nodes.Put(cmd.Key, cmd.Value)
+		}
+	case OpSetCluster:
+		// The first identity stays: every node keeps the same one,
+		// whatever a later leader proposes.
+		if b.meta.Get(keyClusterID) == nil {
+			if res.Err = b.meta.Put(keyClusterID, cmd.Value); res.Err == nil {
+				b.clusterID = string(cmd.Value)
+			}
 		}
 	case OpTxn:
 		res.Txn, res.Err = applyTxn(b, cmd.Txn, index)

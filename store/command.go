@@ -56,17 +56,22 @@ const (
 	// leader's timers see them, so that a node that restarts resumes each
 	// lease from it rather than from its full TTL.
 	OpLeaseCheckpoint Op = 10
+	// OpSetCluster records Value as the cluster's identity, if it has none
+	// yet (a later one changes nothing: Result.ClusterID is the identity
+	// in force). The first leader of a cluster commits it (protocol
+	// version 2).
+	OpSetCluster Op = 11
 	// OpACLBootstrap turns access control on (store/acl.go): Key is the
 	// root token's secret hash, Value the members' secret. On a state
 	// bootstrapped already, an empty Value (a reset) adds a root token with
 	// Key's hash, and any other is a no-op. Only a leader appends it.
-	OpACLBootstrap Op = 11
+	OpACLBootstrap Op = 12
 	// OpACLTokenCreate creates a token: Key is its secret's SHA-256, Value
 	// its description and rules (EncodeACLToken); its id is the next in
 	// the token sequence (Result.Token).
-	OpACLTokenCreate Op = 12
+	OpACLTokenCreate Op = 13
 	// OpACLTokenDelete revokes token Token.
-	OpACLTokenDelete Op = 13
+	OpACLTokenDelete Op = 14
 )
 
 // opInfo is what the layers above need to know of an op.
@@ -82,6 +87,12 @@ type opInfo struct {
 	// forwardable: a write of the public API, which a follower may
 	// forward to the leader. Internal ops (noop, set_node) are not.
 	forwardable bool
+	// alone: the op travels in an entry of its own although it touches
+	// no key, because members of the previous protocol version cannot
+	// decode it: such a member skips the whole entry (ErrBadCommand),
+	// which must then hold nothing else. Every op added from protocol
+	// version 2 on sets it.
+	alone bool
 }
 
 // opTable has one row per op, indexed by its number. A new op needs:
@@ -110,10 +121,14 @@ var opTable = [...]opInfo{
 	OpLeaseKeepalive:  {name: "lease_keepalive", forwardable: true},
 	OpLeaseRevoke:     {name: "lease_revoke", touchesMany: true, forwardable: true},
 	OpLeaseCheckpoint: {name: "lease_checkpoint"},
-	// ACL ops touch no key either.
-	OpACLBootstrap:   {name: "acl_bootstrap"},
-	OpACLTokenCreate: {name: "acl_token_create", forwardable: true},
-	OpACLTokenDelete: {name: "acl_token_delete", forwardable: true},
+	// Protocol version 2.
+	OpSetCluster: {name: "set_cluster", alone: true},
+	// ACL ops touch no key either, but they are of protocol version 2
+	// too: alone in their entries, so that a member of version 1 skips
+	// only them.
+	OpACLBootstrap:   {name: "acl_bootstrap", alone: true},
+	OpACLTokenCreate: {name: "acl_token_create", forwardable: true, alone: true},
+	OpACLTokenDelete: {name: "acl_token_delete", forwardable: true, alone: true},
 }
 
 // opEnd is one past the last op: every op is in [OpNoop, opEnd).
@@ -134,6 +149,12 @@ func (op Op) String() string {
 // its Key: it must then travel alone in its log entry (group commit). It is
 // true for an invalid op, which is never grouped with others.
 func (op Op) TouchesMany() bool { return !op.Valid() || opTable[op].touchesMany }
+
+// Alone reports whether a command of op must travel alone in its log
+// entry: it may touch many keys (TouchesMany), or older members cannot
+// decode it (see opInfo.alone). Group commit puts it in an entry of its
+// own.
+func (op Op) Alone() bool { return op.TouchesMany() || opTable[op].alone }
 
 // Forwardable reports whether op is a write of the public API (put, delete,
 // delete_prefix, txn), which a follower may forward to the leader; internal
@@ -244,6 +265,7 @@ func (c *Command) Encode(dst []byte) []byte {
 //	  lease_keepalive: uvarint Lease
 //	  lease_revoke:   uvarint Lease | uvarint IfKeepalive
 //	  lease_checkpoint: uvarint n | n × (uvarint Lease | uvarint Remaining)
+//	  set_cluster:    bytes Value (the cluster id)
 //	  acl_bootstrap:  bytes Key (hash) | bytes Value (members' secret, or none)
 //	  acl_token_create: bytes Key (hash) | bytes Value (description and rules)
 //	  acl_token_delete: uvarint Token
@@ -331,6 +353,8 @@ func (c *Command) appendBody(dst []byte) []byte {
 		dst = appendBytes(dst, c.Key)
 	case OpSetNode, OpACLBootstrap, OpACLTokenCreate:
 		dst = appendBytes(dst, c.Key)
+		dst = appendBytes(dst, c.Value)
+	case OpSetCluster:
 		dst = appendBytes(dst, c.Value)
 	case OpACLTokenDelete:
 		dst = binary.AppendUvarint(dst, c.Token)
@@ -506,6 +530,8 @@ func (d *decoder) command() (Command, error) {
 	case OpSetNode, OpACLBootstrap, OpACLTokenCreate:
 		c.Key = d.bytes("key")
 		c.Value = d.bytes("value")
+	case OpSetCluster:
+		c.Value = d.bytes("cluster id")
 	case OpACLTokenDelete:
 		c.Token = d.uvarint("token")
 	case OpTxn:
@@ -648,6 +674,11 @@ func (c *Command) check() error {
 			return errors.New("takes no condition")
 		}
 		return kv.ValidateKey(c.Key)
+	case OpSetCluster:
+		if len(c.Key) > 0 || !c.Cond.IsZero() {
+			return errors.New("takes only a cluster id")
+		}
+		return kv.ValidateClusterID(string(c.Value))
 	case OpTxn:
 		if c.Txn == nil || len(c.Key) > 0 || len(c.Value) > 0 || !c.Cond.IsZero() {
 			return errors.New("takes only a transaction")

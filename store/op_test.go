@@ -38,6 +38,7 @@ var opExamples = map[Op]Command{
 	OpLeaseKeepalive:  {Op: OpLeaseKeepalive, Lease: 1},
 	OpLeaseRevoke:     {Op: OpLeaseRevoke, Lease: 1, IfKeepalive: 4},
 	OpLeaseCheckpoint: {Op: OpLeaseCheckpoint, Checkpoints: []LeaseCheckpoint{{Lease: 1, Remaining: 4_000}, {Lease: 9, Remaining: 1}}},
+	OpSetCluster:      {Op: OpSetCluster, Value: []byte("3f9c2a6e0b7d41c8")},
 	// The fixture is bootstrapped with root token 1: a second bootstrap
 	// is a no-op, a reset adds a root token.
 	OpACLBootstrap:   {Op: OpACLBootstrap, Key: hashOf("new-root"), Value: bytes.Repeat([]byte{7}, MemberSecretSize)},
@@ -214,28 +215,30 @@ func checkOpApply(t *testing.T, c Command) {
 // and which travel alone are decisions, not accidents.
 func TestOpFlags(t *testing.T) {
 	tests := []struct {
-		op                       Op
-		name                     string
-		touchesMany, forwardable bool
+		op                              Op
+		name                            string
+		touchesMany, forwardable, alone bool
 	}{
-		{OpNoop, "noop", false, false},
-		{OpPut, "put", false, true},
-		{OpDelete, "delete", false, true},
-		{OpDeletePrefix, "delete_prefix", true, true},
-		{OpSetNode, "set_node", false, false},
-		{OpTxn, "txn", true, true},
-		{OpLeaseGrant, "lease_grant", false, true},
-		{OpLeaseKeepalive, "lease_keepalive", false, true},
-		{OpLeaseRevoke, "lease_revoke", true, true},
-		{OpLeaseCheckpoint, "lease_checkpoint", false, false},
-		{OpACLBootstrap, "acl_bootstrap", false, false},
-		{OpACLTokenCreate, "acl_token_create", false, true},
-		{OpACLTokenDelete, "acl_token_delete", false, true},
+		{OpNoop, "noop", false, false, false},
+		{OpPut, "put", false, true, false},
+		{OpDelete, "delete", false, true, false},
+		{OpDeletePrefix, "delete_prefix", true, true, true},
+		{OpSetNode, "set_node", false, false, false},
+		{OpTxn, "txn", true, true, true},
+		{OpLeaseGrant, "lease_grant", false, true, false},
+		{OpLeaseKeepalive, "lease_keepalive", false, true, false},
+		{OpLeaseRevoke, "lease_revoke", true, true, true},
+		{OpLeaseCheckpoint, "lease_checkpoint", false, false, false},
+		// Protocol version 2: members of version 1 cannot decode it.
+		{OpSetCluster, "set_cluster", false, false, true},
+		{OpACLBootstrap, "acl_bootstrap", false, false, true},
+		{OpACLTokenCreate, "acl_token_create", false, true, true},
+		{OpACLTokenDelete, "acl_token_delete", false, true, true},
 	}
 	for _, tt := range tests {
-		if !tt.op.Valid() || tt.op.String() != tt.name || tt.op.TouchesMany() != tt.touchesMany || tt.op.Forwardable() != tt.forwardable {
-			t.Errorf("op %d: Valid %v, String %q, TouchesMany %v, Forwardable %v; want true, %q, %v, %v",
-				uint8(tt.op), tt.op.Valid(), tt.op, tt.op.TouchesMany(), tt.op.Forwardable(), tt.name, tt.touchesMany, tt.forwardable)
+		if !tt.op.Valid() || tt.op.String() != tt.name || tt.op.TouchesMany() != tt.touchesMany || tt.op.Forwardable() != tt.forwardable || tt.op.Alone() != tt.alone {
+			t.Errorf("op %d: Valid %v, String %q, TouchesMany %v, Forwardable %v, Alone %v; want true, %q, %v, %v, %v",
+				uint8(tt.op), tt.op.Valid(), tt.op, tt.op.TouchesMany(), tt.op.Forwardable(), tt.op.Alone(), tt.name, tt.touchesMany, tt.forwardable, tt.alone)
 		}
 	}
 }

@@ -190,6 +190,9 @@ type SnapshotSummary struct {
 	SHA256 string
 	// Bytes is the length of the stream.
 	Bytes int64
+	// ClusterID is the identity of the cluster the state belongs to
+	// ("" if it had none yet).
+	ClusterID string
 }
 
 // InspectSnapshot reads a snapshot stream from r and verifies it as
@@ -199,33 +202,123 @@ type SnapshotSummary struct {
 // exist, and removed before it returns. Errors for a bad stream wrap
 // ErrBadSnapshot.
 func InspectSnapshot(r io.Reader, scratch string) (SnapshotSummary, error) {
-	defer func() { _ = os.Remove(scratch) }()
-	cr := &countReader{r: r}
-	index, err := receive(cr, scratch)
+	b, err := OpenBackup(r, scratch)
 	if err != nil {
 		return SnapshotSummary{}, err
 	}
+	sum := b.Summary()
+	return sum, b.Close()
+}
+
+// Backup is a snapshot stream (a backup file) received and verified, with
+// its state file unpacked at a scratch path. InspectSnapshot summarises
+// one; a restore into a new cluster gives it the new cluster's identity
+// (Reseed) and writes it out again as a stream (WriteTo).
+type Backup struct {
+	path string
+	db   *bbolt.DB
+	sum  SnapshotSummary
+}
+
+// OpenBackup reads a snapshot stream from r and verifies it as
+// InspectSnapshot does, unpacking its state file at scratch (a path that
+// must not exist; Close removes it). Errors for a bad stream wrap
+// ErrBadSnapshot.
+func OpenBackup(r io.Reader, scratch string) (_ *Backup, err error) {
+	defer func() {
+		if err != nil {
+			_ = os.Remove(scratch)
+		}
+	}()
+	cr := &countReader{r: r}
+	index, err := receive(cr, scratch)
+	if err != nil {
+		return nil, err
+	}
 	var one [1]byte
 	if n, _ := io.ReadFull(cr, one[:]); n > 0 {
-		return SnapshotSummary{}, fmt.Errorf("%w: trailing data after the checksum", ErrBadSnapshot)
+		return nil, fmt.Errorf("%w: trailing data after the checksum", ErrBadSnapshot)
 	}
-	db, err := bbolt.Open(scratch, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
+	db, err := bbolt.Open(scratch, 0o600, &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
-		return SnapshotSummary{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
-	sum := SnapshotSummary{Index: index, Bytes: cr.n}
+	b := &Backup{path: scratch, db: db, sum: SnapshotSummary{Index: index, Bytes: cr.n}}
 	err = db.View(func(tx *bbolt.Tx) error {
 		d, term, err := digestTx(tx)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 		}
-		sum.Term, sum.Keys, sum.SHA256 = term, d.Keys, d.SHA256
+		b.sum.Term, b.sum.Keys, b.sum.SHA256 = term, d.Keys, d.SHA256
+		b.sum.ClusterID = string(tx.Bucket(bucketMeta).Get(keyClusterID))
 		return nil
 	})
-	if err := errors.Join(err, db.Close()); err != nil {
-		return SnapshotSummary{}, err
+	if err != nil {
+		_ = db.Close()
+		return nil, err
 	}
-	return sum, nil
+	return b, nil
+}
+
+// Summary describes the backup's state (after Reseed, with the new
+// identity and term; Bytes stays the length of the stream read).
+func (b *Backup) Summary() SnapshotSummary { return b.sum }
+
+// Reseed prepares the state for a new cluster: clusterID becomes its
+// identity, term its applied term (the term its raft snapshot is labelled
+// with), and it forgets the old members' API addresses (the nodes bucket;
+// the new members register theirs). The key space, its indexes, leases,
+// idempotency records and change history stay as they are, and so does
+// the applied index: the digest is the backup's.
+func (b *Backup) Reseed(clusterID string, term uint64) error {
+	if err := kv.ValidateClusterID(clusterID); err != nil {
+		return err
+	}
+	err := b.db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyClusterID, []byte(clusterID)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyAppliedTerm, u64(term)); err != nil {
+			return err
+		}
+		if err := tx.DeleteBucket(bucketNodes); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketNodes)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reseed backup: %w", err)
+	}
+	b.sum.ClusterID, b.sum.Term = clusterID, term
+	return nil
+}
+
+// WriteTo writes the backup's state as a snapshot stream (the format
+// Restore reads) to w.
+func (b *Backup) WriteTo(w io.Writer) (int64, error) {
+	tx, err := b.db.Begin(false)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	index, term, err := readMeta(tx)
+	if err != nil {
+		return 0, err
+	}
+	cw := &countWriter{w: w}
+	err = (&snapshot{tx: tx, index: index, term: term}).writeTo(cw)
+	return cw.n, err
+}
+
+// Close closes and removes the unpacked state file.
+func (b *Backup) Close() error {
+	err := b.db.Close()
+	if rerr := os.Remove(b.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	return err
 }
 
 func restorePath(path string) string { return path + ".restore" }
@@ -349,6 +442,7 @@ func (s *Store) swap(tmp string, index uint64) error {
 		var leases []LeaseChange
 		_ = db.View(func(tx *bbolt.Tx) error {
 			s.loadHistoryStats(tx)
+			s.loadClusterID(tx)
 			leases = leaseChanges(tx, index)
 			acl, err := loadACL(tx)
 			if err != nil {

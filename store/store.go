@@ -78,6 +78,9 @@ var (
 	keyFormat       = []byte("format")
 	keyAppliedIndex = []byte("applied_index")
 	keyAppliedTerm  = []byte("applied_term")
+	// keyClusterID holds the cluster's identity (OpSetCluster); absent
+	// until the first leader commits it.
+	keyClusterID = []byte("cluster_id")
 )
 
 // fileFormat is the version of the kv.db layout, stored in the meta bucket.
@@ -106,6 +109,8 @@ type Store struct {
 	closed bool
 
 	applied atomic.Uint64 // mirrors meta/applied_index
+	// clusterID mirrors meta/cluster_id (nil or "" while it has none).
+	clusterID atomic.Pointer[string]
 	// acl mirrors the ACL buckets (acl.go): replaced after each batch
 	// that applied an ACL op, at Open and at Restore.
 	acl atomic.Pointer[ACLState]
@@ -210,6 +215,7 @@ func Open(path string, opts Options) (*Store, error) {
 			return err
 		}
 		s.loadHistoryStats(tx)
+		s.loadClusterID(tx)
 		acl, err := loadACL(tx)
 		if err != nil {
 			return err
@@ -499,6 +505,22 @@ func (s *Store) SetAppliedFloor(index uint64) error {
 		s.setApplied(index)
 	}
 	return nil
+}
+
+// ClusterID returns the cluster's identity as the applied state records
+// it, or "" before an OpSetCluster has been applied (a new cluster before
+// its first leader, a joining node before it caught up).
+func (s *Store) ClusterID() string {
+	if id := s.clusterID.Load(); id != nil {
+		return *id
+	}
+	return ""
+}
+
+// loadClusterID sets the cached identity from the state tx holds.
+func (s *Store) loadClusterID(tx *bbolt.Tx) {
+	id := string(tx.Bucket(bucketMeta).Get(keyClusterID))
+	s.clusterID.Store(&id)
 }
 
 // NodeAPIAddr returns the API address (host:port) registered for the raft

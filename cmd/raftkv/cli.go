@@ -426,8 +426,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if info.LeaderAPI != "" {
 			leader += " (" + info.LeaderAPI + ")"
 		}
-		fmt.Fprintf(stdout, "leader %s  term %d  commit index %d  applied index %d  (answered by %s, %s)\n\n",
-			leader, info.Term, info.CommitIndex, info.AppliedIndex, orDash(info.ID), orDash(info.State))
+		fmt.Fprintf(stdout, "cluster %s  protocol %d\nleader %s  term %d  commit index %d  applied index %d  (answered by %s, %s)\n\n",
+			orDash(info.ClusterID), info.ProtocolVersion, leader, info.Term, info.CommitIndex, info.AppliedIndex, orDash(info.ID), orDash(info.State))
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tRAFT ADDR\tAPI ADDR\tSUFFRAGE\tSTATE")
 		for _, n := range info.Nodes {

@@ -7,8 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv"
 	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/store"
@@ -17,6 +20,7 @@ import (
 const snapshotUsage = `Usage:
   raftkv snapshot save [flags] FILE   save a consistent copy of the store (GET /v1/snapshot) to FILE
   raftkv snapshot inspect [flags] FILE  verify a saved snapshot and print its index, term, keys, bytes and digest
+  raftkv snapshot restore [flags] FILE  prepare the data directory of one member of a new cluster from FILE
 
 The digest is the one GET /v1/debug/hash gives for the same state (the
 sha256 of every key, value and index), so a saved file can be compared with
@@ -33,6 +37,8 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return runSnapshotSave(ctx, args, stdout, stderr)
 	case "inspect":
 		return runSnapshotInspect(args, stdout, stderr)
+	case "restore":
+		return runSnapshotRestore(ctx, args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		_, err := fmt.Fprint(stdout, snapshotUsage)
 		return err
@@ -49,10 +55,16 @@ type snapshotSummary struct {
 	Keys   int64  `json:"keys"`
 	Bytes  int64  `json:"bytes"`
 	SHA256 string `json:"sha256"`
+	// ClusterID is the identity of the cluster the state is from.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 func (s snapshotSummary) String() string {
-	return fmt.Sprintf("%s: index %d  term %d  keys %d  bytes %d  sha256 %s", s.File, s.Index, s.Term, s.Keys, s.Bytes, s.SHA256)
+	line := fmt.Sprintf("%s: index %d  term %d  keys %d  bytes %d  sha256 %s", s.File, s.Index, s.Term, s.Keys, s.Bytes, s.SHA256)
+	if s.ClusterID != "" {
+		line += "  cluster " + s.ClusterID
+	}
+	return line
 }
 
 func runSnapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -157,6 +169,80 @@ func runSnapshotInspect(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
+// restoreSummary is what restore prints (--json).
+type restoreSummary struct {
+	File            string            `json:"file"`
+	DataDir         string            `json:"data_dir"`
+	ID              string            `json:"id"`
+	Index           uint64            `json:"index"`
+	Keys            int64             `json:"keys"`
+	SHA256          string            `json:"sha256"`
+	ClusterID       string            `json:"cluster_id"`
+	SourceClusterID string            `json:"source_cluster_id"`
+	Members         map[string]string `json:"members"`
+}
+
+func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommand("snapshot restore", "FILE",
+		"Prepare, offline, the data directory of one member of a NEW cluster that starts with exactly the\n"+
+			"state saved in FILE (verified first) and a new cluster identity. Run it once per member, with\n"+
+			"the same FILE and the same --members, each with its own --id and an empty --data-dir; then start\n"+
+			"each member with raftkv serve on its directory (same --id; the raft address --members gives it\n"+
+			"as --raft-advertise, or --raft-addr), no --join or --bootstrap-expect needed. The new identity\n"+
+			"is derived from FILE and --members, so every member gets the same one: compare the cluster\n"+
+			"lines restore prints. Members of the old cluster and of the new one refuse each other.",
+		stderr)
+	dataDir := c.fs.String("data-dir", "", "the new member's data directory: must not exist, or be empty (required)")
+	id := c.fs.String("id", "", "the new member's raft server id, one of --members (required)")
+	members := c.fs.String("members", "", "the new cluster's voters as id=host:port,... with each one's raft address (required; the same for every member)")
+	clusterID := c.fs.String("cluster-id", "", "the new cluster's identity (letters, digits, - and _); default: derived from FILE and --members")
+	asJSON := c.fs.Bool("json", false, "print the summary as JSON")
+	pos, err := c.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if *dataDir == "" || *id == "" || *members == "" {
+		return usagef("snapshot restore: --data-dir, --id and --members are required")
+	}
+	peers, err := parsePeerAddrs("members", *members)
+	if err != nil {
+		return err
+	}
+	if _, ok := peers[*id]; !ok {
+		return usagef("snapshot restore: --id %s is not one of --members", *id)
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	res, err := raftkv.Restore(ctx, raftkv.RestoreConfig{Snapshot: f, DataDir: *dataDir, ID: *id, Members: peers, ClusterID: *clusterID})
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	sum := restoreSummary{File: pos[0], DataDir: *dataDir, ID: *id, Index: res.Index, Keys: res.Keys, SHA256: res.SHA256,
+		ClusterID: res.ClusterID, SourceClusterID: res.SourceClusterID, Members: peers}
+	if *asJSON {
+		return writeJSON(stdout, sum)
+	}
+	ids := make([]string, 0, len(peers))
+	for m := range peers {
+		ids = append(ids, m+"="+peers[m])
+	}
+	slices.Sort(ids)
+	source := sum.SourceClusterID
+	if source == "" {
+		source = "none"
+	}
+	_, err = fmt.Fprintf(stdout, "restored %s into %s as %s: index %d  keys %d  sha256 %s\n"+
+		"cluster %s (new; the backup is from cluster %s)  members %s\n"+
+		"start it: raftkv serve --id %s --data-dir %s --raft-advertise %s ... (no --join, no --bootstrap-expect)\n",
+		sum.File, sum.DataDir, sum.ID, sum.Index, sum.Keys, sum.SHA256,
+		sum.ClusterID, source, strings.Join(ids, ","),
+		sum.ID, sum.DataDir, peers[sum.ID])
+	return err
+}
+
 // inspectFile verifies the snapshot in file with store.InspectSnapshot,
 // unpacking it into a scratch file in the same directory.
 func inspectFile(file string) (snapshotSummary, error) {
@@ -174,7 +260,7 @@ func inspectFile(file string) (snapshotSummary, error) {
 	if err != nil {
 		return snapshotSummary{}, fmt.Errorf("%s: %w", file, err)
 	}
-	return snapshotSummary{File: file, Index: s.Index, Term: s.Term, Keys: s.Keys, Bytes: s.Bytes, SHA256: s.SHA256}, nil
+	return snapshotSummary{File: file, Index: s.Index, Term: s.Term, Keys: s.Keys, Bytes: s.Bytes, SHA256: s.SHA256, ClusterID: s.ClusterID}, nil
 }
 
 // progressWriter counts the bytes written through it and reports them.
