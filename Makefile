@@ -28,6 +28,8 @@ test-short:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCommand -fuzztime=$(FUZZTIME) ./store
 	$(GO) test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./httpapi
+	$(GO) test -run='^$$' -fuzz=FuzzTokenRequest -fuzztime=$(FUZZTIME) ./httpapi
+	$(GO) test -run='^$$' -fuzz=FuzzParseBearer -fuzztime=$(FUZZTIME) ./kv
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeRequest -fuzztime=$(FUZZTIME) ./internal/forward
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./internal/forward
 

@@ -110,7 +110,7 @@ func (n *Node) formStep(ctx context.Context) (done bool, err error) {
 	peers := n.survey(ctx)
 	for _, p := range peers {
 		if p.Bootstrapped && p.LeaderID != "" {
-			c, err := client.New(client.Config{Endpoints: []string{n.Scheme() + "://" + p.APIAddr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
+			c, err := client.New(client.Config{Endpoints: []string{n.Scheme() + "://" + p.APIAddr}, HTTPClient: n.peers, Token: n.cfg.ACL.joinToken(), MaxAttempts: 1, RefreshInterval: -1})
 			if err != nil {
 				return false, err
 			}
@@ -162,7 +162,7 @@ func (n *Node) survey(ctx context.Context) []kv.ClusterInfo {
 		if !strings.Contains(addr, "://") {
 			addr = n.Scheme() + "://" + addr
 		}
-		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
+		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.peers, Token: n.cfg.ACL.joinToken(), MaxAttempts: 1, RefreshInterval: -1})
 		if err != nil {
 			continue
 		}
@@ -311,6 +311,16 @@ func (b backend) LeaseInfo(ctx context.Context, id kv.LeaseID) (kv.Lease, error)
 }
 
 func (b backend) Leases(ctx context.Context) ([]kv.Lease, error) { return b.n.Leases(ctx) }
+
+func (b backend) CreateToken(ctx context.Context, req kv.ACLTokenRequest) (kv.ACLToken, error) {
+	return b.n.CreateToken(ctx, req)
+}
+
+func (b backend) Tokens() []kv.ACLToken { return b.n.Tokens() }
+
+func (b backend) RevokeToken(ctx context.Context, id uint64) (uint64, error) {
+	return b.n.RevokeToken(ctx, id)
+}
 
 func (b backend) Lock(ctx context.Context, name string, opts kv.LockOptions) (kv.Hold, error) {
 	return b.n.Lock(ctx, name, opts)

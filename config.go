@@ -101,6 +101,11 @@ type Config struct {
 	// is all TLS or all plaintext.
 	TLS *TLSConfig
 
+	// ACL, if set, turns access control on (docs/security.md): tokens
+	// with rights on key prefixes. Nil serves every request. Every member
+	// of a cluster should run with the same setting.
+	ACL *ACLConfig
+
 	// Tuning adjusts raft; the zero value is the production default.
 	Tuning Tuning
 
@@ -178,6 +183,11 @@ func (c *Config) setDefaults() error {
 		c.TLS = nil // nothing given: plaintext
 	} else if t != nil && (t.CertFile == "" || t.KeyFile == "" || t.CAFile == "") {
 		return errors.New("raftkv: Config.TLS needs CertFile, KeyFile and CAFile together (or none of them)")
+	}
+	if c.ACL != nil {
+		if err := c.ACL.check(); err != nil {
+			return err
+		}
 	}
 	if c.BootstrapExpect < 0 {
 		return errors.New("raftkv: Config.BootstrapExpect must not be negative")

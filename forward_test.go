@@ -154,6 +154,14 @@ func TestInternalApplyEndpoint(t *testing.T) {
 			cmd = &store.Command{Op: op, Checkpoints: []store.LeaseCheckpoint{{Lease: 1, Remaining: 1}}}
 		case store.OpSetCluster:
 			cmd = &store.Command{Op: op, Value: []byte("forwarded")}
+		case store.OpACLBootstrap:
+			h := kv.SecretHash("forwarded-root")
+			cmd = &store.Command{Op: op, Key: h[:], Value: make([]byte, store.MemberSecretSize)}
+		case store.OpACLTokenCreate: // the cluster's first token: id 1
+			h := kv.SecretHash("forwarded-token")
+			cmd = &store.Command{Op: op, Key: h[:], Value: store.EncodeACLToken("", kv.ACLRules{Read: []string{"op/"}})}
+		case store.OpACLTokenDelete:
+			cmd = &store.Command{Op: op, Token: 1}
 		default:
 			t.Fatalf("op %s has no forwarding example here: add one", op)
 		}

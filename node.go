@@ -105,6 +105,16 @@ func Open(cfg Config) (n *Node, err error) {
 		ProtocolVersion: n.protocolVersion(),
 		Logger:          cfg.Logger.With("component", "http"),
 	})
+	if cfg.ACL != nil {
+		// Read when each request is sent: the store opens below, and the
+		// secret arrives with the bootstrap entry.
+		n.peers.Transport = memberSecretTransport{base: n.peers.Transport, secret: func() []byte {
+			if n.store == nil {
+				return nil
+			}
+			return n.store.ACL().MemberSecret
+		}}
+	}
 
 	httpMetrics, err := httpapi.NewMetrics(cfg.Registry)
 	if err != nil {
@@ -185,6 +195,10 @@ func Open(cfg Config) (n *Node, err error) {
 	if n.tls != nil {
 		isMember = n.tls.isMember
 	}
+	var acl httpapi.Authorizer
+	if cfg.ACL != nil {
+		acl = aclAuth{n}
+	}
 	n.handler, err = httpapi.New(httpapi.Config{
 		Backend:         backend{n},
 		Logger:          cfg.Logger.With("component", "http"),
@@ -196,6 +210,8 @@ func Open(cfg Config) (n *Node, err error) {
 		Scheme:          n.Scheme(),
 		IsMember:        isMember,
 		ProtocolVersion: n.protocolVersion(),
+		ACL:             acl,
+		ACLMetrics:      cfg.ACL != nil && cfg.ACL.Metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)
@@ -215,6 +231,9 @@ func Open(cfg Config) (n *Node, err error) {
 		defer n.wg.Done()
 		n.formCluster(ctx)
 	}()
+	if cfg.ACL != nil {
+		n.wg.Go(func() { n.runACLBootstrap(ctx) })
+	}
 	go func() {
 		defer n.wg.Done()
 		n.claimIdentity(ctx)

@@ -418,6 +418,8 @@ func (n *Node) validateForwarded(cmd *store.Command) error {
 		return nil
 	case store.OpTxn:
 		return cmd.Txn.Validate(n.cfg.MaxValueSize)
+	case store.OpACLTokenCreate, store.OpACLTokenDelete:
+		return nil // the decoder checked the rules' shape and the id
 	default:
 		return fmt.Errorf("%w: a %s command has no forwarding check", kv.ErrBadRequest, cmd.Op)
 	}

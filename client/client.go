@@ -54,6 +54,10 @@ type Config struct {
 	TLS *tls.Config
 	// Header holds extra headers sent with every request.
 	Header http.Header
+	// Token is the secret of an ACL token (docs/security.md), sent with
+	// every request as Authorization: Bearer. Empty sends none (a cluster
+	// without ACLs).
+	Token string
 
 	// AttemptTimeout bounds each attempt of a read and of a write that
 	// carries an idempotency key: when an endpoint gives no answer in time
@@ -123,7 +127,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		hc:             cfg.HTTPClient,
-		header:         cfg.Header.Clone(),
+		header:         withToken(cfg.Header, cfg.Token),
 		attemptTimeout: orDefault(cfg.AttemptTimeout, DefaultAttemptTimeout),
 		minBackoff:     orDefault(cfg.MinBackoff, DefaultMinBackoff),
 		maxBackoff:     orDefault(cfg.MaxBackoff, DefaultMaxBackoff),
@@ -519,4 +523,18 @@ func DecodeError(resp *http.Response) error {
 		we.ETag = resp.Header.Get("ETag")
 	}
 	return err
+}
+
+// withToken is a copy of h that carries token (when set) as a bearer
+// credential.
+func withToken(h http.Header, token string) http.Header {
+	h = h.Clone()
+	if token == "" {
+		return h
+	}
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Authorization", "Bearer "+token)
+	return h
 }

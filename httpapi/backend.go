@@ -133,6 +133,17 @@ type Backend interface {
 	// ends (it then stops, with or without ctx's error) or it fails with an
 	// error it yields last.
 	ObserveElection(ctx context.Context, name string) iter.Seq2[kv.Hold, error]
+
+	// ACL tokens (acl.go). CreateToken and RevokeToken reach the leader
+	// like Put; Tokens reads this node's applied state.
+
+	// CreateToken creates a token and returns it with its secret.
+	CreateToken(ctx context.Context, req kv.ACLTokenRequest) (kv.ACLToken, error)
+	// Tokens lists the tokens, without secrets.
+	Tokens() []kv.ACLToken
+	// RevokeToken deletes token id (kv.ErrNotFound if unknown) and returns
+	// the index of the entry.
+	RevokeToken(ctx context.Context, id uint64) (uint64, error)
 }
 
 // Snapshot is a pinned copy of the state machine (Backend.Snapshot).

@@ -26,6 +26,8 @@ func statusOf(err error) int {
 		return http.StatusMethodNotAllowed
 	case "permission_denied":
 		return http.StatusForbidden
+	case "unauthenticated":
+		return http.StatusUnauthorized
 	case "wrong_node":
 		return http.StatusMisdirectedRequest
 	case "wrong_cluster", "incompatible_version":
@@ -50,6 +52,9 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	if status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "1")
+	}
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="raftkv"`)
 	}
 	writeJSON(w, status, kv.ErrorResponse{Error: errorBody(err)})
 }

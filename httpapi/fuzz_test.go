@@ -121,6 +121,13 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/v1/election/sched", "observe", "", ""},
 		{"GET", "/v1/election/sched", "observe", "Accept: text/event-stream", ""},
 		{"GET", "/v1/election/", "observe=1", "", ""},
+		// Access tokens (the node runs without ACLs: the routes still work,
+		// and a header is ignored).
+		{"POST", "/v1/acl/tokens", "", "", `{"rules":{"read":["app/"],"admin":true}}`},
+		{"POST", "/v1/acl/tokens", "", "", `{"rules":{"read":"x"}}`},
+		{"GET", "/v1/acl/tokens", "", "Authorization: Bearer abc", ""},
+		{"DELETE", "/v1/acl/tokens/1", "", "", ""},
+		{"DELETE", "/v1/acl/tokens/x", "", "", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, s.headers, []byte(s.body))

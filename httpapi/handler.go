@@ -42,25 +42,34 @@ type Config struct {
 	// kv.ProtocolVersion). A request stating a version it cannot work with
 	// (kv.ProtocolCompatible) is refused: 409 incompatible_version.
 	ProtocolVersion int
+	// ACL, if set, turns access control on (acl.go): every route but the
+	// probes asks for a token, and the internal ones for a member (its
+	// certificate, or the members' secret). Nil serves every request.
+	ACL Authorizer
+	// ACLMetrics makes /metrics, /livez and /readyz ask for a token too
+	// (with ACL set).
+	ACLMetrics bool
 }
 
 // Handler serves the API. Build it with New.
 type Handler struct {
-	b        Backend
-	log      *slog.Logger
-	m        *Metrics
-	maxVal   int64
-	peers    *http.Client
-	readyTO  time.Duration
-	scheme   string
-	isMember func(*tls.ConnectionState) bool
-	protocol int
-	routes   []route
-	mux      *http.ServeMux
-	kv       http.Handler
-	watch    http.Handler
-	notFound http.Handler
-	metrics  http.Handler
+	b          Backend
+	log        *slog.Logger
+	m          *Metrics
+	maxVal     int64
+	peers      *http.Client
+	readyTO    time.Duration
+	scheme     string
+	isMember   func(*tls.ConnectionState) bool
+	protocol   int
+	acl        Authorizer
+	aclMetrics bool
+	routes     []route
+	mux        *http.ServeMux
+	kv         http.Handler
+	watch      http.Handler
+	notFound   http.Handler
+	metrics    http.Handler
 }
 
 // Header names of the contract.

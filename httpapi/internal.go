@@ -101,22 +101,3 @@ func (h *Handler) postApply(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
 }
-
-// member reports whether r may use the members' endpoints: always without
-// TLS (Config.IsMember nil), else only over a connection whose verified
-// client certificate is a member's.
-func (h *Handler) member(r *http.Request) bool {
-	return h.isMember == nil || r.TLS != nil && h.isMember(r.TLS)
-}
-
-// membersOnly serves next to members only (see Config.IsMember): others
-// get 403 permission_denied.
-func (h *Handler) membersOnly(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.member(r) {
-			writeError(w, fmt.Errorf("%w: %s serves cluster members only (a member certificate)", kv.ErrPermissionDenied, r.URL.Path))
-			return
-		}
-		next(w, r)
-	}
-}

@@ -43,6 +43,9 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key, format, err := oneKeyRead(r, p)
+	if err == nil {
+		err = allow(r, kv.RightRead, key, false)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -70,6 +73,9 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, p params, ro kv.ReadOptions) {
 	opts, err := listOptions(r, p, ro)
+	if err == nil {
+		err = allow(r, kv.RightRead, opts.Prefix, true)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -90,6 +96,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p params, ro kv.R
 
 func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 	kw, err := parseKeyWrite(r, "redirect", "wait", "lease", "ttl", "lock", "token")
+	if err == nil {
+		err = allowKeyWrite(r, kw)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -115,6 +124,9 @@ func (h *Handler) putKV(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) deleteKV(w http.ResponseWriter, r *http.Request) {
 	kw, err := parseKeyWrite(r, "prefix", "redirect", "wait", "lock", "token")
+	if err == nil {
+		err = allowKeyWrite(r, kw)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -170,6 +182,9 @@ func (h *Handler) postTxn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	txn, err := decodeTxn(body, h.maxVal)
+	if err == nil {
+		err = allowTxn(r, txn)
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/kv"
@@ -98,6 +99,15 @@ func (h *Handler) deleteCampaign(w http.ResponseWriter, r *http.Request) {
 	h.release(w, r, h.b.Resign)
 }
 
+// queueOf is the queue prefix of the lock or election r names: the keys a
+// token needs rights on to take part (kv.LockQueue, kv.ElectionQueue).
+func queueOf(r *http.Request, name string) []byte {
+	if strings.HasPrefix(r.URL.Path, "/v1/election/") {
+		return kv.ElectionQueue(name)
+	}
+	return kv.LockQueue(name)
+}
+
 // holdRequest reads what a lock or a campaign takes besides its body's
 // fields: the name, ?wait and the body (at most limit bytes). A request
 // that will block may not be cut by a write deadline: it has none. On bad
@@ -109,6 +119,9 @@ func (h *Handler) holdRequest(w http.ResponseWriter, r *http.Request, limit int6
 	}
 	if err == nil {
 		name, err = lockNameOf(r)
+	}
+	if err == nil {
+		err = allow(r, kv.RightWrite, queueOf(r, name), true)
 	}
 	if err == nil {
 		body, err = readBody(w, r, limit)
@@ -135,6 +148,9 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request, release func(c
 		return
 	}
 	name, err := lockNameOf(r)
+	if err == nil {
+		err = allow(r, kv.RightWrite, queueOf(r, name), true)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -155,6 +171,9 @@ func (h *Handler) getElection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, err := lockNameOf(r)
+	if err == nil {
+		err = allow(r, kv.RightRead, kv.ElectionQueue(name), true)
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -102,7 +102,7 @@ func (h *Handler) instrument(route string, next http.HandlerFunc) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, h: h}
 		if r.Header.Get(HeaderForwardedBy) != "" && !h.member(r) {
-			writeError(sw, fmt.Errorf("%w: a request marked %s needs a member certificate", kv.ErrPermissionDenied, HeaderForwardedBy))
+			writeError(sw, fmt.Errorf("%w: a request marked %s must come from a member", kv.ErrPermissionDenied, HeaderForwardedBy))
 		} else {
 			next(sw, r)
 		}

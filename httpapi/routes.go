@@ -28,6 +28,9 @@ type route struct {
 	// plain routes (net/http/pprof) are mounted as they are: no contract
 	// headers, no request metrics, and every method goes to "*".
 	plain bool
+	// auth is what the route asks of a request before its handler runs
+	// (acl.go); the zero value, authToken, asks for a valid token.
+	auth authClass
 }
 
 const (
@@ -42,7 +45,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("httpapi: Backend is required")
 	}
-	h := &Handler{b: cfg.Backend, log: cfg.Logger, m: cfg.Metrics, maxVal: cfg.MaxValueSize, peers: cfg.Peers, readyTO: cfg.ReadyTimeout, scheme: cfg.Scheme, isMember: cfg.IsMember}
+	h := &Handler{b: cfg.Backend, log: cfg.Logger, m: cfg.Metrics, maxVal: cfg.MaxValueSize, peers: cfg.Peers, readyTO: cfg.ReadyTimeout, scheme: cfg.Scheme, isMember: cfg.IsMember, acl: cfg.ACL, aclMetrics: cfg.ACLMetrics}
 	if h.scheme == "" {
 		h.scheme = "http"
 	}
@@ -71,15 +74,16 @@ func New(cfg Config) (*Handler, error) {
 	h.routes = h.routeTable(cfg.Pprof)
 	h.mux = http.NewServeMux()
 	for _, rt := range h.routes {
+		serve := h.authorize(rt.auth, rt.methods.serve)
 		switch {
 		case rt.pattern == kvPattern:
-			h.kv = h.instrument(rt.pattern, rt.methods.serve)
+			h.kv = h.instrument(rt.pattern, serve)
 		case rt.pattern == watchPattern:
-			h.watch = h.instrument(rt.pattern, rt.methods.serve)
+			h.watch = h.instrument(rt.pattern, serve)
 		case rt.plain:
-			h.mux.HandleFunc(rt.pattern, rt.methods.serve)
+			h.mux.HandleFunc(rt.pattern, serve)
 		default:
-			h.mux.Handle(rt.pattern, h.instrument(rt.pattern, rt.methods.serve))
+			h.mux.Handle(rt.pattern, h.instrument(rt.pattern, serve))
 		}
 	}
 	h.notFound = h.instrument("/", func(w http.ResponseWriter, r *http.Request) {
@@ -105,25 +109,27 @@ func (h *Handler) routeTable(withPprof bool) []route {
 		{pattern: "/v1/lock/{name...}", methods: methods{http.MethodPost: h.postLock, http.MethodDelete: h.deleteLock}},
 		{pattern: "/v1/election/{name...}", methods: methods{http.MethodGet: h.getElection, http.MethodPost: h.postCampaign, http.MethodDelete: h.deleteCampaign}},
 		{pattern: "/v1/cluster", methods: methods{http.MethodGet: jsonGET(h.getCluster)}},
-		{pattern: "/v1/cluster/nodes", methods: methods{http.MethodPost: h.postNode}},
-		{pattern: "/v1/cluster/nodes/{id}", methods: methods{http.MethodDelete: h.deleteNode}},
-		{pattern: "/v1/cluster/transfer-leader", methods: methods{http.MethodPost: h.transferLeader}},
-		{pattern: "/v1/debug/hash", methods: methods{http.MethodGet: h.getDigest}},
-		{pattern: "/v1/snapshot", methods: methods{http.MethodGet: h.getSnapshot}},
-		{pattern: ReadIndexPath, methods: methods{http.MethodGet: h.membersOnly(jsonGET(h.getReadIndex))}},
-		{pattern: LeaderCheckPath, methods: methods{http.MethodGet: h.membersOnly(h.getLeaderCheck)}},
-		{pattern: ApplyPath, methods: methods{http.MethodPost: h.membersOnly(h.postApply)}},
-		{pattern: "/livez", methods: methods{http.MethodGet: h.livez}},
-		{pattern: "/readyz", methods: methods{http.MethodGet: h.readyz}},
-		{pattern: "/metrics", methods: methods{http.MethodGet: h.metrics.ServeHTTP}},
+		{pattern: "/v1/cluster/nodes", methods: methods{http.MethodPost: h.postNode}, auth: authAdminOrMember},
+		{pattern: "/v1/cluster/nodes/{id}", methods: methods{http.MethodDelete: h.deleteNode}, auth: authAdmin},
+		{pattern: "/v1/cluster/transfer-leader", methods: methods{http.MethodPost: h.transferLeader}, auth: authAdmin},
+		{pattern: "/v1/acl/tokens", methods: methods{http.MethodGet: jsonGET(h.getTokens), http.MethodPost: h.postToken}, auth: authAdmin},
+		{pattern: "/v1/acl/tokens/{id}", methods: methods{http.MethodDelete: h.deleteToken}, auth: authAdmin},
+		{pattern: "/v1/debug/hash", methods: methods{http.MethodGet: h.getDigest}, auth: authAdmin},
+		{pattern: "/v1/snapshot", methods: methods{http.MethodGet: h.getSnapshot}, auth: authAdmin},
+		{pattern: ReadIndexPath, methods: methods{http.MethodGet: jsonGET(h.getReadIndex)}, auth: authMember},
+		{pattern: LeaderCheckPath, methods: methods{http.MethodGet: h.getLeaderCheck}, auth: authMember},
+		{pattern: ApplyPath, methods: methods{http.MethodPost: h.postApply}, auth: authMember},
+		{pattern: "/livez", methods: methods{http.MethodGet: h.livez}, auth: authProbe},
+		{pattern: "/readyz", methods: methods{http.MethodGet: h.readyz}, auth: authProbe},
+		{pattern: "/metrics", methods: methods{http.MethodGet: h.metrics.ServeHTTP}, auth: authProbe},
 	}
 	if withPprof {
 		rs = append(rs,
-			route{pattern: "/debug/pprof/", methods: methods{"*": pprof.Index}, plain: true},
-			route{pattern: "/debug/pprof/cmdline", methods: methods{"*": pprof.Cmdline}, plain: true},
-			route{pattern: "/debug/pprof/profile", methods: methods{"*": pprof.Profile}, plain: true},
-			route{pattern: "/debug/pprof/symbol", methods: methods{"*": pprof.Symbol}, plain: true},
-			route{pattern: "/debug/pprof/trace", methods: methods{"*": pprof.Trace}, plain: true},
+			route{pattern: "/debug/pprof/", methods: methods{"*": pprof.Index}, plain: true, auth: authAdmin},
+			route{pattern: "/debug/pprof/cmdline", methods: methods{"*": pprof.Cmdline}, plain: true, auth: authAdmin},
+			route{pattern: "/debug/pprof/profile", methods: methods{"*": pprof.Profile}, plain: true, auth: authAdmin},
+			route{pattern: "/debug/pprof/symbol", methods: methods{"*": pprof.Symbol}, plain: true, auth: authAdmin},
+			route{pattern: "/debug/pprof/trace", methods: methods{"*": pprof.Trace}, plain: true, auth: authAdmin},
 		)
 	}
 	return rs

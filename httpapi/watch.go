@@ -33,6 +33,9 @@ const (
 
 func (h *Handler) getWatch(w http.ResponseWriter, r *http.Request) {
 	opts, err := watchOptions(r)
+	if err == nil {
+		err = allow(r, kv.RightRead, opts.Key, opts.Prefix)
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -232,8 +232,9 @@ var (
 	// ErrWrongNode: a request meant for one member, by server id, reached
 	// another (the address it was sent to now belongs to someone else).
 	ErrWrongNode = errors.New("wrong node")
-	// ErrPermissionDenied: the request is not allowed to the caller (with
-	// TLS on, an internal endpoint asked without a member certificate).
+	// ErrPermissionDenied: the request is not allowed to the caller: its
+	// token lacks a right (*DeniedError), or an internal endpoint was asked
+	// by a non-member.
 	ErrPermissionDenied = errors.New("permission denied")
 )
 
@@ -256,6 +257,7 @@ var codes = []struct {
 	{ErrMethodNotAllowed, "method_not_allowed"},
 	{ErrWrongNode, "wrong_node"},
 	{ErrPermissionDenied, "permission_denied"},
+	{ErrUnauthenticated, "unauthenticated"},
 	{ErrCompacted, "compacted"},
 	{ErrTooManyWatchers, "too_many_watchers"},
 	{ErrLeaseNotFound, "lease_not_found"},

@@ -38,6 +38,9 @@ type Result struct {
 	// CurrentModIndex is the key's ModIndex when a condition failed
 	// (0: the key is absent), so the caller can report the current ETag.
 	CurrentModIndex uint64
+	// Token is the id of the token an OpACLTokenCreate created, or of the
+	// root token an OpACLBootstrap created (0: none).
+	Token uint64
 	// Replayed reports that the command's idempotency key was seen before:
 	// this is the first command's result, and nothing was applied now.
 	Replayed bool
@@ -74,6 +77,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	var index, term, floor uint64
 	var rec recorder
 	var clusterID string
+	var acl *ACLState
 	n, compacted := 0, 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		var err error
@@ -83,7 +87,7 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if rec.hist, err = s.historyBucket(tx, index); err != nil {
 			return err
 		}
-		b := &buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp), rec: &rec}
+		b := &buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp), tx: tx, rec: &rec}
 		if err := leaseBuckets(tx, b); err != nil {
 			return err
 		}
@@ -111,6 +115,11 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		if floor, compacted, err = compactHistory(tx, index, s.historyKeep); err != nil {
 			return err
 		}
+		if rec.acl {
+			if acl, err = loadACL(tx); err != nil {
+				return err
+			}
+		}
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Put(keyAppliedIndex, u64(index)); err != nil {
 			return err
@@ -131,6 +140,9 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		s.clusterID.Store(&clusterID)
 	}
 	s.history.committed(floor, rec.added(), compacted)
+	if acl != nil {
+		s.acl.Store(acl)
+	}
 	s.hub.publish(rec.out, index)
 	if len(rec.leases) > 0 && s.opts.OnLeases != nil {
 		s.opts.OnLeases(rec.leases, false)
@@ -159,6 +171,9 @@ type buckets struct {
 	leases, leaseKeys, keyLease, meta *bbolt.Bucket
 	// anyLeased: key_lease may hold a key (else a write skips its lookup).
 	anyLeased bool
+	// The ACL buckets (acl.go), opened by the first ACL op of a batch.
+	aclTokens, aclHashes *bbolt.Bucket
+	tx                   *bbolt.Tx
 	// rec records the events of the entry being applied.
 	rec *recorder
 	// clusterID is the identity an OpSetCluster of the batch recorded,
@@ -270,12 +285,18 @@ func (s *Store) applyCommand(b *buckets, index uint64, cmd *Command) *Result {
 		res.Lease = kv.Lease{ID: kv.LeaseID(cmd.Lease), TTL: l.TTL}
 	case OpLeaseCheckpoint:
 		res.Err = b.checkpoint(cmd.Checkpoints, index)
+	case OpACLBootstrap:
+		res.Token, res.Err = b.aclBootstrap(cmd.Key, cmd.Value, index)
+	case OpACLTokenCreate:
+		res.Token, res.Err = b.createToken(cmd.Key, cmd.Value, index)
+	case OpACLTokenDelete:
+		res.Err = b.deleteToken(cmd.Token)
 	default: // an op in opTable without an effect here; DecodeEntry refuses it
 		res.Err = fmt.Errorf("%w: %v has no apply", ErrBadCommand, cmd.Op)
 	}
 	switch {
 	case res.Err == nil:
-	case cmd.Op >= OpLeaseGrant && cmd.Op <= OpLeaseCheckpoint:
+	case cmd.Op >= OpLeaseGrant:
 		res.Err = fmt.Errorf("%v at index %d: %w", cmd.Op, index, res.Err)
 	default:
 		res.Err = fmt.Errorf("%v %q at index %d: %w", cmd.Op, cmd.Key, index, res.Err)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,6 +61,17 @@ const (
 	// in force). The first leader of a cluster commits it (protocol
 	// version 2).
 	OpSetCluster Op = 11
+	// OpACLBootstrap turns access control on (store/acl.go): Key is the
+	// root token's secret hash, Value the members' secret. On a state
+	// bootstrapped already, an empty Value (a reset) adds a root token with
+	// Key's hash, and any other is a no-op. Only a leader appends it.
+	OpACLBootstrap Op = 12
+	// OpACLTokenCreate creates a token: Key is its secret's SHA-256, Value
+	// its description and rules (EncodeACLToken); its id is the next in
+	// the token sequence (Result.Token).
+	OpACLTokenCreate Op = 13
+	// OpACLTokenDelete revokes token Token.
+	OpACLTokenDelete Op = 14
 )
 
 // opInfo is what the layers above need to know of an op.
@@ -111,6 +123,12 @@ var opTable = [...]opInfo{
 	OpLeaseCheckpoint: {name: "lease_checkpoint"},
 	// Protocol version 2.
 	OpSetCluster: {name: "set_cluster", alone: true},
+	// ACL ops touch no key either, but they are of protocol version 2
+	// too: alone in their entries, so that a member of version 1 skips
+	// only them.
+	OpACLBootstrap:   {name: "acl_bootstrap", alone: true},
+	OpACLTokenCreate: {name: "acl_token_create", forwardable: true, alone: true},
+	OpACLTokenDelete: {name: "acl_token_delete", forwardable: true, alone: true},
 }
 
 // opEnd is one past the last op: every op is in [OpNoop, opEnd).
@@ -167,6 +185,8 @@ type Command struct {
 	IfKeepalive uint64
 	// Checkpoints are an OpLeaseCheckpoint's remaining times.
 	Checkpoints []LeaseCheckpoint
+	// Token is the token an OpACLTokenDelete revokes.
+	Token uint64
 }
 
 // LeaseCheckpoint is one lease's remaining time in an OpLeaseCheckpoint.
@@ -246,6 +266,9 @@ func (c *Command) Encode(dst []byte) []byte {
 //	  lease_revoke:   uvarint Lease | uvarint IfKeepalive
 //	  lease_checkpoint: uvarint n | n × (uvarint Lease | uvarint Remaining)
 //	  set_cluster:    bytes Value (the cluster id)
+//	  acl_bootstrap:  bytes Key (hash) | bytes Value (members' secret, or none)
+//	  acl_token_create: bytes Key (hash) | bytes Value (description and rules)
+//	  acl_token_delete: uvarint Token
 //
 // where bytes is a uvarint length and that many bytes. EncodeEntry does not
 // validate; DecodeEntry does.
@@ -328,11 +351,13 @@ func (c *Command) appendBody(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, c.Cond.IfModIndex)
 	case OpDeletePrefix:
 		dst = appendBytes(dst, c.Key)
-	case OpSetNode:
+	case OpSetNode, OpACLBootstrap, OpACLTokenCreate:
 		dst = appendBytes(dst, c.Key)
 		dst = appendBytes(dst, c.Value)
 	case OpSetCluster:
 		dst = appendBytes(dst, c.Value)
+	case OpACLTokenDelete:
+		dst = binary.AppendUvarint(dst, c.Token)
 	case OpTxn:
 		t := c.Txn
 		if t == nil {
@@ -502,11 +527,13 @@ func (d *decoder) command() (Command, error) {
 		c.Cond.IfModIndex = d.uvarint("if_mod_index")
 	case OpDeletePrefix:
 		c.Key = d.bytes("prefix")
-	case OpSetNode:
+	case OpSetNode, OpACLBootstrap, OpACLTokenCreate:
 		c.Key = d.bytes("key")
 		c.Value = d.bytes("value")
 	case OpSetCluster:
 		c.Value = d.bytes("cluster id")
+	case OpACLTokenDelete:
+		c.Token = d.uvarint("token")
 	case OpTxn:
 		c.Txn = d.txn()
 	default: // an op in opTable without a body here
@@ -592,6 +619,9 @@ func (c *Command) check() error {
 	if c.Op != OpLeaseRevoke && c.IfKeepalive != 0 {
 		return errors.New("takes no keepalive condition")
 	}
+	if c.Op != OpACLTokenDelete && c.Token != 0 {
+		return errors.New("takes no token")
+	}
 	switch c.Op {
 	case OpPut:
 		if c.Lease != 0 && c.TTL != 0 {
@@ -656,8 +686,35 @@ func (c *Command) check() error {
 		// The size limit was enforced by the leader; here only the shape.
 		return c.Txn.Validate(math.MaxInt64)
 	case OpLeaseGrant, OpLeaseKeepalive, OpLeaseRevoke, OpLeaseCheckpoint:
+	case OpACLBootstrap, OpACLTokenCreate, OpACLTokenDelete:
+		return c.checkACL()
 	default: // an op in opTable without a shape here
 		return errors.New("no shape check")
+	}
+	return nil
+}
+
+// checkACL enforces the ACL ops' shapes.
+func (c *Command) checkACL() error {
+	if !c.Cond.IsZero() {
+		return errors.New("takes no condition")
+	}
+	switch c.Op {
+	case OpACLBootstrap:
+		if len(c.Key) != sha256.Size || len(c.Value) != 0 && len(c.Value) != MemberSecretSize {
+			return fmt.Errorf("takes a %d-byte hash and a %d-byte secret or none", sha256.Size, MemberSecretSize)
+		}
+	case OpACLTokenCreate:
+		if len(c.Key) != sha256.Size {
+			return fmt.Errorf("takes a %d-byte hash", sha256.Size)
+		}
+		if _, _, err := decodeRules(c.Value); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+	case OpACLTokenDelete:
+		if c.Token == 0 || len(c.Key) > 0 || len(c.Value) > 0 {
+			return errors.New("takes only a token id")
+		}
 	}
 	return nil
 }

@@ -235,12 +235,43 @@ func (g *logGen) leaseCommand(single bool) Command {
 	return c
 }
 
+// aclCommand returns an ACL op: a bootstrap (or a reset), a token created
+// with random rules, or a revoke of a token that may or may not exist.
+func (g *logGen) aclCommand() Command {
+	hash := func() []byte {
+		h := kv.SecretHash(fmt.Sprint("secret-", g.r.IntN(8)))
+		return h[:]
+	}
+	switch g.r.IntN(4) {
+	case 0:
+		c := Command{Op: OpACLBootstrap, Key: hash()}
+		if g.r.IntN(2) == 0 {
+			c.Value = bytes.Repeat([]byte{byte(g.r.IntN(256))}, MemberSecretSize)
+		}
+		return c
+	case 1:
+		return Command{Op: OpACLTokenDelete, Token: 1 + g.r.Uint64N(6)}
+	}
+	var r kv.ACLRules
+	for range g.r.IntN(3) {
+		r.Read = append(r.Read, string(g.prefix()))
+	}
+	for range g.r.IntN(3) {
+		r.Write = append(r.Write, string(g.prefix()))
+	}
+	r.Admin = g.r.IntN(3) == 0
+	return Command{Op: OpACLTokenCreate, Key: hash(), Value: EncodeACLToken(fmt.Sprint("t", g.r.IntN(100)), r)}
+}
+
 // command returns a fresh command of any op; single limits it to the ops
 // that touch at most their Key (those group commit may share an entry
 // with others).
 func (g *logGen) command(single bool) Command {
 	if g.r.IntN(6) == 0 {
 		return g.leaseCommand(single)
+	}
+	if g.r.IntN(40) == 0 {
+		return g.aclCommand()
 	}
 	n := 10
 	if single {

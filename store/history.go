@@ -57,6 +57,8 @@ type recorder struct {
 	out    []kv.WatchResponse
 	// leases: what the batch's entries recorded of leases (Options.OnLeases).
 	leases []LeaseChange
+	// acl: an entry of the batch applied an ACL op (Store.ACL reloads).
+	acl bool
 }
 
 // begin starts the entry at index.

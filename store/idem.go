@@ -151,7 +151,9 @@ func AppendResult(b []byte, r *Result) []byte {
 	// idempotency record written before leases) has none.
 	b = binary.AppendUvarint(b, uint64(r.Put.Lease))
 	b = binary.AppendUvarint(b, uint64(r.Lease.ID))
-	return binary.AppendUvarint(b, uint64(r.Lease.TTL/time.Millisecond))
+	b = binary.AppendUvarint(b, uint64(r.Lease.TTL/time.Millisecond))
+	// The token came later still: a record that ends before it has none.
+	return binary.AppendUvarint(b, r.Token)
 }
 
 // DecodeResult decodes a result that AppendResult encoded at the start of
@@ -191,6 +193,9 @@ func DecodeResult(b []byte) (*Result, []byte, error) {
 		r.Put.Lease = kv.LeaseID(d.uvarint("put lease"))
 		r.Lease.ID = kv.LeaseID(d.uvarint("lease"))
 		r.Lease.TTL = time.Duration(d.uvarint("lease ttl")) * time.Millisecond
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Token = d.uvarint("token")
 	}
 	if d.err != nil {
 		return nil, nil, fmt.Errorf("decode result: %w", d.err)

@@ -39,10 +39,21 @@ var opExamples = map[Op]Command{
 	OpLeaseRevoke:     {Op: OpLeaseRevoke, Lease: 1, IfKeepalive: 4},
 	OpLeaseCheckpoint: {Op: OpLeaseCheckpoint, Checkpoints: []LeaseCheckpoint{{Lease: 1, Remaining: 4_000}, {Lease: 9, Remaining: 1}}},
 	OpSetCluster:      {Op: OpSetCluster, Value: []byte("3f9c2a6e0b7d41c8")},
+	// The fixture is bootstrapped with root token 1: a second bootstrap
+	// is a no-op, a reset adds a root token.
+	OpACLBootstrap:   {Op: OpACLBootstrap, Key: hashOf("new-root"), Value: bytes.Repeat([]byte{7}, MemberSecretSize)},
+	OpACLTokenCreate: {Op: OpACLTokenCreate, Key: hashOf("app"), Value: EncodeACLToken("app", kv.ACLRules{Read: []string{"app/"}, Write: []string{"app/config/"}})},
+	OpACLTokenDelete: {Op: OpACLTokenDelete, Token: 1},
+}
+
+func hashOf(secret string) []byte {
+	h := kv.SecretHash(secret)
+	return h[:]
 }
 
 // opFixture is the state the examples run on: keys a, b, p/1, p/2 (at
-// indexes 1-4; p/2 with a TTL, which grants it lease 1) and node n1 (at 5).
+// indexes 1-4; p/2 with a TTL, which grants it lease 1), and node n1 and
+// the ACL bootstrap (root token 1) at 5.
 func opFixture(t *testing.T) *Store {
 	t.Helper()
 	s := openTemp(t)
@@ -53,7 +64,15 @@ func opFixture(t *testing.T) *Store {
 		}
 		applyOne(t, s, uint64(i+1), c)
 	}
-	applyOne(t, s, 5, Command{Op: OpSetNode, Key: []byte("n1"), Value: []byte("127.0.0.1:8001")})
+	entry := EncodeEntry(nil, []*Command{
+		{Op: OpSetNode, Key: []byte("n1"), Value: []byte("127.0.0.1:8001")},
+		{Op: OpACLBootstrap, Key: hashOf("root"), Value: bytes.Repeat([]byte{1}, MemberSecretSize)},
+	})
+	for _, r := range s.Apply(&raft.Log{Index: 5, Term: 1, Type: raft.LogCommand, Data: entry}).([]*Result) {
+		if r.Err != nil {
+			t.Fatalf("fixture: %v", r.Err)
+		}
+	}
 	return s
 }
 
@@ -212,6 +231,9 @@ func TestOpFlags(t *testing.T) {
 		{OpLeaseCheckpoint, "lease_checkpoint", false, false, false},
 		// Protocol version 2: members of version 1 cannot decode it.
 		{OpSetCluster, "set_cluster", false, false, true},
+		{OpACLBootstrap, "acl_bootstrap", false, false, true},
+		{OpACLTokenCreate, "acl_token_create", false, true, true},
+		{OpACLTokenDelete, "acl_token_delete", false, true, true},
 	}
 	for _, tt := range tests {
 		if !tt.op.Valid() || tt.op.String() != tt.name || tt.op.TouchesMany() != tt.touchesMany || tt.op.Forwardable() != tt.forwardable || tt.op.Alone() != tt.alone {

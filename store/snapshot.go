@@ -444,6 +444,13 @@ func (s *Store) swap(tmp string, index uint64) error {
 			s.loadHistoryStats(tx)
 			s.loadClusterID(tx)
 			leases = leaseChanges(tx, index)
+			acl, err := loadACL(tx)
+			if err != nil {
+				// The restored file was verified: only a bug gets here.
+				s.log.Error("reading the restored ACL state", "err", err)
+				acl = &ACLState{}
+			}
+			s.acl.Store(acl)
 			return nil
 		})
 		if s.opts.OnLeases != nil {

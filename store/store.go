@@ -111,6 +111,9 @@ type Store struct {
 	applied atomic.Uint64 // mirrors meta/applied_index
 	// clusterID mirrors meta/cluster_id (nil or "" while it has none).
 	clusterID atomic.Pointer[string]
+	// acl mirrors the ACL buckets (acl.go): replaced after each batch
+	// that applied an ACL op, at Open and at Restore.
+	acl atomic.Pointer[ACLState]
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied changes
@@ -213,6 +216,11 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		s.loadHistoryStats(tx)
 		s.loadClusterID(tx)
+		acl, err := loadACL(tx)
+		if err != nil {
+			return err
+		}
+		s.acl.Store(acl)
 		return nil
 	})
 	if err != nil {
