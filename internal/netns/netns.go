@@ -626,7 +626,8 @@ func (n *Network) sysctls(ns string, kv map[string]string) error {
 	return inNamespace(ns, func(func(uintptr) error) error {
 		for _, k := range keys {
 			err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(kv[k]), 0o644)
-			if err != nil && !(errors.Is(err, os.ErrNotExist) && strings.HasPrefix(k, "net/ipv6/")) {
+			noIPv6 := errors.Is(err, os.ErrNotExist) && strings.HasPrefix(k, "net/ipv6/")
+			if err != nil && !noIPv6 {
 				return fmt.Errorf("netns: sysctl %s in %s: %w", k, ns, err)
 			}
 		}

@@ -28,7 +28,7 @@ func inNamespace(ns string, f func(check func(fd uintptr) error) error) error {
 			done <- fmt.Errorf("netns: %w", err)
 			return
 		}
-		defer fd.Close()
+		defer func() { _ = fd.Close() }()
 		var want unix.Stat_t
 		if err := unix.Fstat(int(fd.Fd()), &want); err != nil {
 			done <- fmt.Errorf("netns: stat %s: %w", path, err)
@@ -43,7 +43,7 @@ func inNamespace(ns string, f func(check func(fd uintptr) error) error) error {
 			if err != nil {
 				return fmt.Errorf("netns: the socket's namespace: %w", err)
 			}
-			defer unix.Close(nsfd)
+			defer func() { _ = unix.Close(nsfd) }()
 			var got unix.Stat_t
 			if err := unix.Fstat(nsfd, &got); err != nil {
 				return fmt.Errorf("netns: the socket's namespace: %w", err)
