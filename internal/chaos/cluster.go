@@ -83,6 +83,7 @@ type Cluster struct {
 
 	mu      sync.Mutex // guards nodes, every Node's addresses, proc and paused, and netErrs
 	nodes   []*Node
+	gone    []*Node  // forgotten by ForgetNode: still found by id, never listed
 	netErrs []string // network changes that failed (Hosts mode)
 }
 
@@ -232,6 +233,12 @@ func (c *Cluster) Node(id string) *Node {
 
 func (c *Cluster) nodeLocked(id string) *Node {
 	for _, n := range c.nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	// A client may still hold the id of a node forgotten since it looked.
+	for _, n := range c.gone {
 		if n.ID == id {
 			return n
 		}

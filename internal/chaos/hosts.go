@@ -122,13 +122,14 @@ func (c *Cluster) Restore(from, to string) error {
 
 // AddNode makes a new host id with an empty data dir, to be started by
 // StartNode: it joins the running cluster through --join (every other
-// node's API address) and never bootstraps (Hosts mode only).
+// node's API address) and never bootstraps (Hosts mode only). An id
+// used before, forgotten or not, is refused.
 func (c *Cluster) AddNode(ctx context.Context, id string) error {
 	if c.net == nil {
 		return errors.New("chaos: AddNode needs Hosts mode")
 	}
 	c.mu.Lock()
-	exists := slices.ContainsFunc(c.nodes, func(n *Node) bool { return n.ID == id })
+	exists := slices.ContainsFunc(slices.Concat(c.nodes, c.gone), func(n *Node) bool { return n.ID == id })
 	c.mu.Unlock()
 	if exists {
 		return fmt.Errorf("chaos: node %s exists", id)
@@ -149,7 +150,10 @@ func (c *Cluster) ForgetNode(ctx context.Context, id string) error {
 		return err
 	}
 	c.mu.Lock()
-	c.nodes = slices.DeleteFunc(c.nodes, func(n *Node) bool { return n.ID == id })
+	if i := slices.IndexFunc(c.nodes, func(n *Node) bool { return n.ID == id }); i >= 0 {
+		c.gone = append(c.gone, c.nodes[i])
+		c.nodes = slices.Delete(c.nodes, i, i+1)
+	}
 	c.mu.Unlock()
 	return c.net.RemoveHost(ctx, id)
 }
