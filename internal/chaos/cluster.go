@@ -826,7 +826,9 @@ func (c *Cluster) RemoveNode(ctx context.Context, timeout time.Duration, id stri
 		if err != nil {
 			return err
 		}
-		if st != http.StatusOK {
+		// 404 not_found: an earlier attempt removed it (the node asked
+		// had not applied the change when it was checked).
+		if st != http.StatusOK && (st != http.StatusNotFound || errorCode(b) != "not_found") {
 			return fmt.Errorf("DELETE /v1/cluster/nodes/%s via %s: %d %s", id, via, st, strings.TrimSpace(string(b)))
 		}
 		info, err := c.Info(ctx, via)
