@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/netns"
 	"github.com/raftkv/raftkv/kv"
 )
 
@@ -43,11 +44,26 @@ type Config struct {
 	// rather than at the dial (not applied), and kill faults would drown
 	// the history in unknown outcomes.
 	ProxyHTTP bool
+	// Hosts runs every node as a host of its own: a Linux network
+	// namespace per node on a private network the cluster makes (package
+	// internal/netns), nodes on <address>:8001 (HTTP) and :9001 (raft),
+	// the harness's clients in a namespace of their own, and the network
+	// faults (CutPair, Isolate, DropOneWay, Restore) made by the router
+	// between them, dropping packets silently; no proxies. Needs root on
+	// Linux (netns.Probe); ProxyHTTP must be off.
+	Hosts bool
 	// Logf receives the harness's own log lines (nil discards them).
 	Logf func(format string, args ...any)
 }
 
-// Cluster runs raftkv nodes as separate processes on loopback. The raft
+// Ports of a node in Hosts mode, on its own address.
+const (
+	hostHTTPPort = 8001
+	hostRaftPort = 9001
+)
+
+// Cluster runs raftkv nodes as separate processes on loopback (or, with
+// Config.Hosts, each in a network namespace of its own). On loopback, the raft
 // traffic of every ordered pair of nodes (A dials B) passes through a Proxy
 // the cluster owns: node A is started with --raft-peer-addrs B=<proxy A→B>.
 // With Config.ProxyHTTP so does the members' HTTP to each other (write
@@ -56,16 +72,24 @@ type Config struct {
 // proxy.
 type Cluster struct {
 	cfg       Config
-	nodes     []*Node
 	links     map[[2]string]*Proxy
 	httpLinks map[[2]string]*Proxy
-	HTTP      *http.Client
+	// HTTP is the harness's HTTP client (in Hosts mode it connects from
+	// the client namespace).
+	HTTP *http.Client
+	net  *netns.Network // Hosts mode
+	sp   *spawner
+	dial func(ctx context.Context, network, address string) (net.Conn, error)
 
-	mu sync.Mutex // guards every Node's proc and paused
+	mu      sync.Mutex // guards nodes, every Node's addresses, proc and paused, and netErrs
+	nodes   []*Node
+	gone    []*Node  // forgotten by ForgetNode: still found by id, never listed
+	netErrs []string // network changes that failed (Hosts mode)
 }
 
-// Node is one member's fixed identity: its id, addresses and files stay
-// the same across restarts.
+// Node is one member's identity: its id and files stay the same across
+// restarts, and so do its addresses unless Move changes them (read them
+// through the Cluster: HTTPAddr, URL).
 type Node struct {
 	ID       string
 	HTTPAddr string
@@ -75,6 +99,7 @@ type Node struct {
 
 	proc   *proc
 	paused bool
+	joiner bool // added by AddNode: joins, never bootstraps
 }
 
 // NewCluster allocates addresses and proxies; Start runs the nodes.
@@ -89,11 +114,22 @@ func NewCluster(cfg Config) (*Cluster, error) {
 		cfg:       cfg,
 		links:     map[[2]string]*Proxy{},
 		httpLinks: map[[2]string]*Proxy{},
-		HTTP: &http.Client{Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     30 * time.Second,
-		}},
+		dial:      (&net.Dialer{Timeout: time.Second}).DialContext,
+		sp:        newSpawner(),
+	}
+	if cfg.Hosts {
+		if err := c.newHosts(); err != nil {
+			c.sp.close()
+			return nil, err
+		}
+	}
+	c.HTTP = &http.Client{Transport: &http.Transport{
+		DialContext:         c.dial,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     30 * time.Second,
+	}}
+	if cfg.Hosts {
+		return c, nil
 	}
 	ports, err := freePorts(2*cfg.Size, cfg.Seed)
 	if err != nil {
@@ -171,10 +207,18 @@ func freePorts(n int, seed uint64) ([]string, error) {
 	return out, nil
 }
 
-// IDs lists the node ids, n1 first.
+// list is a copy of the node list.
+func (c *Cluster) list() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.nodes)
+}
+
+// IDs lists the node ids, n1 first (nodes added later after it, in the
+// order they were added).
 func (c *Cluster) IDs() []string {
 	var ids []string
-	for _, n := range c.nodes {
+	for _, n := range c.list() {
 		ids = append(ids, n.ID)
 	}
 	return ids
@@ -182,12 +226,31 @@ func (c *Cluster) IDs() []string {
 
 // Node returns the node with this id.
 func (c *Cluster) Node(id string) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodeLocked(id)
+}
+
+func (c *Cluster) nodeLocked(id string) *Node {
 	for _, n := range c.nodes {
 		if n.ID == id {
 			return n
 		}
 	}
+	// A client may still hold the id of a node forgotten since it looked.
+	for _, n := range c.gone {
+		if n.ID == id {
+			return n
+		}
+	}
 	panic("chaos: no node " + id)
+}
+
+// HTTPAddr is the node's API address (host:port) now.
+func (c *Cluster) HTTPAddr(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodeLocked(id).HTTPAddr
 }
 
 // Link is the proxy that carries from's raft connections to to.
@@ -200,9 +263,10 @@ func (c *Cluster) HTTPLink(from, to string) *Proxy { return c.httpLinks[[2]strin
 // Links lists every raft proxy.
 func (c *Cluster) Links() []*Proxy {
 	var out []*Proxy
-	for _, a := range c.nodes {
-		for _, b := range c.nodes {
-			if a != b {
+	nodes := c.list()
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a != b && c.Link(a.ID, b.ID) != nil {
 				out = append(out, c.Link(a.ID, b.ID))
 			}
 		}
@@ -211,8 +275,9 @@ func (c *Cluster) Links() []*Proxy {
 }
 
 // URL is the node's HTTP base URL.
-func (c *Cluster) URL(id string) string { return "http://" + c.Node(id).HTTPAddr }
+func (c *Cluster) URL(id string) string { return "http://" + c.HTTPAddr(id) }
 
+// args is n's `raftkv serve` command line; c.mu is held.
 func (c *Cluster) args(n *Node) []string {
 	var peers, apiPeers, join []string
 	for _, o := range c.nodes {
@@ -222,11 +287,14 @@ func (c *Cluster) args(n *Node) []string {
 			peers = append(peers, o.ID+"="+o.RaftAddr)
 			continue
 		}
+		join = append(join, o.HTTPAddr)
+		if c.net != nil {
+			continue // hosts dial each other's own addresses
+		}
 		peers = append(peers, o.ID+"="+c.Link(n.ID, o.ID).Addr())
 		if hl := c.HTTPLink(n.ID, o.ID); hl != nil {
 			apiPeers = append(apiPeers, o.ID+"="+hl.Addr())
 		}
-		join = append(join, o.HTTPAddr)
 	}
 	args := []string{"serve",
 		"--id", n.ID,
@@ -234,11 +302,15 @@ func (c *Cluster) args(n *Node) []string {
 		"--http-addr", n.HTTPAddr,
 		"--raft-addr", n.RaftAddr,
 		"--raft-advertise", n.RaftAddr,
-		"--raft-peer-addrs", strings.Join(peers, ","),
-		"--bootstrap-expect", strconv.Itoa(len(c.nodes)),
 		"--join", strings.Join(join, ","),
 		"--log-level", "info",
 		"--raft-log-level", "info",
+	}
+	if c.net == nil {
+		args = append(args, "--raft-peer-addrs", strings.Join(peers, ","))
+	}
+	if !n.joiner {
+		args = append(args, "--bootstrap-expect", strconv.Itoa(c.cfg.Size))
 	}
 	if len(apiPeers) > 0 {
 		args = append(args, "--api-peer-addrs", strings.Join(apiPeers, ","))
@@ -248,7 +320,7 @@ func (c *Cluster) args(n *Node) []string {
 
 // Start starts every node that is not running.
 func (c *Cluster) Start() error {
-	for _, n := range c.nodes {
+	for _, n := range c.list() {
 		if err := c.StartNode(n.ID); err != nil {
 			return err
 		}
@@ -259,13 +331,21 @@ func (c *Cluster) Start() error {
 // StartNode starts the node's process from its data dir, if it is not
 // running.
 func (c *Cluster) StartNode(id string) error {
-	n := c.Node(id)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	n := c.nodeLocked(id)
 	if n.proc != nil && !n.proc.exited() {
 		return nil
 	}
-	p, err := startProc(c.cfg.Binary, c.args(n), n.LogPath)
+	argv := append([]string{c.cfg.Binary}, c.args(n)...)
+	if c.net != nil {
+		pre, err := c.net.ExecArgs(id)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", id, err)
+		}
+		argv = append(pre, argv...)
+	}
+	p, err := c.sp.start(argv, n.LogPath)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
@@ -355,7 +435,7 @@ func (c *Cluster) Paused(id string) bool {
 // RunningIDs lists the nodes whose process is alive (paused ones too).
 func (c *Cluster) RunningIDs() []string {
 	var out []string
-	for _, n := range c.nodes {
+	for _, n := range c.list() {
 		if c.Running(n.ID) {
 			out = append(out, n.ID)
 		}
@@ -406,6 +486,7 @@ func (c *Cluster) Close() {
 	for _, p := range procs {
 		_ = p.kill()
 	}
+	c.sp.close()
 	for _, p := range c.links {
 		p.Close()
 	}
@@ -413,12 +494,21 @@ func (c *Cluster) Close() {
 		p.Close()
 	}
 	c.HTTP.CloseIdleConnections()
+	if c.net != nil {
+		if err := c.net.Close(); err != nil {
+			c.cfg.Logf("closing the network: %v", err)
+		}
+	}
 }
 
 // ---- network faults ----
 
 // Heal clears every link fault.
 func (c *Cluster) Heal() {
+	if c.net != nil {
+		c.netDo("heal", c.net.Heal)
+		return
+	}
 	for _, p := range c.links {
 		p.Heal()
 	}
@@ -434,6 +524,10 @@ func (c *Cluster) Heal() {
 // drops every packet (requests already sent wait for answers that never
 // come).
 func (c *Cluster) CutPair(a, b string) {
+	if c.net != nil {
+		c.netDo(fmt.Sprintf("cut %s <-> %s", a, b), func(ctx context.Context) error { return c.net.Cut(ctx, a, b) })
+		return
+	}
 	c.Link(a, b).Update(func(f *LinkFault) { f.Cut = true })
 	c.Link(b, a).Update(func(f *LinkFault) { f.Cut = true })
 	for _, p := range []*Proxy{c.HTTPLink(a, b), c.HTTPLink(b, a)} {
@@ -444,9 +538,13 @@ func (c *Cluster) CutPair(a, b string) {
 	c.cfg.Logf("cut %s <-> %s", a, b)
 }
 
-// Isolate cuts id off from every other node.
+// Isolate cuts id off from every other node (not from the clients).
 func (c *Cluster) Isolate(id string) {
-	for _, o := range c.nodes {
+	if c.net != nil {
+		c.netDo("isolate "+id, func(ctx context.Context) error { return c.net.Isolate(ctx, id, netns.ClientHost) })
+		return
+	}
+	for _, o := range c.list() {
 		if o.ID != id {
 			c.CutPair(id, o.ID)
 		}
@@ -457,6 +555,10 @@ func (c *Cluster) Isolate(id string) {
 // direction still flows: on to's connections to from, from's answers are
 // held; on from's connections to to, from's requests are held.
 func (c *Cluster) DropOneWay(from, to string) {
+	if c.net != nil {
+		c.netDo(fmt.Sprintf("drop packets %s -> %s", from, to), func(ctx context.Context) error { return c.net.Drop(ctx, from, to) })
+		return
+	}
 	c.Link(to, from).Update(func(f *LinkFault) { f.Hold[Down] = true })
 	c.Link(from, to).Update(func(f *LinkFault) { f.Hold[Up] = true })
 	if c.cfg.ProxyHTTP {
@@ -540,13 +642,13 @@ func Poll(ctx context.Context, timeout time.Duration, f func() error) error {
 
 // Leader waits up to timeout for a node that says it leads and whose
 // /readyz proves it (its term's entry applied, leadership confirmed by a
-// quorum), and returns its id.
-func (c *Cluster) Leader(ctx context.Context, timeout time.Duration) (string, error) {
+// quorum), and returns its id. Nodes in except are not asked.
+func (c *Cluster) Leader(ctx context.Context, timeout time.Duration, except ...string) (string, error) {
 	var leader string
 	err := Poll(ctx, timeout, func() error {
 		var errs []error
 		for _, id := range c.RunningIDs() {
-			if c.Paused(id) {
+			if c.Paused(id) || slices.Contains(except, id) {
 				continue
 			}
 			info, err := c.Info(ctx, id)
@@ -610,7 +712,7 @@ func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration, ids []st
 		}
 		for _, id := range ids {
 			i := slices.IndexFunc(info.Nodes, func(n kv.NodeInfo) bool { return n.ID == id })
-			if i < 0 || info.Nodes[i].APIAddr != c.Node(id).HTTPAddr || info.Nodes[i].Suffrage != "voter" {
+			if i < 0 || info.Nodes[i].APIAddr != c.HTTPAddr(id) || info.Nodes[i].Suffrage != "voter" {
 				return fmt.Errorf("%s is not a registered voter in %s's configuration: %+v", id, leader, info.Nodes)
 			}
 		}
@@ -724,7 +826,9 @@ func (c *Cluster) RemoveNode(ctx context.Context, timeout time.Duration, id stri
 		if err != nil {
 			return err
 		}
-		if st != http.StatusOK {
+		// 404 not_found: an earlier attempt removed it (the node asked
+		// had not applied the change when it was checked).
+		if st != http.StatusOK && (st != http.StatusNotFound || errorCode(b) != "not_found") {
 			return fmt.Errorf("DELETE /v1/cluster/nodes/%s via %s: %d %s", id, via, st, strings.TrimSpace(string(b)))
 		}
 		info, err := c.Info(ctx, via)

@@ -60,6 +60,22 @@
 // whole run (--watch-history), so that is a finding. The comparisons are
 // pure functions over recorded streams (watchcheck.go), tested on their own.
 //
+// # Hosts
+//
+// With Config.Hosts every node is a host of its own: a Linux network
+// namespace with its own address on a private network (package
+// internal/netns), started with `ip netns exec`, serving on
+// <address>:8001 and :9001, and reached by the harness from a client
+// namespace. There are no proxies: CutPair, Isolate, DropOneWay and
+// Restore add and remove `blackhole` policy rules in the router namespace
+// every host routes through, so packets are lost in between, silently,
+// raft and the members' HTTP alike (the clients' namespace is never cut).
+// AddNode, ForgetNode and Move add a host that joins through --join,
+// delete one, and give a stopped one a new address. Nodes are started from
+// one OS thread that lives as long as the Cluster: on Linux they carry
+// Pdeathsig, which the kernel sends when the forking thread ends, and the
+// namespace dials end the threads they run on.
+//
 // A Ledger is the crash-durability check: after every node was SIGKILLed
 // under load, a key must hold its last acknowledged write (highest
 // mod_index) or a later write of unknown outcome, with a version between

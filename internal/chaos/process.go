@@ -7,11 +7,62 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
+
+// spawner starts processes from one OS thread that lives as long as the
+// cluster. On Linux a node is started with Pdeathsig, which the kernel
+// sends when the *thread* that forked it ends, not the process: started
+// from an ordinary goroutine, a node would be killed whenever the runtime
+// ended the thread it happened to fork from, and the runtime ends a thread
+// when a goroutine locked to it exits (the hosts network's dials do just
+// that; see internal/netns). The spawner's thread ends only with close,
+// after the cluster killed its nodes (and if the test process dies, the
+// nodes die with it, as Pdeathsig is meant for).
+type spawner struct {
+	reqs   chan func()
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newSpawner() *spawner {
+	s := &spawner{reqs: make(chan func()), closed: make(chan struct{})}
+	go func() { // owned by s: ends with close
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		for {
+			select {
+			case f := <-s.reqs:
+				f()
+			case <-s.closed:
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// start runs startProc on the spawner's thread.
+func (s *spawner) start(argv []string, logPath string) (*proc, error) {
+	var p *proc
+	var err error
+	done := make(chan struct{})
+	select {
+	case s.reqs <- func() {
+		defer close(done)
+		p, err = startProc(argv, logPath)
+	}:
+	case <-s.closed:
+		return nil, errors.New("the cluster is closed")
+	}
+	<-done
+	return p, err
+}
+
+func (s *spawner) close() { s.once.Do(func() { close(s.closed) }) }
 
 // proc is one raftkv process in its own process group, its output appended
 // to a log file. A goroutine waits for it; done closes when it has exited.
@@ -24,14 +75,16 @@ type proc struct {
 	expected bool  // the harness killed it (or is about to)
 }
 
-// startProc starts bin with args, its stdout and stderr appended to logPath.
-func startProc(bin string, args []string, logPath string) (*proc, error) {
+// startProc starts argv (the program, then its arguments), its stdout and
+// stderr appended to logPath. The program may be `ip netns exec`, which
+// execs the node in its own place: the process is the node's.
+func startProc(argv []string, logPath string) (*proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(f, "=== chaos %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
+	fmt.Fprintf(f, "=== chaos %s: start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.SysProcAttr = sysProcAttr()

@@ -61,6 +61,9 @@ type roundConfig struct {
 	// proxyHTTP routes the members' HTTP to each other through proxies too
 	// (Config.ProxyHTTP), so that partitions cut it.
 	proxyHTTP bool
+	// hosts runs every node in a network namespace of its own
+	// (Config.Hosts); the caller has checked requireHosts.
+	hosts bool
 }
 
 // newRoundConfig is newRound with more settings.
@@ -97,7 +100,7 @@ func newRoundConfig(t *testing.T, seed uint64, rc roundConfig) *round {
 		}
 		_ = os.RemoveAll(dir)
 	})
-	r.c, err = NewCluster(Config{Binary: raftkvBin, Dir: dir, Seed: seed, ExtraArgs: rc.args, ProxyHTTP: rc.proxyHTTP, Logf: r.logf})
+	r.c, err = NewCluster(Config{Binary: raftkvBin, Dir: dir, Seed: seed, ExtraArgs: rc.args, ProxyHTTP: rc.proxyHTTP, Hosts: rc.hosts, Logf: r.logf})
 	if err != nil {
 		r.fatalf("cluster: %v", err)
 	}
@@ -256,6 +259,9 @@ func (r *round) finish() {
 	r.stopClients()
 	if ex := r.c.UnexpectedExits(); len(ex) > 0 {
 		r.fatalf("raftkv crashed: %s", strings.Join(ex, "; "))
+	}
+	if ne := r.c.NetworkErrors(); len(ne) > 0 {
+		r.fatalf("changes to the network failed (the faults were not what the log says): %s", strings.Join(ne, "; "))
 	}
 	if u := r.wl.Unexpected(); len(u) > 0 {
 		r.fatalf("answers outside the HTTP contract: %s", strings.Join(u, "; "))

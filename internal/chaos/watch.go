@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -59,9 +58,9 @@ func escapeKey(key string) string {
 // watchHTTP is an HTTP client for streams: no timeout but the dial's and
 // the context's, and its own connections (a stream holds one for as long
 // as it lasts).
-func watchHTTP() *http.Client {
+func (c *Cluster) watchHTTP() *http.Client {
 	return &http.Client{Transport: &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
+		DialContext:           c.dial,
 		ResponseHeaderTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost:   4,
 	}}
@@ -159,7 +158,7 @@ type nodeWatcher struct {
 
 func newNodeWatcher(c *Cluster, node string, opts kv.WatchOptions, now func() int64, logf func(string, ...any)) *nodeWatcher {
 	return &nodeWatcher{
-		c: c, node: node, hc: watchHTTP(), now: now, logf: logf,
+		c: c, node: node, hc: c.watchHTTP(), now: now, logf: logf,
 		s: WatchStream{Name: node + " over HTTP (" + describeWatch(opts) + ")", Opts: opts},
 	}
 }
@@ -308,7 +307,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // the caller knows holds an event under prefix, so that the stream is
 // known to be complete up to through).
 func (c *Cluster) ReadHistory(ctx context.Context, id, prefix string, from, through, until uint64) (History, error) {
-	hc := watchHTTP()
+	hc := c.watchHTTP()
 	defer hc.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -112,7 +112,7 @@ func (r *round) startWatchers(spec watchSpec) {
 		}
 		rw.nodes = append(rw.nodes, newNodeWatcher(r.c, id, opts, r.rec.Now, r.logf))
 	}
-	if rw.cl, err = client.New(client.Config{Endpoints: urls}); err != nil {
+	if rw.cl, err = client.New(client.Config{Endpoints: urls, HTTPClient: r.c.ClientHTTP()}); err != nil {
 		cancel()
 		r.fatalf("client: %v", err)
 	}

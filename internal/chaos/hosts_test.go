@@ -1,0 +1,264 @@
+//go:build unix
+
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/internal/netns"
+	"github.com/raftkv/raftkv/kv"
+)
+
+// hostsProbe is whether this machine can run the hosts harness, checked
+// once per test binary.
+var hostsProbe = sync.OnceValue(func() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return netns.Probe(ctx)
+})
+
+// requireHosts skips t, saying why, where network namespaces cannot be
+// made (not Linux, not root, no ip command).
+func requireHosts(t *testing.T) {
+	t.Helper()
+	if err := hostsProbe(); err != nil {
+		t.Skipf("the hosts harness needs Linux network namespaces, and this machine does not allow them: %v", err)
+	}
+}
+
+// hostFaults is the fault matrix of the hosts harness: every node a
+// network namespace of its own, and the network faults made by the
+// router between them, dropping packets silently (raft and the members'
+// HTTP alike; the clients' namespace is never cut).
+var hostFaults = []faultCase{
+	{name: "H1_isolate_leader", run: func(r *round) {
+		r.cycles(func(int) {
+			l := r.leader()
+			r.fault("isolate leader "+l, func() {
+				r.c.Isolate(l)
+				// The cut is real: the others elect one of them.
+				nl, err := r.c.Leader(context.Background(), 15*time.Second, l)
+				if err != nil {
+					r.fatalf("the nodes cut off from %s elected no leader of their own: %v", l, err)
+				}
+				r.logf("%s leads the majority", nl)
+			}, r.hold(), r.c.Heal)
+		})
+	}},
+	{name: "H2_one_way_and_bridge", run: func(r *round) {
+		r.cycles(func(int) {
+			l := r.leader()
+			f := pick(r, r.followers(l))
+			from, to := l, f
+			if r.rng.IntN(2) == 0 {
+				from, to = f, l
+			}
+			r.fault(fmt.Sprintf("one-way: packets %s -> %s lost (leader %s)", from, to, l),
+				func() { r.c.DropOneWay(from, to) }, r.hold(), r.c.Heal)
+			l = r.leader()
+			ends := r.followers(l)
+			if r.rng.IntN(2) == 0 {
+				ends = []string{l, pick(r, ends)}
+			}
+			mid := ""
+			for _, id := range r.c.IDs() {
+				if !slices.Contains(ends, id) {
+					mid = id
+				}
+			}
+			r.fault(fmt.Sprintf("bridge: %s and %s cut, %s sees both (leader %s)", ends[0], ends[1], mid, l),
+				func() { r.c.CutPair(ends[0], ends[1]) }, r.hold(), r.c.Heal)
+		})
+	}},
+	{name: "H3_flapping_partitions", run: func(r *round) {
+		r.cycles(func(int) {
+			flap := 4 * time.Second
+			if r.long {
+				flap = 5*time.Second + time.Duration(r.rng.Int64N(int64(10*time.Second)))
+			}
+			r.fault("partitions flapping every 1-2s", func() {}, 0, func() { r.flapHosts(flap) })
+		})
+	}},
+	{name: "H4_kill_and_restart", run: func(r *round) {
+		r.cycles(func(int) {
+			id := pick(r, r.c.IDs())
+			r.fault("SIGKILL "+id+" and restart it", func() { r.must(r.c.Kill(id)) }, r.hold()/2, func() {
+				r.must(r.c.StartNode(id))
+				r.waitReady()
+			})
+		})
+	}},
+}
+
+// flapHosts changes the network every 1-2 s for d: a node isolated, a pair
+// cut, one way lost, a node that can send to one peer but hear no one, or
+// healthy; then heals.
+func (r *round) flapHosts(d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		r.c.Heal()
+		ids := r.c.IDs()
+		a := pick(r, ids)
+		b := pick(r, slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == a }))
+		var desc string
+		switch r.rng.IntN(5) {
+		case 0:
+			r.c.Isolate(a)
+			desc = "isolate " + a
+		case 1:
+			r.c.CutPair(a, b)
+			desc = fmt.Sprintf("cut %s-%s", a, b)
+		case 2:
+			r.c.DropOneWay(a, b)
+			desc = fmt.Sprintf("one-way %s->%s", a, b)
+		case 3:
+			r.c.Isolate(a)
+			r.must(r.c.Restore(a, b))
+			desc = fmt.Sprintf("isolate %s but it reaches %s", a, b)
+		default:
+			desc = "healthy"
+		}
+		start := r.rec.Now()
+		hold := time.Second + time.Duration(r.rng.Int64N(int64(time.Second)))
+		r.logf("flap: %s for %s", desc, hold.Round(time.Millisecond))
+		r.sleep(hold)
+		r.rec.Fault(start, r.rec.Now(), "flap: "+desc)
+	}
+	r.c.Heal()
+}
+
+// TestHostFaults runs the hosts harness's fault matrix: each fault on a
+// fresh three-node cluster whose nodes are hosts of their own (a network
+// namespace each, routed through a router namespace that makes the cuts),
+// under the linearizability workload and the watchers of TestFaults,
+// -chaos.rounds times, each for -chaos.duration (one cycle in the short
+// pass). Every round ends as TestFaults' do: a leader, a write, one state
+// hash, a linearizable history and exact watches.
+func TestHostFaults(t *testing.T) {
+	requireHosts(t)
+	for fi, fc := range hostFaults {
+		t.Run(fc.name, func(t *testing.T) {
+			for rd := 1; rd <= *flagRounds; rd++ {
+				t.Run("round"+itoa(rd), func(t *testing.T) {
+					r := newHostsRound(t, roundSeed(600+fi, rd))
+					fc.run(r)
+					r.finish()
+				})
+			}
+		})
+	}
+}
+
+// TestHostsMembership changes the members over the hosts network under
+// the linearizability workload and the watchers: a fourth node, in a new
+// namespace, joins through --join with an empty data dir and catches up
+// (it converges to the others' state hash and serves the clients); then it
+// is removed and its host deleted. Each step is followed by the recovery
+// checks of every fault (a leader, a write, every member at one state
+// hash), and the round by the linearizability and watch checks.
+func TestHostsMembership(t *testing.T) {
+	requireHosts(t)
+	for rd := 1; rd <= *flagRounds; rd++ {
+		t.Run("round"+itoa(rd), func(t *testing.T) {
+			r := newHostsRound(t, roundSeed(700, rd))
+			ctx := context.Background()
+			r.fault("n4 joins from a new host", func() {
+				r.must(r.c.AddNode(ctx, "n4"))
+				r.must(r.c.StartNode("n4"))
+			}, 0, r.waitReady)
+			r.fault("remove n4 and delete its host", func() {
+				if err := r.c.RemoveNode(ctx, 20*time.Second, "n4"); err != nil {
+					r.fatalf("remove n4: %v", err)
+				}
+				r.must(r.c.ForgetNode(ctx, "n4"))
+			}, 0, r.waitReady)
+			r.finish()
+		})
+	}
+}
+
+var flagReaddress = flag.Bool("chaos.readdress", false, "run TestHostsReaddress, which fails until a member that restarts with a new address re-registers it (issue 14)")
+
+// TestHostsReaddress restarts a follower with a new address (its host
+// readdressed, as a container rescheduled onto another IP) under the
+// workload: the others must reach it there again with no operator step,
+// the leader's configuration naming its new raft and API addresses.
+//
+// It fails today, and is skipped unless -chaos.readdress: the restarted
+// node's raft configuration names its old address, where the leader keeps
+// sending (dial timeouts); the node never hears a leader, so its
+// registration (which asks the leader) never starts, and its pre-vote
+// campaigns are refused by members that have a leader.
+func TestHostsReaddress(t *testing.T) {
+	requireHosts(t)
+	if !*flagReaddress {
+		t.Skip("a member restarted with a new address is not re-registered yet (issue 14, \"Addresses that change\"): " +
+			"it never hears the leader, which dials its old address; run with -chaos.readdress to see it fail")
+	}
+	for rd := 1; rd <= *flagRounds; rd++ {
+		t.Run("round"+itoa(rd), func(t *testing.T) {
+			r := newHostsRound(t, roundSeed(710, rd))
+			ctx := context.Background()
+			f := pick(r, r.followers(r.leader()))
+			r.fault("restart "+f+" with a new address", func() {
+				r.must(r.c.Kill(f))
+				addr, err := r.c.Move(ctx, f)
+				r.must(err)
+				r.logf("%s now at %s", f, addr)
+				r.must(r.c.StartNode(f))
+			}, 0, func() { r.waitAddressed(f) })
+			r.finish()
+		})
+	}
+}
+
+// newHostsRound starts a hosts round with the workload and the watchers
+// of TestHostFaults.
+func newHostsRound(t *testing.T, seed uint64) *round {
+	t.Helper()
+	args, err := watchHistoryArgs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRoundConfig(t, seed, roundConfig{args: args, hosts: true})
+	keys := []string{"k0", "k1", "k2", "k3", "k4"}
+	r.startWatchers(watchSpec{prefix: "k", keys: keys, client: []kv.WatchOptions{{Key: []byte("k"), Prefix: true}}})
+	r.startClients(WorkloadConfig{Keys: keys})
+	r.warmUp()
+	return r
+}
+
+// waitAddressed waits until the leader's configuration lists id, a voter,
+// at its current raft and API addresses, and every node is ready.
+func (r *round) waitAddressed(id string) {
+	r.t.Helper()
+	ctx := context.Background()
+	n := r.c.Node(id)
+	err := Poll(ctx, 30*time.Second, func() error {
+		members, err := r.c.Members(ctx)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(members, func(m kv.NodeInfo) bool { return m.ID == id })
+		if i < 0 {
+			return fmt.Errorf("%s is not a member: %+v", id, members)
+		}
+		r.c.mu.Lock()
+		raftAddr, apiAddr := n.RaftAddr, n.HTTPAddr
+		r.c.mu.Unlock()
+		if m := members[i]; m.RaftAddr != raftAddr || m.APIAddr != apiAddr || m.Suffrage != "voter" {
+			return fmt.Errorf("the leader lists %s as %s at raft %s, API %s; it is at raft %s, API %s", id, m.Suffrage, m.RaftAddr, m.APIAddr, raftAddr, apiAddr)
+		}
+		return r.c.Ready(ctx, id)
+	})
+	if err != nil {
+		r.fatalf("%s was not reached at its new address: %v", id, err)
+	}
+	r.waitReady()
+}
