@@ -1,6 +1,6 @@
 // Command raftkv runs a raftkv node (raftkv serve) and is the command-line
 // client of the cluster's HTTP API (get, put, del, ls, cluster, txn, watch,
-// lease, lock, elect).
+// lease, lock, elect, snapshot, acl).
 //
 // Run "raftkv help" for the list of commands and "raftkv COMMAND -h" for the
 // flags of one. It exits 1 on failure and 2 on a usage error.
