@@ -248,6 +248,17 @@ func TestACLCommandLine(t *testing.T) {
 			t.Errorf("liftClientFlags(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
+	// Lifted through the subcommand dispatchers too: the subcommand is
+	// found (and refused), not taken for a flag.
+	for _, args := range [][]string{
+		{"--addr", "http://127.0.0.1:1", "lease", "bogus"},
+		{"--token", "t", "snapshot", "bogus"},
+		{"--token", "t", "acl", "--addr", "a", "token", "bogus"},
+	} {
+		if r := runCLI(args...); r.code != 2 || !strings.Contains(r.stderr, `unknown subcommand "bogus"`) {
+			t.Errorf("raftkv %q: exit %d, %q; want the subcommand refused", args, r.code, r.stderr)
+		}
+	}
 	// Help names the acl commands, and does not print $RAFTKV_TOKEN.
 	t.Setenv("RAFTKV_TOKEN", "secret-in-the-environment")
 	for _, args := range [][]string{{"acl", "help"}, {"get", "-h"}, {"acl", "token", "create", "-h"}} {
