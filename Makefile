@@ -5,7 +5,7 @@ PKGS      := ./...
 GOLANGCI  := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 FUZZTIME  ?= 30s
 
-.PHONY: all build run test test-short fuzz lint fmt-check vet cover bench clean
+.PHONY: all build run run-secure test test-short fuzz lint fmt-check vet cover bench clean
 
 all: build
 
@@ -15,6 +15,11 @@ build:
 ## run: three nodes on 127.0.0.1:8001-8003 (raft 9001-9003), data in ./data.
 run: build
 	./scripts/run-cluster.sh
+
+## run-secure: run with TLS and ACLs: https on the same ports; on first use
+## it writes data/tls/ (raftkv cert) and data/root-token (the root token).
+run-secure: build
+	RAFTKV_RUN_SECURE=1 ./scripts/run-cluster.sh
 
 ## test: formatting, vet, and every test with the race detector (the fuzz
 ## targets' seed corpora run as ordinary tests).

@@ -129,6 +129,20 @@
 // leader; its stream has no progress lines, so a silent node is not
 // detected, only a failed connection.
 //
+// # Access control
+//
+// A cluster run with ACLs (docs/security.md) wants a token on every
+// request: Config.Token is sent as Authorization: Bearer. A missing,
+// unknown or revoked token is an error wrapping kv.ErrUnauthenticated
+// (401), a token without the right a call needs one wrapping
+// kv.ErrPermissionDenied (403), whose message names the right and the
+// key; both are the server's answer, returned at once, and nothing was
+// written. CreateToken, Tokens and RevokeToken manage tokens (a token
+// with admin): CreateToken and RevokeToken are writes without an
+// idempotency key, resent only when certainly not applied (a resent
+// create could make a second token whose secret nobody sees), Tokens is
+// a read.
+//
 // # Blocking reads
 //
 // Get and List with kv.ReadOptions.WaitIndex are blocking reads

@@ -81,6 +81,8 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.StringVar(&addr, "addr", addr, "comma-separated API endpoints; requests go round-robin over all of them ($RAFTKV_ADDR)")
 	var tf tlsFlags
 	tf.add(fs)
+	var token string
+	fs.StringVar(&token, "token", "", "the secret of an ACL `TOKEN` every request carries, for a cluster with ACLs (default $RAFTKV_TOKEN)")
 	var o benchOptions
 	names := make([]string, 0, len(loadgen.Workloads()))
 	for _, w := range loadgen.Workloads() {
@@ -127,6 +129,9 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 		return o, err
 	}
 	o.TLS = tlsConf
+	if o.Token, err = tokenFlag(token); err != nil {
+		return o, err
+	}
 	eps, err := splitAddr(addr, o.TLS != nil)
 	if err != nil {
 		return o, err

@@ -340,3 +340,51 @@ func TestBenchCluster(t *testing.T) {
 		t.Errorf("watch-delay: %+v; want 50 writes, each received by the 6 watchers", wd)
 	}
 }
+
+// raftkv bench against a cluster with ACLs: with --token ($RAFTKV_TOKEN)
+// every request carries it, the watch streams and the memory samples
+// included; without one, every request is refused and counted as such.
+func TestBenchWithToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	const root = "bench-test-root-token-0123456789"
+	c := testkit.NewCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *raftkv.Config) {
+		cfg.ACL = &raftkv.ACLConfig{BootstrapToken: root}
+		cfg.Pprof = true // watch-idle forces a collection through pprof: an admin route
+	}})
+	addrs := strings.Join([]string{c.URL(0), c.URL(1), c.URL(2)}, ",")
+	bench := func(args ...string) loadgen.Result {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		args = append([]string{"bench", "--addr", addrs, "--keys", "20", "--connections", "2", "--warmup", "0s", "--duration", "300ms", "--json"}, args...)
+		err := run(context.Background(), args, nil, &stdout, &stderr)
+		if code := exitCode(err, &stderr); code != 0 {
+			t.Fatalf("raftkv %q: exit %d\n%s", args, code, stderr.String())
+		}
+		var res loadgen.Result
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			t.Fatalf("raftkv %q: %v in %q", args, err, stdout.String())
+		}
+		return res
+	}
+	if res := bench("--workload", "put", "--token", root); res.Ops == 0 || res.ErrorsTotal != 0 {
+		t.Errorf("put with --token: %+v, want ops and no errors", res)
+	}
+	t.Setenv("RAFTKV_TOKEN", root)
+	if res := bench("--workload", "get"); res.Ops == 0 || res.ErrorsTotal != 0 {
+		t.Errorf("get with $RAFTKV_TOKEN: %+v, want ops and no errors", res)
+	}
+	var idle loadgen.WatchIdleResult
+	args := []string{"bench", "--addr", c.URL(0), "--workload", "watch-idle", "--watchers", "4", "--json"}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), args, nil, &stdout, &stderr); err != nil || json.Unmarshal(stdout.Bytes(), &idle) != nil ||
+		idle.Opened != 4 || idle.ErrorsTotal != 0 {
+		t.Errorf("raftkv %q with $RAFTKV_TOKEN: %+v, %v\n%s", args, idle, err, stderr.String())
+	}
+	t.Setenv("RAFTKV_TOKEN", "")
+	res := bench("--workload", "put")
+	if res.Ops != 0 || res.ErrorsTotal == 0 || len(res.Errors) != 1 || res.Errors[0].Kind != "http 401 unauthenticated" {
+		t.Errorf("put without a token: %+v, want every request refused with 401", res)
+	}
+}

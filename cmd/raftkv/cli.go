@@ -45,6 +45,8 @@ Usage:
                                     after a quorum is lost for good: make a stopped survivor a
                                     one-member cluster with all its data (--dry-run: only look)
   raftkv health [flags]             exit 0 if one node's /readyz (--live: /livez) answers 200
+  raftkv acl SUBCOMMAND             token create, token ls, token revoke, bootstrap-token:
+                                    access control (raftkv acl help)
   raftkv bench [flags]              measure throughput and latency under load
   raftkv cert --dir DIR [flags]     write a development CA and node and client certificates
   raftkv version                    print the version
@@ -58,7 +60,10 @@ health, which takes one endpoint). For a cluster with TLS
 certificates), and --cert FILE --key FILE (a client certificate, when the
 cluster requires one); default $RAFTKV_CACERT, $RAFTKV_CERT, $RAFTKV_KEY.
 With any of them the default address is https://127.0.0.1:8001.
+For a cluster with ACLs they take --token SECRET (default $RAFTKV_TOKEN;
+prefer the variable: a command line is visible to other users).
 Flags may follow the arguments; put -- before a key that starts with "-".
+These client flags may also come before the command: raftkv --token T get KEY.
 `
 
 const defaultAddr = "http://127.0.0.1:8001"
@@ -69,7 +74,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stderr, usage)
 		return &usageError{err: errors.New("no command given"), shown: true}
 	}
-	var err error
+	args, err := liftClientFlags(args)
+	if err != nil {
+		return err
+	}
 	switch cmd, args := args[0], args[1:]; cmd {
 	case "serve":
 		err = runServe(ctx, args, stdout, stderr)
@@ -99,6 +107,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runRecover(ctx, args, stdout, stderr)
 	case "health":
 		err = runHealth(ctx, args, stdout, stderr)
+	case "acl":
+		err = runACL(ctx, args, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args, stdout, stderr)
 	case "cert":
@@ -117,6 +127,46 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil // -h: the usage was printed
 	}
 	return err
+}
+
+// liftClientFlags moves the client flags that precede a command's name
+// (raftkv --token T get KEY, raftkv lease --addr A ls) after it, where the
+// command's flag set parses them. Other leading words are left alone: an
+// unknown flag is then reported as an unknown command.
+func liftClientFlags(args []string) ([]string, error) {
+	n := 0
+	for n < len(args) {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[n], "-"), "=")
+		if !strings.HasPrefix(args[n], "-") || !isClientFlag(name) {
+			break
+		}
+		if !hasValue {
+			n++ // the flag's value is the next word
+		}
+		n++
+	}
+	switch {
+	case n == 0:
+		return args, nil
+	case n > len(args):
+		return nil, usagef("flag %s needs a value", args[len(args)-1])
+	case n == len(args):
+		return nil, usagef("no command after the flags %s (run \"raftkv help\")", strings.Join(args, " "))
+	}
+	out := make([]string, 0, len(args))
+	out = append(out, args[n])
+	out = append(out, args[:n]...)
+	return append(out, args[n+1:]...), nil
+}
+
+// isClientFlag reports whether name is a flag every client command takes
+// (clientFlagsTimeout), all of which take a value.
+func isClientFlag(name string) bool {
+	switch name {
+	case "addr", "timeout", "token", "cacert", "cert", "key":
+		return true
+	}
+	return false
 }
 
 // usageError is a command line the user must fix; main exits 2 for it.
@@ -139,6 +189,7 @@ type command struct {
 	addr     string
 	timeout  time.Duration
 	tls      tlsFlags
+	token    string
 }
 
 func newCommand(name, synopsis, summary string, stderr io.Writer) *command {
@@ -154,8 +205,8 @@ func newCommand(name, synopsis, summary string, stderr io.Writer) *command {
 // clientFlags adds --addr, --timeout (default 10s) and the TLS flags.
 func (c *command) clientFlags() *command { return c.clientFlagsTimeout(10 * time.Second) }
 
-// clientFlagsTimeout adds --addr, --timeout, whose default is timeout, and
-// the TLS flags (--cacert, --cert, --key).
+// clientFlagsTimeout adds --addr, --timeout, whose default is timeout, the
+// TLS flags (--cacert, --cert, --key) and --token.
 func (c *command) clientFlagsTimeout(timeout time.Duration) *command {
 	addr := os.Getenv("RAFTKV_ADDR")
 	if addr == "" {
@@ -164,6 +215,9 @@ func (c *command) clientFlagsTimeout(timeout time.Duration) *command {
 	c.fs.StringVar(&c.addr, "addr", addr, "comma-separated API endpoints of cluster nodes ($RAFTKV_ADDR)")
 	c.fs.DurationVar(&c.timeout, "timeout", timeout, "deadline for the whole command (0: none)")
 	c.tls.add(c.fs)
+	// The default stays empty so that -h does not print the secret; with
+	// names $RAFTKV_TOKEN in its place.
+	c.fs.StringVar(&c.token, "token", "", "the secret of an ACL `TOKEN`, for a cluster with ACLs (default $RAFTKV_TOKEN)")
 	return c
 }
 
@@ -194,8 +248,9 @@ func (c *command) parse(args []string, min, max int) ([]string, error) {
 	return pos, nil
 }
 
-// with calls fn with a client for --addr and the TLS flags, and ctx
-// bounded by --timeout.
+// with calls fn with a client for --addr, the TLS flags and --token, and
+// ctx bounded by --timeout. A refusal for want of a token says how to
+// give one.
 func (c *command) with(ctx context.Context, fn func(context.Context, *client.Client) error) error {
 	tlsConf, err := c.tls.config()
 	if err != nil {
@@ -205,7 +260,11 @@ func (c *command) with(ctx context.Context, fn func(context.Context, *client.Cli
 	if err != nil {
 		return err
 	}
-	cl, err := client.New(client.Config{Endpoints: endpoints, TLS: tlsConf})
+	token, err := tokenFlag(c.token)
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(client.Config{Endpoints: endpoints, TLS: tlsConf, Token: token})
 	if err != nil {
 		return &usageError{err: fmt.Errorf("--addr: %w", err)}
 	}
@@ -215,27 +274,47 @@ func (c *command) with(ctx context.Context, fn func(context.Context, *client.Cli
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	return fn(ctx, cl)
+	err = fn(ctx, cl)
+	if token == "" && errors.Is(err, kv.ErrUnauthenticated) {
+		err = fmt.Errorf("%w; the cluster runs with ACLs: give a token with --token or $RAFTKV_TOKEN", err)
+	}
+	return err
 }
 
-// fence holds the --lock and --token flags of a fenced write.
+// tokenFlag is the ACL token of the client commands: --token, else
+// $RAFTKV_TOKEN, trimmed of surrounding whitespace (a secret read from a
+// file keeps its newline). One with a space or a control character in it
+// could not travel in the Authorization header: a usage error.
+func tokenFlag(flagValue string) (string, error) {
+	from, token := "--token", flagValue
+	if token == "" {
+		from, token = "$RAFTKV_TOKEN", os.Getenv("RAFTKV_TOKEN")
+	}
+	token = strings.TrimSpace(token)
+	if strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", usagef("%s: a token has no spaces or control characters", from)
+	}
+	return token, nil
+}
+
+// fence holds the --lock and --fence-token flags of a fenced write.
 type fence struct {
 	lock  *string
 	token *uint64
 }
 
-// fenceFlags adds --lock and --token.
+// fenceFlags adds --lock and --fence-token (--token is the ACL token).
 func (c *command) fenceFlags() fence {
 	return fence{
-		lock:  c.fs.String("lock", "", "write only while lock `NAME` is held with --token (412 otherwise)"),
-		token: c.fs.Uint64("token", 0, "the fencing token `T` of --lock ($RAFTKV_LOCK_TOKEN under raftkv lock)"),
+		lock:  c.fs.String("lock", "", "write only while lock `NAME` is held with --fence-token (412 otherwise)"),
+		token: c.fs.Uint64("fence-token", 0, "the fencing token `T` of --lock ($RAFTKV_LOCK_TOKEN under raftkv lock)"),
 	}
 }
 
 // append adds the fence to opts, if one was given.
 func (f fence) append(opts []kv.WriteOption) ([]kv.WriteOption, error) {
 	if (*f.lock == "") != (*f.token == 0) {
-		return nil, usagef("--lock and --token go together")
+		return nil, usagef("--lock and --fence-token go together (--fence-token is the lock's fencing token, $RAFTKV_LOCK_TOKEN under raftkv lock; --token is the ACL token)")
 	}
 	if *f.lock == "" {
 		return opts, nil

@@ -202,7 +202,7 @@ func TestCLILeasesAndLocksOnCluster(t *testing.T) {
 	}
 	// A write fenced with a token of a released lock is refused.
 	errOut.Reset()
-	err = run(context.Background(), []string{"put", addr, "--lock", "jobs", "--token", first, "jobs/x", "y"}, nil, &bytes.Buffer{}, &errOut)
+	err = run(context.Background(), []string{"put", addr, "--lock", "jobs", "--fence-token", first, "jobs/x", "y"}, nil, &bytes.Buffer{}, &errOut)
 	if code := exitCode(err, &errOut); code != 1 || !errors.Is(err, kv.ErrPreconditionFailed) {
 		t.Errorf("put with a stale token: exit %d, %v", code, err)
 	}

@@ -24,6 +24,10 @@ a lease of its own with "raftkv put --ttl 30s KEY VALUE".
 `
 
 func runLease(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	args, err := liftClientFlags(args) // raftkv lease --addr A SUBCOMMAND
+	if err != nil {
+		return err
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, leaseUsage)
 		return &usageError{err: errors.New("lease: no subcommand given"), shown: true}

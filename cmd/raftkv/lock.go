@@ -18,9 +18,10 @@ import (
 
 const lockSummary = `Acquires lock NAME (waiting behind its holders, first come, first served),
 runs COMMAND with RAFTKV_LOCK_TOKEN (the lock's fencing token: pass it to
-writes as ?lock=NAME&token=T) and RAFTKV_LOCK_KEY (the lock's key) in its
-environment while keeping the lock's lease alive, then releases the lock and
-revokes the lease. Exits with COMMAND's status.
+writes as ?lock=NAME&token=T, or raftkv put --lock NAME --fence-token T)
+and RAFTKV_LOCK_KEY (the lock's key) in its environment while keeping the
+lock's lease alive, then releases the lock and revokes the lease. Exits
+with COMMAND's status.
 
 When the lease is lost while COMMAND runs (no keepalive acknowledged within
 --ttl: the cluster may give the lock to another), COMMAND gets SIGTERM and

@@ -1,7 +1,7 @@
 // Command raftkv runs a raftkv node (raftkv serve) and is the command-line
 // client of the cluster's HTTP API (get, put, del, ls, cluster, txn, watch,
-// lease, lock, elect, snapshot, health); raftkv recover rewrites a stopped
-// member's data directory after its cluster lost a quorum for good.
+// lease, lock, elect, snapshot, health, acl); raftkv recover rewrites a
+// stopped member's data directory after its cluster lost a quorum for good.
 //
 // Run "raftkv help" for the list of commands and "raftkv COMMAND -h" for the
 // flags of one. It exits 1 on failure and 2 on a usage error.

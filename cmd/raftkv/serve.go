@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv"
+	"github.com/raftkv/raftkv/kv"
 )
 
 const serveSummary = `Runs one raftkv node. Every flag can also be set with an environment
@@ -27,7 +28,14 @@ With --tls-cert, --tls-key and --tls-ca (all three, or none) every
 connection is TLS: the HTTP API is HTTPS, the raft transport and the
 members' requests to each other are mutual TLS with member certificates
 (raftkv cert makes a development set). The certificate and key files are
-read again when they change, and on SIGHUP.`
+read again when they change, and on SIGHUP.
+
+With --acl every API request but /livez, /readyz and /metrics (those too
+with --acl-metrics) needs a token (Authorization: Bearer, or the CLI's
+--token). The founding members (--bootstrap-expect) get the root token's
+secret in --acl-bootstrap-token-file (raftkv acl bootstrap-token writes a
+new one); a member that joins later presents an admin token from
+--acl-token-file. See docs/security.md.`
 
 // serveFlags are the flags of raftkv serve.
 type serveFlags struct {
@@ -45,6 +53,8 @@ type serveFlags struct {
 	leaseCheckpoint                                                            *time.Duration
 	fsmSync, pprofOn                                                           *bool
 	logFormat, tlsCert, tlsKey, tlsCA, tlsClientCA                             *string
+	acl, aclReset, aclMetrics                                                  *bool
+	aclBootstrapFile, aclTokenFile                                             *string
 }
 
 // newServeCommand defines the serve command and its flags (the deployment
@@ -82,6 +92,11 @@ func newServeCommand(stderr io.Writer) (*command, *serveFlags) {
 	f.tlsKey = fs.String("tls-key", "", "PEM file of the member certificate's key")
 	f.tlsCA = fs.String("tls-ca", "", "PEM file of the cluster's CA, which signs the members' certificates (and clients' without --tls-client-ca)")
 	f.tlsClientCA = fs.String("tls-client-ca", "", "PEM file of a CA for clients: the HTTP API then requires a client certificate signed by it or by --tls-ca")
+	f.acl = fs.Bool("acl", false, "turn access control on: every API request needs a token with the rights it uses (docs/security.md)")
+	f.aclBootstrapFile = fs.String("acl-bootstrap-token-file", "", "`FILE` holding the root token's secret (16 to 512 printable characters; surrounding whitespace is ignored): the founding members commit its hash once; never logged")
+	f.aclReset = fs.Bool("acl-bootstrap-reset", false, "when this node leads, make the --acl-bootstrap-token-file secret a root token again in a cluster bootstrapped already (a lost root token); restart without it afterwards")
+	f.aclTokenFile = fs.String("acl-token-file", "", "`FILE` holding the secret of the admin token this node presents when it joins a cluster (default: the bootstrap token)")
+	f.aclMetrics = fs.Bool("acl-metrics", false, "make /metrics, /livez and /readyz need a token too")
 	return c, f
 }
 
@@ -119,6 +134,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger = logger.With("node", *f.id)
+	aclCfg, err := f.aclConfig(logger)
+	if err != nil {
+		return err
+	}
 
 	var joinAddrs []string
 	for a := range strings.SplitSeq(*f.join, ",") {
@@ -154,6 +173,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RaftLogLevel:    *f.raftLogLevel,
 		Pprof:           *f.pprofOn,
 		TLS:             tlsCfg,
+		ACL:             aclCfg,
 		Tuning: raftkv.Tuning{
 			MaxBatch:          *f.maxBatch,
 			SnapshotThreshold: *f.snapThreshold,
@@ -166,7 +186,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	logger.Info("node started", "http", node.HTTPAddr(), "raft", node.RaftAddr(), "data_dir", *f.dataDir, "scheme", node.Scheme())
+	logger.Info("node started", "http", node.HTTPAddr(), "raft", node.RaftAddr(), "data_dir", *f.dataDir, "scheme", node.Scheme(), "acl", aclCfg != nil)
 	var hup chan os.Signal
 	if tlsCfg != nil {
 		// SIGHUP reloads the certificate (only with TLS: without it,
@@ -254,4 +274,67 @@ func parsePeerAddrs(flag, v string) (map[string]string, error) {
 		peers[id] = addr
 	}
 	return peers, nil
+}
+
+// aclConfig returns the node's access control from the --acl flags: nil
+// without --acl (then any other ACL flag is a usage error). The token
+// files are read here, once; a file that cannot be read or holds no valid
+// secret is a usage error that names the file, never its content.
+func (f *serveFlags) aclConfig(logger *slog.Logger) (*raftkv.ACLConfig, error) {
+	if !*f.acl {
+		var set []string
+		for _, fl := range []struct {
+			name string
+			on   bool
+		}{
+			{"acl-bootstrap-token-file", *f.aclBootstrapFile != ""},
+			{"acl-bootstrap-reset", *f.aclReset},
+			{"acl-token-file", *f.aclTokenFile != ""},
+			{"acl-metrics", *f.aclMetrics},
+		} {
+			if fl.on {
+				set = append(set, "--"+fl.name)
+			}
+		}
+		if len(set) > 0 {
+			return nil, usagef("serve: %s without --acl: access control is off unless --acl is given", strings.Join(set, ", "))
+		}
+		return nil, nil
+	}
+	if *f.aclReset && *f.aclBootstrapFile == "" {
+		return nil, usagef("serve: --acl-bootstrap-reset needs --acl-bootstrap-token-file (the new root token's secret)")
+	}
+	cfg := &raftkv.ACLConfig{BootstrapReset: *f.aclReset, Metrics: *f.aclMetrics}
+	var err error
+	if cfg.BootstrapToken, err = readSecretFile("acl-bootstrap-token-file", *f.aclBootstrapFile, logger); err != nil {
+		return nil, err
+	}
+	if cfg.Token, err = readSecretFile("acl-token-file", *f.aclTokenFile, logger); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// readSecretFile reads the token secret in file (flag names the flag that
+// gave it): its content trimmed of surrounding whitespace, checked with
+// kv.ValidateSecret. An empty file name is no secret. A file that others
+// than its owner may read is logged as a warning.
+func readSecretFile(flag, file string, logger *slog.Logger) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", usagef("serve: --%s: %v", flag, err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if err := kv.ValidateSecret(secret); err != nil {
+		// The message gives the length and the rule, never the content.
+		msg := strings.TrimPrefix(err.Error(), kv.ErrBadRequest.Error()+": ")
+		return "", usagef("serve: --%s %s: %s", flag, file, msg)
+	}
+	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o077 != 0 {
+		logger.Warn("a token file is readable by other users than its owner: chmod 600 it", "flag", "--"+flag, "file", file, "mode", st.Mode().Perm().String())
+	}
+	return secret, nil
 }

@@ -28,6 +28,10 @@ a live node at the same applied index.
 `
 
 func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	args, err := liftClientFlags(args) // raftkv snapshot --addr A SUBCOMMAND
+	if err != nil {
+		return err
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, snapshotUsage)
 		return &usageError{err: errors.New("snapshot: no subcommand given"), shown: true}

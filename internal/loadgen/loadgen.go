@@ -125,7 +125,7 @@ func (g *Generator) doBody(ctx context.Context, method, target string, body []by
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	req, err := g.newRequest(ctx, method, target, rd)
 	if err != nil {
 		return dst, outcome{kind: "request", message: err.Error()}
 	}
@@ -400,4 +400,22 @@ func (g *Generator) op(ctx context.Context, w *worker) outcome {
 		w.buf = append(w.buf, "?consistency=stale"...)
 	}
 	return g.do(ctx, http.MethodGet, string(w.buf), nil, "")
+}
+
+// newRequest is http.NewRequestWithContext, with the ACL token
+// (Options.Token) when there is one.
+func (g *Generator) newRequest(ctx context.Context, method, target string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err == nil {
+		setToken(req, g.o.Token)
+	}
+	return req, err
+}
+
+// setToken sets req's Authorization to token, as a bearer credential;
+// an empty token sets nothing.
+func setToken(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 }

@@ -102,7 +102,7 @@ func (g *Generator) metrics(ctx context.Context, ep string) (MemorySample, error
 
 // get copies the body of a 200 answer to GET target into w.
 func (g *Generator) get(ctx context.Context, target string, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := g.newRequest(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return err
 	}

@@ -117,6 +117,9 @@ type Options struct {
 	// TLS configures the connections to https endpoints (--cacert, --cert,
 	// --key); nil: Go's defaults. It is cloned.
 	TLS *tls.Config
+	// Token is the secret of the ACL token every request carries
+	// (Authorization: Bearer; --token); empty: none.
+	Token string
 }
 
 // Validate checks every option but Endpoints (see New) and Duration (see

@@ -48,12 +48,14 @@ func newStreamClient(timeout time.Duration, readBuf int, tlsConf *tls.Config) *h
 // openStream sends a watch request and returns its body once the server
 // answered 200 with an NDJSON stream; any other answer is a failure of
 // kind "http STATUS CODE" (as do names them), a transport failure of its
-// kind. Canceling ctx ends the stream.
-func openStream(ctx context.Context, c *http.Client, target string) (io.ReadCloser, outcome) {
+// kind. Canceling ctx ends the stream. token is the ACL token's secret
+// (empty: none).
+func openStream(ctx context.Context, c *http.Client, target, token string) (io.ReadCloser, outcome) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, outcome{kind: "request", message: err.Error()}
 	}
+	setToken(req, token)
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, outcome{kind: transportErrorKind(err), message: err.Error()}

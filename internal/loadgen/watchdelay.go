@@ -152,7 +152,7 @@ func (g *Generator) RunWatchDelay(ctx context.Context) (*WatchDelayResult, error
 				if i >= g.o.Watchers || streamCtx.Err() != nil {
 					return
 				}
-				body, out := openStream(streamCtx, sc, watchURL(g.o.Endpoints[i%len(g.o.Endpoints)], g.o.KeyPrefix))
+				body, out := openStream(streamCtx, sc, watchURL(g.o.Endpoints[i%len(g.o.Endpoints)], g.o.KeyPrefix), g.o.Token)
 				if out.kind != "" {
 					errs.add(out)
 					continue

@@ -90,7 +90,7 @@ func (g *Generator) RunWatchIdle(ctx context.Context) (*WatchIdleResult, error) 
 	for range min(watchOpeners, g.o.Watchers) {
 		openers.Go(func() {
 			for next.Add(1) <= int64(g.o.Watchers) && streamCtx.Err() == nil {
-				body, out := openStream(streamCtx, sc, target)
+				body, out := openStream(streamCtx, sc, target, g.o.Token)
 				if out.kind != "" {
 					errs.add(out)
 					continue
