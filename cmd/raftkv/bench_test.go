@@ -336,8 +336,11 @@ func TestBenchCluster(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &wd); err != nil {
 		t.Fatalf("%v in %q", err, stdout)
 	}
-	if wd.Opened != 6 || wd.Writes != 50 || wd.EventsExpected != 300 || wd.EventsReceived != 300 || wd.ErrorsTotal != 0 || wd.Errors == nil {
-		t.Errorf("watch-delay: %+v; want 50 writes, each received by the 6 watchers", wd)
+	// On a loaded machine the writers may not keep the rate: a write still
+	// waiting when the time is up is not sent (writes_unsent). Every one
+	// is accounted for, and every one sent reaches every watcher.
+	if wd.Opened != 6 || wd.Writes < 1 || wd.Writes+wd.WritesUnsent != 50 || wd.EventsExpected != 6*wd.Writes || wd.EventsReceived != wd.EventsExpected || wd.ErrorsTotal != 0 || wd.Errors == nil {
+		t.Errorf("watch-delay: %+v; want 50 writes sent or unsent, each sent one received by the 6 watchers", wd)
 	}
 }
 

@@ -370,9 +370,12 @@ func TestWatchCluster(t *testing.T) {
 	if err := r.Check(); err != nil {
 		t.Errorf("watch-delay: %v", err)
 	}
-	if r.ErrorsTotal != 0 || r.Writes != rate || r.EventsExpected != 12*rate || r.EventsReceived != r.EventsExpected ||
+	// On a loaded machine the writers may not keep the rate: a write still
+	// waiting when the time is up is not sent (WritesUnsent). Every one is
+	// accounted for, and every one sent reaches every watcher.
+	if r.ErrorsTotal != 0 || r.Writes < 1 || r.Writes+r.WritesUnsent != rate || r.EventsExpected != 12*r.Writes || r.EventsReceived != r.EventsExpected ||
 		r.EventsForeign != 0 || r.EventsUnacknowledged != 0 || r.Delay.Max <= 0 || r.WriteLatency.P50 <= 0 {
-		t.Errorf("watch-delay: %+v; want %d writes, each received by the 12 watchers", r, rate)
+		t.Errorf("watch-delay: %+v; want %d writes sent or unsent, each sent one received by the 12 watchers", r, rate)
 	}
 	// What the books say was written is what the cluster holds: one key
 	// per write, warm-up included.
@@ -387,7 +390,7 @@ func TestWatchCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := rate + rate*int(warmup/time.Millisecond)/1000; len(page.Items) != want {
+	if want := int(r.Writes) + rate*int(warmup/time.Millisecond)/1000; len(page.Items) != want {
 		t.Errorf("the cluster holds %d keys under wd/, want %d (the measured writes and the warm-up's)", len(page.Items), want)
 	}
 }
