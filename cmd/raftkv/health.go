@@ -67,6 +67,14 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usagef("--addr: %v", err)
 	}
+	// A node started with --acl-metrics asks its probes for a token too.
+	token, err := tokenFlag(c.token)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", base+path, err)

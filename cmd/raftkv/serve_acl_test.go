@@ -184,6 +184,15 @@ func TestServeACLFlags(t *testing.T) {
 			t.Errorf("GET %s with token %q: %d, want %d", tt.path, tt.token, got, tt.want)
 		}
 	}
+	// raftkv health, the probe of a node with --acl-metrics, needs the token.
+	if err := testkit.Eventually(30*time.Second, func() error {
+		return runCLI("health", "--addr", url1, "--token", root).err
+	}); err != nil {
+		t.Errorf("health with the token: %v", err)
+	}
+	if r := runCLI("health", "--addr", url1); r.err == nil || !strings.Contains(r.err.Error(), "unauthenticated") {
+		t.Errorf("health without a token on an --acl-metrics node: %q, %v", r.stdout, r.err)
+	}
 
 	// n2 joins with an admin token of its own, its flags from the
 	// environment.
