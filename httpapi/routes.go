@@ -103,6 +103,7 @@ func (h *Handler) routeTable(withPprof bool) []route {
 		{pattern: "/v1/cluster", methods: methods{http.MethodGet: jsonGET(h.getCluster)}},
 		{pattern: "/v1/cluster/nodes", methods: methods{http.MethodPost: h.postNode}},
 		{pattern: "/v1/cluster/nodes/{id}", methods: methods{http.MethodDelete: h.deleteNode}},
+		{pattern: "/v1/cluster/nodes/{id}/promote", methods: methods{http.MethodPost: h.promoteNode}},
 		{pattern: "/v1/cluster/transfer-leader", methods: methods{http.MethodPost: h.transferLeader}},
 		{pattern: "/v1/debug/hash", methods: methods{http.MethodGet: h.getDigest}},
 		{pattern: "/v1/snapshot", methods: methods{http.MethodGet: h.getSnapshot}},

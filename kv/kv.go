@@ -235,6 +235,11 @@ var (
 	// ErrPermissionDenied: the request is not allowed to the caller (with
 	// TLS on, an internal endpoint asked without a member certificate).
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrWouldLoseQuorum: a membership change refused because the voters
+	// left would be fewer live ones than a quorum of the new
+	// configuration; nothing was changed. Forcing it is the operator's
+	// call (RemoveOptions.Force).
+	ErrWouldLoseQuorum = errors.New("would lose quorum")
 )
 
 var codes = []struct {
@@ -256,6 +261,7 @@ var codes = []struct {
 	{ErrMethodNotAllowed, "method_not_allowed"},
 	{ErrWrongNode, "wrong_node"},
 	{ErrPermissionDenied, "permission_denied"},
+	{ErrWouldLoseQuorum, "would_lose_quorum"},
 	{ErrCompacted, "compacted"},
 	{ErrTooManyWatchers, "too_many_watchers"},
 	{ErrLeaseNotFound, "lease_not_found"},
