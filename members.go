@@ -382,9 +382,10 @@ func (n *Node) promoteRound(ctx context.Context, timeout time.Duration) {
 		}
 	}
 	type answer struct {
-		id  string
-		lag uint64
-		err error
+		id      string
+		lag     uint64
+		follows bool // this leader, in this term
+		err     error
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -392,10 +393,12 @@ func (n *Node) promoteRound(ctx context.Context, timeout time.Duration) {
 	for _, id := range nonvoters {
 		go func() {
 			lc, err := n.leaderCheck(rctx, id)
-			if err == nil && (lc.Term != st.Term || lc.LeaderID != n.cfg.ID) {
-				err = fmt.Errorf("%s follows %q in term %d", id, lc.LeaderID, lc.Term)
+			answers <- answer{
+				id:      id,
+				lag:     st.LastIndex - min(st.LastIndex, lc.AppliedIndex),
+				follows: lc.Term == st.Term && lc.LeaderID == n.cfg.ID,
+				err:     err,
 			}
-			answers <- answer{id: id, lag: st.LastIndex - min(st.LastIndex, lc.AppliedIndex), err: err}
 		}()
 	}
 	progress := make(map[string]nonvoterProgress, len(nonvoters))
@@ -412,8 +415,10 @@ func (n *Node) promoteRound(ctx context.Context, timeout time.Duration) {
 			n.log.Debug("non-voter not checked", "id", a.id, "error", a.err)
 			continue // no entry: lag unknown
 		}
+		// A non-voter that does not follow this leader yet (its first
+		// contact has not come) shows its lag but is not caught up.
 		pr := nonvoterProgress{lag: a.lag}
-		if a.lag <= n.cfg.PromoteLag {
+		if a.follows && a.lag <= n.cfg.PromoteLag {
 			pr.caughtUp = old[a.id].caughtUp + 1
 		}
 		progress[a.id] = pr
