@@ -48,6 +48,7 @@ func (n *Node) AddMember(ctx context.Context, req kv.JoinRequest) error {
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	return c.Join(ctx, req)
 }
 
@@ -68,6 +69,7 @@ func (n *Node) RemoveMember(ctx context.Context, id string, opts kv.RemoveOption
 	if err != nil {
 		return kv.MemberChange{}, err
 	}
+	defer c.Close()
 	return c.RemoveMember(ctx, id, opts)
 }
 
@@ -85,6 +87,7 @@ func (n *Node) PromoteMember(ctx context.Context, id string) (kv.MemberChange, e
 	if err != nil {
 		return kv.MemberChange{}, err
 	}
+	defer c.Close()
 	return c.PromoteMember(ctx, id)
 }
 
@@ -182,6 +185,7 @@ func (n *Node) removeSelf(ctx context.Context, id string, opts kv.RemoveOptions)
 	if err != nil {
 		return kv.MemberChange{}, err
 	}
+	defer c.Close()
 	return c.RemoveMember(ctx, id, opts)
 }
 
@@ -434,9 +438,13 @@ func (n *Node) promoteRound(ctx context.Context, timeout time.Duration) {
 		pctx, cancel := context.WithTimeout(ctx, n.raft.ElectionTimeout()*5)
 		err := n.raft.Promote(pctx, id, index)
 		cancel()
+		if errors.Is(err, raftnode.ErrConfigurationChanged) {
+			n.log.Info("configuration changed before the promotion; will check again", "id", id)
+			return
+		}
 		if err != nil {
 			n.log.Warn("promoting non-voter failed; will check again", "id", id, "error", err)
-			return // the configuration moved on: measure again
+			return
 		}
 		n.log.Info("promoted non-voter to voter: caught up", "id", id, "lag", progress[id].lag, "checks", PromoteRounds, "max_lag", n.cfg.PromoteLag)
 		if _, index, err = n.raft.Configuration(); err != nil {

@@ -94,7 +94,7 @@ func (n *Node) AddVoter(ctx context.Context, id, raftAddr string) error {
 		}
 	}
 	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.timeout(ctx))
-	if err := changeError(f, 0, n); err != nil {
+	if err := changeError(ctx, f, 0, n); err != nil {
 		return fmt.Errorf("add voter %s: %w", id, err)
 	}
 	return nil
@@ -115,7 +115,7 @@ func (n *Node) AddNonvoter(ctx context.Context, id, raftAddr string) error {
 		}
 	}
 	f := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.timeout(ctx))
-	if err := changeError(f, 0, n); err != nil {
+	if err := changeError(ctx, f, 0, n); err != nil {
 		return fmt.Errorf("add non-voter %s: %w", id, err)
 	}
 	return nil
@@ -138,7 +138,7 @@ func (n *Node) Promote(ctx context.Context, id string, prevIndex uint64) error {
 		return nil
 	}
 	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(servers[i].RaftAddr), prevIndex, n.timeout(ctx))
-	if err := changeError(f, prevIndex, n); err != nil {
+	if err := changeError(ctx, f, prevIndex, n); err != nil {
 		return fmt.Errorf("promote %s: %w", id, err)
 	}
 	return nil
@@ -157,7 +157,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string, prevIndex uint64) er
 		return fmt.Errorf("%w: %s is not a member", kv.ErrNotFound, id)
 	}
 	f := n.raft.RemoveServer(raft.ServerID(id), prevIndex, n.timeout(ctx))
-	if err := changeError(f, prevIndex, n); err != nil {
+	if err := changeError(ctx, f, prevIndex, n); err != nil {
 		return fmt.Errorf("remove server %s: %w", id, err)
 	}
 	return nil
@@ -168,8 +168,18 @@ func (n *Node) RemoveServer(ctx context.Context, id string, prevIndex uint64) er
 // without one was not applied: with a prevIndex that is no longer the
 // latest configuration's, that is ErrConfigurationChanged (raft refused it
 // for that reason; its error has no type to tell).
-func changeError(f raft.IndexFuture, prevIndex uint64, n *Node) error {
-	err := f.Error()
+// It gives up when ctx ends first (kv.ErrOutcomeUnknown: the change may
+// still commit), so that a caller that is closing is never held by a
+// change that waits for a quorum.
+func changeError(ctx context.Context, f raft.IndexFuture, prevIndex uint64, n *Node) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }() // raft answers every future, at the latest on shutdown
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: configuration change: %w", kv.ErrOutcomeUnknown, ctx.Err())
+	}
 	if err == nil {
 		return nil
 	}
