@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,13 +219,16 @@ func TestPromoteByHand(t *testing.T) {
 
 // The removal rules: a removal that leaves fewer live voters than a
 // quorum of the voters left is refused (409 would_lose_quorum, nothing
-// changed) unless forced; one that leaves an even number warns. Here n3's
-// API is unreachable from every node (so the leader does not count it live)
-// while its raft works, so a forced removal can commit.
+// changed) unless forced; one that leaves an even number warns. Here n3
+// advertises an API address where nothing listens (so the leader does not
+// count it live) while its raft works, so a forced removal can commit.
 func TestRemoveSafetyRules(t *testing.T) {
 	dead := freeAddr(t) // nothing listens there
+	var deadAPI atomic.Bool
 	c := testkit.NewCluster(t, 3, testkit.Options{Configure: func(i int, cfg *raftkv.Config) {
-		cfg.APIPeerAddrs = map[string]string{"n3": dead}
+		if i == 2 && deadAPI.Load() {
+			cfg.HTTPAdvertise = dead
+		}
 	}})
 	l := c.Leader()
 	if c.ID(l) == "n3" {
@@ -242,6 +246,21 @@ func TestRemoveSafetyRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		l = c.Leader()
+	}
+	// n3 comes back advertising the dead API address; it registers it
+	// through the leader.
+	deadAPI.Store(true)
+	c.Stop(2)
+	c.Restart(2)
+	waitMember(t, c, "n3", 20*time.Second, func(m kv.NodeInfo, found bool) error {
+		if !found || m.APIAddr != dead {
+			return fmt.Errorf("n3 is %+v, want its API at %s", m, dead)
+		}
+		return nil
+	})
+	l = c.Leader()
+	if c.ID(l) == "n3" {
+		t.Fatal("n3 took the lead")
 	}
 	victim := "n1" // the founder that is neither the leader nor n3
 	if c.ID(l) == "n1" {
@@ -266,8 +285,12 @@ func TestRemoveSafetyRules(t *testing.T) {
 			if tc.name == "unknown member" {
 				id = "n9"
 			}
-			// Through a follower: relayed to the leader.
-			via := (l + 1) % 3
+			// Through the founder follower, which relays it to the leader
+			// (n3 may not have heard from the leader since its restart).
+			via := 0
+			if victim == "n2" {
+				via = 1
+			}
 			resp, body := c.Do(http.MethodDelete, c.URL(via)+"/v1/cluster/nodes/"+id+tc.query, nil, nil)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("DELETE %s%s: %d %s, want %d", id, tc.query, resp.StatusCode, body, tc.status)
