@@ -230,8 +230,7 @@ func TestRemoveSafetyRules(t *testing.T) {
 			cfg.HTTPAdvertise = dead
 		}
 	}})
-	l := c.Leader()
-	if c.ID(l) == "n3" {
+	if l := c.Leader(); c.ID(l) == "n3" {
 		resp, body := c.Do(http.MethodPost, c.URL(l)+"/v1/cluster/transfer-leader?id=n1", nil, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("transfer: %d %s", resp.StatusCode, body)
@@ -245,7 +244,6 @@ func TestRemoveSafetyRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l = c.Leader()
 	}
 	// n3 comes back advertising the dead API address; it registers it
 	// through the leader.
@@ -258,7 +256,7 @@ func TestRemoveSafetyRules(t *testing.T) {
 		}
 		return nil
 	})
-	l = c.Leader()
+	l := c.Leader()
 	if c.ID(l) == "n3" {
 		t.Fatal("n3 took the lead")
 	}
