@@ -12,9 +12,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/raftkv
 
-## run: three nodes on 127.0.0.1:8001-8003 (raft 9001-9003), data in ./data.
+## run: NODES nodes (default 3) on 127.0.0.1:8001-800N (raft 9001-900N),
+## data in ./data: make run NODES=5.
+NODES ?= 3
 run: build
-	./scripts/run-cluster.sh
+	NODES=$(NODES) ./scripts/run-cluster.sh
 
 ## run-secure: run with TLS and ACLs: https on the same ports; on first use
 ## it writes data/tls/ (raftkv cert) and data/root-token (the root token).

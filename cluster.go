@@ -13,7 +13,6 @@ import (
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raftnode"
-	"github.com/raftkv/raftkv/store"
 )
 
 // Cluster describes the cluster as this node sees it.
@@ -45,10 +44,16 @@ func (n *Node) Cluster(ctx context.Context) (kv.ClusterInfo, error) {
 	if err != nil {
 		return kv.ClusterInfo{}, err
 	}
+	var progress map[string]nonvoterProgress
+	if n.raft.IsLeader() {
+		progress = n.promoter.snapshot(s.Term)
+	}
 	for _, sv := range servers {
-		ni := kv.NodeInfo{ID: sv.ID, RaftAddr: sv.RaftAddr, APIAddr: apis[sv.ID], Suffrage: "nonvoter", State: "follower"}
+		ni := kv.NodeInfo{ID: sv.ID, RaftAddr: sv.RaftAddr, APIAddr: apis[sv.ID], Suffrage: kv.Nonvoter, State: "follower"}
 		if sv.Voter {
-			ni.Suffrage = "voter"
+			ni.Suffrage = kv.Voter
+		} else if pr, ok := progress[sv.ID]; ok {
+			ni.Lag, ni.CaughtUp = &pr.lag, pr.caughtUp
 		}
 		if sv.ID == s.LeaderID {
 			ni.State = "leader"
@@ -59,21 +64,6 @@ func (n *Node) Cluster(ctx context.Context) (kv.ClusterInfo, error) {
 		info.Nodes = append(info.Nodes, ni)
 	}
 	return info, nil
-}
-
-// join adds (or re-addresses) a voter and records its API address. Leader only.
-func (n *Node) join(ctx context.Context, req kv.JoinRequest) error {
-	if err := n.raft.AddVoter(ctx, req.ID, req.RaftAddr); err != nil {
-		return err
-	}
-	if req.APIAddr == "" {
-		return nil
-	}
-	if cur, ok := n.store.NodeAPIAddr(req.ID); ok && cur == req.APIAddr {
-		return nil
-	}
-	_, err := n.apply(ctx, &store.Command{Op: store.OpSetNode, Key: []byte(req.ID), Value: []byte(req.APIAddr)}, kv.WriteOptions{})
-	return err
 }
 
 // formCluster brings a new node into a cluster and makes sure its API
@@ -204,11 +194,60 @@ func (n *Node) register(ctx context.Context) (bool, error) {
 	if n.raft.IsLeader() {
 		return false, n.join(rctx, req)
 	}
-	c, err := n.leaderClient()
-	if err != nil {
-		return false, err
+	if c, err := n.leaderClient(); err == nil {
+		return false, c.Join(rctx, req)
 	}
-	return false, c.Join(rctx, req)
+	// No leader known: this node may have moved, and the leader dials its
+	// old raft address, so nothing reaches it. Any member passes a join on
+	// to the leader.
+	return false, n.joinThroughMembers(rctx, req)
+}
+
+// joinThroughMembers sends req to the members this node knows (their
+// registered API addresses, then the Join addresses) in turn, until one
+// takes it; each relays it to its leader.
+func (n *Node) joinThroughMembers(ctx context.Context, req kv.JoinRequest) error {
+	apis, err := n.store.NodeAPIAddrs()
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	for id, a := range apis {
+		if id != n.cfg.ID {
+			if o, ok := n.peerAPIAddr(id); ok {
+				a = o
+			}
+			addrs = append(addrs, a)
+		}
+	}
+	slices.Sort(addrs)
+	for _, a := range n.cfg.Join {
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	var errs []error
+	for _, addr := range addrs {
+		if addr == n.apiAddr {
+			continue
+		}
+		if !strings.Contains(addr, "://") {
+			addr = n.Scheme() + "://" + addr
+		}
+		c, err := client.New(client.Config{Endpoints: []string{addr}, HTTPClient: n.peers, MaxAttempts: 1, RefreshInterval: -1})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err = c.Join(ctx, req)
+		c.Close()
+		if err == nil {
+			n.log.Info("re-registered through a member: no leader reaches this node at its old address", "through", addr)
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("re-register: no member took the request: %w", errors.Join(errs...))
 }
 
 // backend adapts the Node to httpapi.Backend: the same operations (a
@@ -273,8 +312,12 @@ func (b backend) Txn(ctx context.Context, t kv.Txn, opts kv.WriteOptions) (kv.Tx
 	return b.n.txn(ctx, t, opts)
 }
 
-func (b backend) RemoveNode(ctx context.Context, id string) error {
-	return b.n.raft.RemoveServer(ctx, id)
+func (b backend) RemoveNode(ctx context.Context, id string, opts kv.RemoveOptions) (kv.MemberChange, error) {
+	return b.n.removeMember(ctx, id, opts)
+}
+
+func (b backend) PromoteNode(ctx context.Context, id string) (kv.MemberChange, error) {
+	return b.n.promoteMember(ctx, id)
 }
 
 func (b backend) TransferLeadership(ctx context.Context, id string) error {

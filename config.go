@@ -56,6 +56,12 @@ type Config struct {
 	// Join addresses, a single-node cluster is formed (as with 1).
 	BootstrapExpect int
 
+	// PromoteLag is how many entries a non-voter's applied index may be
+	// behind the leader's last index for the leader to count it as caught
+	// up; one caught up for PromoteRounds checks in a row is promoted to
+	// voter (default DefaultPromoteLag). Only the leader's setting counts.
+	PromoteLag uint64
+
 	// MaxValueSize limits values (default kv.DefaultMaxValueSize).
 	MaxValueSize int64
 
@@ -197,6 +203,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Tuning.LeaderWait <= 0 {
 		c.Tuning.LeaderWait = DefaultLeaderWait
+	}
+	if c.PromoteLag == 0 {
+		c.PromoteLag = DefaultPromoteLag
 	}
 	if c.MaxValueSize <= 0 {
 		c.MaxValueSize = kv.DefaultMaxValueSize

@@ -7,6 +7,10 @@
 // forms or joins a cluster (Config.Join, Config.BootstrapExpect); one with
 // raft state rejoins the cluster it belongs to. With no Join addresses and
 // BootstrapExpect 0 or 1, the node forms a single-node cluster on its own.
+// A node that joins a running cluster is added as a non-voter and promoted
+// to voter by the leader once it has caught up (Config.PromoteLag);
+// AddMember, RemoveMember and PromoteMember change the members from any
+// node (docs/architecture.md, "Membership").
 //
 // The Node's methods (Put, Get, Delete, DeletePrefix, List, Txn,
 // Cluster) are the same as those of the remote client in package

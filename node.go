@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,7 +58,10 @@ type Node struct {
 	life     context.Context    // ends with stop: watches end
 	watchers watchers
 	// leases are this node's lease timers (leases.go).
-	leases    leaseTimers
+	leases leaseTimers
+	// promoter records, on the leader, how its non-voters keep up
+	// (members.go).
+	promoter  promoter
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -237,6 +239,10 @@ func Open(cfg Config) (n *Node, err error) {
 	go func() {
 		defer n.wg.Done()
 		n.claimIdentity(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.promoteNonvoters(ctx)
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -595,29 +601,9 @@ func (n *Node) confirmLeadership(term uint64) error {
 // id: a member that is not id refuses (kv.ErrWrongNode), and an answer
 // from any other id is not counted.
 func (n *Node) checkFollows(ctx context.Context, id string, term uint64) error {
-	addr, ok := n.peerAPIAddr(id)
-	if !ok {
-		return fmt.Errorf("%s has no registered API address", id)
-	}
-	u := n.Scheme() + "://" + addr + httpapi.LeaderCheckPath + "?" + url.Values{httpapi.LeaderCheckIDParam: {id}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	lc, err := n.leaderCheck(ctx, id)
 	if err != nil {
 		return err
-	}
-	resp, err := n.peers.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	var lc httpapi.LeaderCheckResponse
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s at %s: %w", id, addr, client.DecodeError(resp))
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&lc); err != nil {
-		return fmt.Errorf("%s at %s: %w", id, addr, err)
-	}
-	if lc.ID != id {
-		return fmt.Errorf("%w: leader check for %s at %s answered by %q", kv.ErrWrongNode, id, addr, lc.ID)
 	}
 	if lc.Term != term || lc.LeaderID != n.cfg.ID {
 		return fmt.Errorf("%s follows %q in term %d", id, lc.LeaderID, lc.Term)

@@ -113,13 +113,21 @@ func TestTLSJoin(t *testing.T) {
 	if err := n4.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	info := clusterInfo(t, c, c.Leader())
-	var ids []string
-	for _, ni := range info.Nodes {
-		ids = append(ids, ni.ID+"/"+ni.Suffrage)
-	}
-	if got := strings.Join(ids, ","); got != "n1/voter,n2/voter,n3/voter,n4/voter" {
-		t.Fatalf("members %s, want n1-n4 voters and no x1", got)
+	// n4 joined as a non-voter; the leader promotes it once caught up,
+	// having asked it over TLS.
+	err = testkit.Eventually(30*time.Second, func() error {
+		info := clusterInfo(t, c, c.Leader())
+		var ids []string
+		for _, ni := range info.Nodes {
+			ids = append(ids, ni.ID+"/"+ni.Suffrage)
+		}
+		if got := strings.Join(ids, ","); got != "n1/voter,n2/voter,n3/voter,n4/voter" {
+			return fmt.Errorf("members %s, want n1-n4 voters and no x1", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	// n4 serves: a write through it reaches every node.
 	if _, err := n4.Put(ctx, []byte("tls/n4"), []byte("v")); err != nil {

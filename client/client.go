@@ -400,9 +400,12 @@ func (c *Client) Cluster(ctx context.Context) (kv.ClusterInfo, error) {
 	return info, err
 }
 
-// Join asks the cluster to add (or re-address) a voter and record its API
-// address. It is forwarded to the leader. It takes no idempotency key, so
-// it is resent only when it was certainly not applied.
+// Join asks the cluster to add a member, or re-address one, and record
+// its API address (POST /v1/cluster/nodes): a new member is a non-voter,
+// promoted by the leader once it has caught up, unless req.Suffrage is
+// kv.Voter; a member already there keeps its suffrage. It is forwarded to
+// the leader. It takes no idempotency key, so it is resent only when it was
+// certainly not applied. AddMember is the same call.
 func (c *Client) Join(ctx context.Context, req kv.JoinRequest) error {
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -410,6 +413,46 @@ func (c *Client) Join(ctx context.Context, req kv.JoinRequest) error {
 	}
 	h := http.Header{"Content-Type": {"application/json"}}
 	return c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/nodes", header: h, body: body, class: unkeyedWrite}, nil)
+}
+
+// AddMember is Join, under the name the other membership calls share.
+func (c *Client) AddMember(ctx context.Context, req kv.JoinRequest) error { return c.Join(ctx, req) }
+
+// RemoveMember removes member id from the cluster (DELETE
+// /v1/cluster/nodes/{id}); the leader hands leadership over first when id
+// is the leader. It fails with kv.ErrWouldLoseQuorum (409), nothing
+// changed, when the voters left would be fewer live ones than a quorum of
+// the new configuration, unless opts.Force; kv.ErrNotFound when id is not
+// a member. The answer's Warning says when the voters left are an even
+// number. Resent only when certainly not applied.
+func (c *Client) RemoveMember(ctx context.Context, id string, opts kv.RemoveOptions) (kv.MemberChange, error) {
+	var q query
+	if opts.Force {
+		q.set("force", "true")
+	}
+	var out kv.MemberChange
+	err := c.call(ctx, request{method: http.MethodDelete, path: "/v1/cluster/nodes/" + url.PathEscape(id), query: q, class: unkeyedWrite}, &out)
+	return out, err
+}
+
+// PromoteMember makes the non-voter id a voter now (POST
+// /v1/cluster/nodes/{id}/promote), without waiting for the leader to
+// promote it once caught up; a voter is left as it is. kv.ErrNotFound when
+// id is not a member. Resent only when certainly not applied.
+func (c *Client) PromoteMember(ctx context.Context, id string) (kv.MemberChange, error) {
+	var out kv.MemberChange
+	err := c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/nodes/" + url.PathEscape(id) + "/promote", class: unkeyedWrite}, &out)
+	return out, err
+}
+
+// TransferLeadership asks the leader to hand leadership to voter id, or to
+// the voter raft picks when id is empty (POST /v1/cluster/transfer-leader).
+func (c *Client) TransferLeadership(ctx context.Context, id string) error {
+	var q query
+	if id != "" {
+		q.set("id", id)
+	}
+	return c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/transfer-leader", query: q, class: unkeyedWrite}, nil)
 }
 
 // Txn applies a transaction atomically (POST /v1/txn): if every compare

@@ -156,8 +156,9 @@
 //
 // # Caveats
 //
-// A write without an idempotency key (kv.WithoutIdempotencyKey, and Join,
-// which takes none) is resent only when it was certainly not applied: the
+// A write without an idempotency key (kv.WithoutIdempotencyKey, and the
+// membership calls Join, AddMember, RemoveMember, PromoteMember and
+// TransferLeadership, which take none) is resent only when it was certainly not applied: the
 // connection was never made, or the server said so (503 no_leader or
 // shutting_down, 504 timeout). Any other failure after it was sent is
 // returned wrapping kv.ErrOutcomeUnknown, and such a write is not bounded

@@ -37,18 +37,19 @@ func (h *Handler) postNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	h.leaderOnly(w, r, body, req, func() error { return h.b.Join(r.Context(), req) })
+	h.leaderOnly(w, r, body, func() (any, error) { return req, h.b.Join(r.Context(), req) })
 }
 
-// leaderOnly runs op here when this node leads and answers 200 with ok,
-// else relays the request (its body as read) to the leader. kv.ErrNotLeader
-// from op (leadership lost meanwhile) applied nothing, so it relays too.
-func (h *Handler) leaderOnly(w http.ResponseWriter, r *http.Request, body []byte, ok any, op func() error) {
+// leaderOnly runs op here when this node leads and answers 200 with its
+// result, else relays the request (its body as read) to the leader.
+// kv.ErrNotLeader from op (leadership lost meanwhile) applied nothing, so
+// it relays too.
+func (h *Handler) leaderOnly(w http.ResponseWriter, r *http.Request, body []byte, op func() (any, error)) {
 	if !h.b.IsLeader() {
 		h.relay(w, r, body)
 		return
 	}
-	err := op()
+	ok, err := op()
 	if errors.Is(err, kv.ErrNotLeader) {
 		h.relay(w, r, body)
 		return
@@ -62,17 +63,49 @@ func (h *Handler) leaderOnly(w http.ResponseWriter, r *http.Request, body []byte
 
 var statusOK = map[string]string{"status": "ok"}
 
+// deleteNode removes a member; ?force=true skips the quorum check.
 func (h *Handler) deleteNode(w http.ResponseWriter, r *http.Request) {
+	p, err := queryOf(r, "force")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id, err := nodeID(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var opts kv.RemoveOptions
+	if p.Has("force") {
+		if opts.Force, err = strconv.ParseBool(p.Get("force")); err != nil {
+			writeError(w, fmt.Errorf("%w: force must be true or false, not %q", kv.ErrBadRequest, p.Get("force")))
+			return
+		}
+	}
+	h.leaderOnly(w, r, nil, func() (any, error) { return h.b.RemoveNode(r.Context(), id, opts) })
+}
+
+// promoteNode makes a non-voter a voter now.
+func (h *Handler) promoteNode(w http.ResponseWriter, r *http.Request) {
 	if _, err := queryOf(r); err != nil {
 		writeError(w, err)
 		return
 	}
-	id := r.PathValue("id")
-	if id == "" {
-		writeError(w, fmt.Errorf("%w: node id is empty", kv.ErrBadRequest))
+	id, err := nodeID(r)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	h.leaderOnly(w, r, nil, statusOK, func() error { return h.b.RemoveNode(r.Context(), id) })
+	h.leaderOnly(w, r, nil, func() (any, error) { return h.b.PromoteNode(r.Context(), id) })
+}
+
+// nodeID is the {id} of a /v1/cluster/nodes/{id} route.
+func nodeID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if id == "" {
+		return "", fmt.Errorf("%w: node id is empty", kv.ErrBadRequest)
+	}
+	return id, nil
 }
 
 // transferLeader hands leadership over: to ?id= when given, else to the
@@ -83,7 +116,7 @@ func (h *Handler) transferLeader(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	h.leaderOnly(w, r, nil, statusOK, func() error { return h.b.TransferLeadership(r.Context(), p.Get("id")) })
+	h.leaderOnly(w, r, nil, func() (any, error) { return statusOK, h.b.TransferLeadership(r.Context(), p.Get("id")) })
 }
 
 // decodeJoin decodes and checks POST /v1/cluster/nodes's body: id and
@@ -101,6 +134,9 @@ func decodeJoin(body []byte) (kv.JoinRequest, error) {
 	}
 	if req.ID == "" || req.RaftAddr == "" {
 		return req, fmt.Errorf("%w: join body needs id and raft_addr", kv.ErrBadRequest)
+	}
+	if req.Suffrage != "" && req.Suffrage != kv.Voter && req.Suffrage != kv.Nonvoter {
+		return req, fmt.Errorf("%w: join body: suffrage must be %q or %q, not %q", kv.ErrBadRequest, kv.Voter, kv.Nonvoter, req.Suffrage)
 	}
 	for _, a := range []string{req.RaftAddr, req.APIAddr} {
 		if a == "" {

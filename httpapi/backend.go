@@ -20,7 +20,8 @@ import (
 // other "not applied" failure. Reads are always served locally (a
 // follower's linearizable read waits for the leader's read index). Only
 // the membership calls are leader-only at the handler: on a follower it
-// relays them to the leader (Join, RemoveNode, TransferLeadership).
+// relays them to the leader (Join, RemoveNode, PromoteNode,
+// TransferLeadership).
 // Watches, like reads, are served by the node that receives them, from its
 // own applied state.
 type Backend interface {
@@ -60,11 +61,18 @@ type Backend interface {
 
 	// Cluster describes the cluster as this node sees it.
 	Cluster(ctx context.Context) (kv.ClusterInfo, error)
-	// Join adds or re-addresses a voter and records its API address
-	// (leader only).
+	// Join adds a member (a non-voter unless req.Suffrage asks for a
+	// voter) or re-addresses one, and records its API address (leader
+	// only).
 	Join(ctx context.Context, req kv.JoinRequest) error
-	// RemoveNode removes a member from the raft configuration (leader only).
-	RemoveNode(ctx context.Context, id string) error
+	// RemoveNode removes a member from the raft configuration (leader
+	// only), after the safety checks opts may override
+	// (kv.ErrWouldLoseQuorum); the leader itself hands leadership over
+	// first and has the next leader remove it.
+	RemoveNode(ctx context.Context, id string, opts kv.RemoveOptions) (kv.MemberChange, error)
+	// PromoteNode makes the non-voter id a voter now (leader only); a
+	// voter is left as it is.
+	PromoteNode(ctx context.Context, id string) (kv.MemberChange, error)
 	// TransferLeadership hands leadership to id, or to the most caught-up
 	// voter when id is empty (leader only).
 	TransferLeadership(ctx context.Context, id string) error

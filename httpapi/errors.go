@@ -34,6 +34,8 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	case "compacted":
 		return http.StatusGone
+	case "would_lose_quorum":
+		return http.StatusConflict
 	case "no_leader", "not_leader", "shutting_down", "too_stale", "too_many_watchers":
 		return http.StatusServiceUnavailable
 	case "outcome_unknown", "timeout":

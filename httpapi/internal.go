@@ -41,6 +41,10 @@ type LeaderCheckResponse struct {
 	ID       string `json:"id"`
 	Term     uint64 `json:"term"`
 	LeaderID string `json:"leader_id"`
+	// AppliedIndex is the member's state machine's applied index when it
+	// answered: the leader measures a non-voter's lag with it before
+	// promoting it.
+	AppliedIndex uint64 `json:"applied_index"`
 }
 
 // ReadIndexResponse is the body of GET ReadIndexPath.
@@ -73,7 +77,7 @@ func (h *Handler) getLeaderCheck(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	term, leader := h.b.LeaderCheck()
-	writeJSON(w, http.StatusOK, LeaderCheckResponse{ID: h.b.ID(), Term: term, LeaderID: leader})
+	writeJSON(w, http.StatusOK, LeaderCheckResponse{ID: h.b.ID(), Term: term, LeaderID: leader, AppliedIndex: h.b.AppliedIndex()})
 }
 
 // applyBodyLimit bounds a forwarded batch: the batcher's 4 MiB, or one

@@ -111,6 +111,7 @@ func (h *Handler) routeTable(withPprof bool) []route {
 		{pattern: "/v1/cluster", methods: methods{http.MethodGet: jsonGET(h.getCluster)}},
 		{pattern: "/v1/cluster/nodes", methods: methods{http.MethodPost: h.postNode}, auth: authAdminOrMember},
 		{pattern: "/v1/cluster/nodes/{id}", methods: methods{http.MethodDelete: h.deleteNode}, auth: authAdmin},
+		{pattern: "/v1/cluster/nodes/{id}/promote", methods: methods{http.MethodPost: h.promoteNode}, auth: authAdmin},
 		{pattern: "/v1/cluster/transfer-leader", methods: methods{http.MethodPost: h.transferLeader}, auth: authAdmin},
 		{pattern: "/v1/acl/tokens", methods: methods{http.MethodGet: jsonGET(h.getTokens), http.MethodPost: h.postToken}, auth: authAdmin},
 		{pattern: "/v1/acl/tokens/{id}", methods: methods{http.MethodDelete: h.deleteToken}, auth: authAdmin},

@@ -236,6 +236,11 @@ var (
 	// token lacks a right (*DeniedError), or an internal endpoint was asked
 	// by a non-member.
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrWouldLoseQuorum: a membership change refused because the voters
+	// left would be fewer live ones than a quorum of the new
+	// configuration; nothing was changed. Forcing it is the operator's
+	// call (RemoveOptions.Force).
+	ErrWouldLoseQuorum = errors.New("would lose quorum")
 )
 
 var codes = []struct {
@@ -258,6 +263,7 @@ var codes = []struct {
 	{ErrWrongNode, "wrong_node"},
 	{ErrPermissionDenied, "permission_denied"},
 	{ErrUnauthenticated, "unauthenticated"},
+	{ErrWouldLoseQuorum, "would_lose_quorum"},
 	{ErrCompacted, "compacted"},
 	{ErrTooManyWatchers, "too_many_watchers"},
 	{ErrLeaseNotFound, "lease_not_found"},

@@ -160,14 +160,55 @@ type NodeInfo struct {
 	Suffrage string `json:"suffrage"`
 	// State is "leader" or "follower" as far as the answering node knows.
 	State string `json:"state"`
+	// Lag is set on the leader's answer for a non-voter it has checked:
+	// how many entries the non-voter's applied index was behind the
+	// leader's last index at the last check. Absent when unknown (not
+	// the leader, not checked yet, or the non-voter did not answer).
+	Lag *uint64 `json:"lag,omitempty"`
+	// CaughtUp is set with Lag: how many checks in a row found the
+	// non-voter within the promotion lag (promoted at PromoteRounds).
+	CaughtUp int `json:"caught_up,omitempty"`
 }
 
-// JoinRequest is the body of POST /v1/cluster/nodes: add (or re-address)
-// a voter and record its API address.
+// The suffrage of a member (NodeInfo.Suffrage, JoinRequest.Suffrage).
+const (
+	Voter    = "voter"
+	Nonvoter = "nonvoter"
+)
+
+// JoinRequest is the body of POST /v1/cluster/nodes: add a member (or
+// re-address one) and record its API address.
 type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
+	// Suffrage of a new member: Nonvoter (also when empty) adds it as a
+	// non-voter, which the leader promotes to voter once it has caught
+	// up; Voter adds it as a voter at once. A member already in the
+	// configuration keeps its suffrage (a voter is never demoted by a
+	// join, a non-voter is promoted only when caught up or by hand).
+	Suffrage string `json:"suffrage,omitempty"`
+}
+
+// RemoveOptions adjust a member's removal (DELETE /v1/cluster/nodes/{id}).
+type RemoveOptions struct {
+	// Force removes the member even when the voters left would be fewer
+	// live ones than a quorum of the new configuration
+	// (ErrWouldLoseQuorum otherwise).
+	Force bool
+}
+
+// MemberChange is the body of a successful membership change: POST
+// /v1/cluster/nodes/{id}/promote and DELETE /v1/cluster/nodes/{id}.
+type MemberChange struct {
+	// Status is "ok".
+	Status string `json:"status"`
+	// Voters is the number of voters in the configuration after the change.
+	Voters int `json:"voters"`
+	// Warning, when set, says why the configuration is not a good one to
+	// stay in (an even number of voters tolerates no more failures than
+	// one fewer).
+	Warning string `json:"warning,omitempty"`
 }
 
 // SnapshotInfo describes a snapshot stream (GET /v1/snapshot): the

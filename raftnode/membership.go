@@ -65,8 +65,24 @@ func (n *Node) Bootstrap(servers []Server) error {
 	return nil
 }
 
-// AddVoter adds a voter, or gives an existing one a new raft address. A
-// server already present with the same address is left alone. Leader only.
+// Configuration returns the latest raft configuration (committed or not)
+// and the index of the log entry that holds it: pass the index as
+// prevIndex to a change that must apply to this configuration only.
+func (n *Node) Configuration() ([]Server, uint64, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, 0, fmt.Errorf("raftnode: configuration: %w", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, f.Index(), nil
+}
+
+// AddVoter adds a voter, promotes a non-voter, or gives an existing voter
+// a new raft address. A voter already present with the same address is
+// left alone. Leader only.
 func (n *Node) AddVoter(ctx context.Context, id, raftAddr string) error {
 	servers, err := n.Servers()
 	if err != nil {
@@ -77,15 +93,62 @@ func (n *Node) AddVoter(ctx context.Context, id, raftAddr string) error {
 			return nil
 		}
 	}
-	err = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.timeout(ctx)).Error()
-	if err != nil {
-		return fmt.Errorf("add voter %s: %w", id, membershipError(err))
+	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.timeout(ctx))
+	if err := changeError(ctx, f, 0, n); err != nil {
+		return fmt.Errorf("add voter %s: %w", id, err)
 	}
 	return nil
 }
 
-// RemoveServer removes a member (kv.ErrNotFound if it is none). Leader only.
-func (n *Node) RemoveServer(ctx context.Context, id string) error {
+// AddNonvoter adds a non-voter, or gives an existing member a new raft
+// address and leaves its suffrage as it is: a voter is never demoted by
+// it. A member already present with the same address is left alone.
+// Leader only.
+func (n *Node) AddNonvoter(ctx context.Context, id, raftAddr string) error {
+	servers, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	for _, s := range servers {
+		if s.ID == id && s.RaftAddr == raftAddr {
+			return nil
+		}
+	}
+	f := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.timeout(ctx))
+	if err := changeError(ctx, f, 0, n); err != nil {
+		return fmt.Errorf("add non-voter %s: %w", id, err)
+	}
+	return nil
+}
+
+// Promote makes the non-voter id a voter, provided the configuration is
+// still the one at prevIndex (ErrConfigurationChanged otherwise, nothing
+// changed); a prevIndex of 0 applies to any configuration. kv.ErrNotFound
+// if id is not a member; a voter is left alone. Leader only.
+func (n *Node) Promote(ctx context.Context, id string, prevIndex uint64) error {
+	servers, _, err := n.Configuration()
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(servers, func(s Server) bool { return s.ID == id })
+	if i < 0 {
+		return fmt.Errorf("%w: %s is not a member", kv.ErrNotFound, id)
+	}
+	if servers[i].Voter {
+		return nil
+	}
+	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(servers[i].RaftAddr), prevIndex, n.timeout(ctx))
+	if err := changeError(ctx, f, prevIndex, n); err != nil {
+		return fmt.Errorf("promote %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a member (kv.ErrNotFound if it is none), provided
+// the configuration is still the one at prevIndex (ErrConfigurationChanged
+// otherwise, nothing changed); a prevIndex of 0 applies to any
+// configuration. Leader only.
+func (n *Node) RemoveServer(ctx context.Context, id string, prevIndex uint64) error {
 	servers, err := n.Servers()
 	if err != nil {
 		return err
@@ -93,11 +156,39 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if !slices.ContainsFunc(servers, func(s Server) bool { return s.ID == id }) {
 		return fmt.Errorf("%w: %s is not a member", kv.ErrNotFound, id)
 	}
-	err = n.raft.RemoveServer(raft.ServerID(id), 0, n.timeout(ctx)).Error()
-	if err != nil {
-		return fmt.Errorf("remove server %s: %w", id, membershipError(err))
+	f := n.raft.RemoveServer(raft.ServerID(id), prevIndex, n.timeout(ctx))
+	if err := changeError(ctx, f, prevIndex, n); err != nil {
+		return fmt.Errorf("remove server %s: %w", id, err)
 	}
 	return nil
+}
+
+// changeError waits for a configuration change and maps its error. raft
+// gives a change an index only when it appends it, so a failed change
+// without one was not applied: with a prevIndex that is no longer the
+// latest configuration's, that is ErrConfigurationChanged (raft refused it
+// for that reason; its error has no type to tell).
+// It gives up when ctx ends first (kv.ErrOutcomeUnknown: the change may
+// still commit), so that a caller that is closing is never held by a
+// change that waits for a quorum.
+func changeError(ctx context.Context, f raft.IndexFuture, prevIndex uint64, n *Node) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }() // raft answers every future, at the latest on shutdown
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: configuration change: %w", kv.ErrOutcomeUnknown, ctx.Err())
+	}
+	if err == nil {
+		return nil
+	}
+	if prevIndex != 0 && f.Index() == 0 {
+		if _, latest, cerr := n.Configuration(); cerr == nil && latest != prevIndex {
+			return fmt.Errorf("%w: %w", ErrConfigurationChanged, err)
+		}
+	}
+	return membershipError(err)
 }
 
 // TransferLeadership hands leadership to the voter id, or to the voter raft

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,6 +27,10 @@ var (
 	// ErrAlreadyBootstrapped: BootstrapCluster was refused because this node
 	// already has raft state. It is the normal answer on restart.
 	ErrAlreadyBootstrapped = errors.New("raft state exists: already bootstrapped")
+	// ErrConfigurationChanged: a membership change was refused, and
+	// nothing changed, because the configuration is no longer the one it
+	// was meant for (another change came first). Check again and retry.
+	ErrConfigurationChanged = errors.New("raft configuration changed")
 )
 
 // Config is the raft side of a node. ID, DataDir and RaftAddr are required;
@@ -41,7 +44,9 @@ type Config struct {
 	// a free port (see Node.RaftAddr).
 	RaftAddr string
 	// RaftAdvertise is the address peers dial; defaults to the bound address,
-	// which must then not be unspecified (0.0.0.0).
+	// which must then not be unspecified (0.0.0.0). A host name (not an IP)
+	// is kept as a name in the configuration and resolved by each peer at
+	// each dial, so the member is found when the name moves to another IP.
 	RaftAdvertise string
 	// TLS, if set, makes the transport mutual TLS between members
 	// (tls.go); nil is plain TCP.
@@ -235,11 +240,11 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 		return nil, err
 	}
 
-	var advertise net.Addr
-	if cfg.RaftAdvertise != "" {
-		if advertise, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
-			return nil, fmt.Errorf("raftnode: raft advertise address: %w", err)
-		}
+	// An advertised IP goes to raft as it is; a host name stays a name in
+	// the configuration, resolved by each peer at each dial (advertise.go).
+	advertise, err := advertiseAddr(cfg.RaftAdvertise)
+	if err != nil {
+		return nil, err
 	}
 	tc := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}
 	if len(cfg.PeerAddrs) > 0 {
@@ -248,6 +253,12 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if cfg.TLS != nil {
 		var stream *tlsStream
 		if stream, err = newTLSStream(cfg.RaftAddr, advertise, cfg.TLS); err == nil {
+			tc.Stream = stream
+			n.trans = raft.NewNetworkTransportWithConfig(tc)
+		}
+	} else if name, ok := advertise.(hostAddr); ok {
+		var stream *tcpStream
+		if stream, err = newTCPStream(cfg.RaftAddr, name); err == nil {
 			tc.Stream = stream
 			n.trans = raft.NewNetworkTransportWithConfig(tc)
 		}

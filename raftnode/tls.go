@@ -80,8 +80,7 @@ func newTLSStream(bind string, advertise net.Addr, t *TLS) (*tlsStream, error) {
 		return nil, err
 	}
 	s := &tlsStream{ln: tls.NewListener(ln, membersOnly(t.Server)), advertise: advertise, client: membersOnly(t.Client), handshake: defaultHandshakeTimeout}
-	addr, ok := s.Addr().(*net.TCPAddr)
-	if !ok || addr.IP == nil || addr.IP.IsUnspecified() {
+	if !advertisable(s.Addr()) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("raftnode: raft address %s is not advertisable: set RaftAdvertise", s.Addr())
 	}

@@ -32,6 +32,7 @@ Usage:
   raftkv del [flags] KEY            delete KEY, or with --prefix every key under it
   raftkv ls [flags] [PREFIX]        list keys and values
   raftkv cluster [flags]            show the members and the leader
+  raftkv member SUBCOMMAND          ls, add, remove, promote: the members (raftkv member help)
   raftkv txn [flags] [FILE]         apply a transaction read as JSON from FILE or stdin
   raftkv watch [flags] KEY          print the changes to KEY (--prefix: under KEY) until Ctrl-C
   raftkv lease SUBCOMMAND           grant, keepalive, revoke, ls, info: leases (raftkv lease help)
@@ -91,6 +92,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = runList(ctx, args, stdout, stderr)
 	case "cluster":
 		err = runCluster(ctx, args, stdout, stderr)
+	case "member":
+		err = runMember(ctx, args, stdout, stderr)
 	case "txn":
 		err = runTxn(ctx, args, stdin, stdout, stderr)
 	case "watch":

@@ -97,7 +97,7 @@ func TestHelp(t *testing.T) {
 	}
 	var stdout bytes.Buffer
 	_ = run(context.Background(), []string{"help"}, nil, &stdout, io.Discard)
-	for _, cmd := range []string{"serve", "get", "put", "del", "ls", "cluster", "txn", "watch", "lease", "lock", "elect", "recover", "health"} {
+	for _, cmd := range []string{"serve", "get", "put", "del", "ls", "cluster", "member", "txn", "watch", "lease", "lock", "elect", "recover", "health"} {
 		if !strings.Contains(stdout.String(), "raftkv "+cmd) {
 			t.Errorf("help does not mention %q", cmd)
 		}

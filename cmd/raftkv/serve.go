@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,7 @@ new one); a member that joins later presents an admin token from
 type serveFlags struct {
 	id, dataDir, httpAddr, httpAdv, raftAddr, raftAdv, peerAddrs, apiPeerAddrs *string
 	expect                                                                     *int
+	promoteLag                                                                 *uint64
 	join                                                                       *string
 	maxValue                                                                   *int64
 	logLevel, raftLogLevel                                                     *string
@@ -66,13 +68,14 @@ func newServeCommand(stderr io.Writer) (*command, *serveFlags) {
 	f.id = fs.String("id", "", "raft server id of this node, unique and stable (required)")
 	f.dataDir = fs.String("data-dir", "", "directory for raft.db, snapshots/ and kv.db (required)")
 	f.httpAddr = fs.String("http-addr", "127.0.0.1:8001", "address the HTTP API listens on")
-	f.httpAdv = fs.String("http-advertise", "", "HTTP host:port other nodes and redirected clients use (default: --http-addr)")
+	f.httpAdv = fs.String("http-advertise", "", "HTTP host:port other nodes and redirected clients use, a host name resolved at each connection (default: --http-addr)")
 	f.raftAddr = fs.String("raft-addr", "127.0.0.1:9001", "address the raft transport listens on")
-	f.raftAdv = fs.String("raft-advertise", "", "raft host:port peers dial (default: --raft-addr)")
+	f.raftAdv = fs.String("raft-advertise", "", "raft host:port peers dial; a host name is kept as a name and resolved at each dial (default: --raft-addr)")
 	f.peerAddrs = fs.String("raft-peer-addrs", "", "dial overrides for peers' raft transports, as id=host:port,... (proxies in tests; stable DNS names where IPs change, as in deploy/)")
 	f.apiPeerAddrs = fs.String("api-peer-addrs", "", "dial overrides for peers' HTTP APIs, as id=host:port,... (for proxies in tests)")
 	f.expect = fs.Int("bootstrap-expect", 0, "number of voters that form a new cluster together (0: join only; alone with no --join: single node)")
 	f.join = fs.String("join", "", "comma-separated HTTP addresses of other nodes")
+	f.promoteLag = fs.Uint64("promote-lag", raftkv.DefaultPromoteLag, "entries a joining non-voter may be behind the leader and count as caught up; the leader promotes it to voter after "+strconv.Itoa(raftkv.PromoteRounds)+" checks in a row within it")
 	f.maxValue = fs.Int64("max-value-size", 1<<20, "largest value in bytes")
 	f.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	f.raftLogLevel = fs.String("raft-log-level", "warn", "lowest raft log level shown: debug, info, warn, error")
@@ -164,6 +167,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		APIPeerAddrs:    apiPeers,
 		Join:            joinAddrs,
 		BootstrapExpect: *f.expect,
+		PromoteLag:      *f.promoteLag,
 		MaxValueSize:    *f.maxValue,
 		WatchHistory:    *f.watchHistory,
 		MaxWatchers:     *f.maxWatchers,

@@ -96,6 +96,7 @@ func NewCluster(t testing.TB, size int, opts Options) *Cluster {
 
 func (c *Cluster) start(i int, ln net.Listener, expect int) {
 	c.t.Helper()
+	c.mu.Lock()
 	s := c.specs[i]
 	var join []string
 	for j, o := range c.specs {
@@ -103,6 +104,7 @@ func (c *Cluster) start(i int, ln net.Listener, expect int) {
 			join = append(join, o.httpAddr)
 		}
 	}
+	c.mu.Unlock()
 	cfg := raftkv.Config{
 		ID:              s.id,
 		DataDir:         s.dir,
@@ -125,8 +127,8 @@ func (c *Cluster) start(i int, ln net.Listener, expect int) {
 	if err != nil {
 		c.t.Fatalf("open %s: %v", s.id, err)
 	}
-	c.specs[i].raftAddr = n.RaftAddr() // keep the port across restarts
 	c.mu.Lock()
+	c.specs[i].raftAddr = n.RaftAddr() // keep the port across restarts
 	c.nodes[i] = n
 	c.mu.Unlock()
 }
@@ -155,10 +157,21 @@ func (c *Cluster) Node(i int) *raftkv.Node {
 }
 
 // Size is the number of nodes, running or not.
-func (c *Cluster) Size() int { return len(c.specs) }
+func (c *Cluster) Size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.specs)
+}
+
+// spec returns node i's spec; AddNode may grow the list meanwhile.
+func (c *Cluster) spec(i int) spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.specs[i]
+}
 
 // URL is node i's HTTP base URL; it stays the same across restarts.
-func (c *Cluster) URL(i int) string { return c.scheme() + "://" + c.specs[i].httpAddr }
+func (c *Cluster) URL(i int) string { return c.scheme() + "://" + c.spec(i).httpAddr }
 
 func (c *Cluster) scheme() string {
 	if c.PKI != nil {
@@ -168,7 +181,7 @@ func (c *Cluster) scheme() string {
 }
 
 // Dir is node i's data directory.
-func (c *Cluster) Dir(i int) string { return c.specs[i].dir }
+func (c *Cluster) Dir(i int) string { return c.spec(i).dir }
 
 // Stop closes node i, as a clean shutdown would.
 func (c *Cluster) Stop(i int) {
@@ -200,6 +213,55 @@ func (c *Cluster) Restart(i int) {
 	}
 	c.start(i, ln, len(c.specs))
 }
+
+// AddNode starts one more node, with an empty data directory, that joins
+// the running cluster through the other nodes' HTTP addresses (no
+// BootstrapExpect: it never forms a cluster of its own), and returns its
+// index. Its id is "n" and its index + 1. It does not wait for the node to
+// be ready or promoted.
+func (c *Cluster) AddNode() int {
+	c.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatalf("listen: %v", err)
+	}
+	c.mu.Lock()
+	i := len(c.specs)
+	c.specs = append(c.specs, spec{
+		id:       fmt.Sprintf("n%d", i+1),
+		dir:      filepath.Join(c.t.TempDir(), fmt.Sprintf("n%d", i+1)),
+		httpAddr: ln.Addr().String(),
+		raftAddr: "127.0.0.1:0",
+	})
+	c.nodes = append(c.nodes, nil)
+	c.mu.Unlock()
+	c.start(i, ln, 0)
+	return i
+}
+
+// RestartMoved starts a stopped node i again from its data directory on
+// new HTTP and raft addresses (free ports picked now), as a member
+// rescheduled onto another address comes back.
+func (c *Cluster) RestartMoved(i int) {
+	c.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatalf("listen: %v", err)
+	}
+	raftLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatalf("listen: %v", err)
+	}
+	raftAddr := raftLn.Addr().String()
+	_ = raftLn.Close() // free for the node to bind
+	c.mu.Lock()
+	c.specs[i].httpAddr, c.specs[i].raftAddr = ln.Addr().String(), raftAddr
+	c.mu.Unlock()
+	c.start(i, ln, len(c.specs))
+}
+
+// ID is node i's raft server id.
+func (c *Cluster) ID(i int) string { return c.spec(i).id }
 
 // Leader waits for a leader among the running nodes and returns its index.
 func (c *Cluster) Leader() int {
