@@ -228,30 +228,15 @@ func Open(cfg Config) (n *Node, err error) {
 	} else if cfg.HTTPAdvertise != "" {
 		n.apiAddr = cfg.HTTPAdvertise
 	}
-	n.wg.Add(4)
-	go func() {
-		defer n.wg.Done()
-		n.formCluster(ctx)
-	}()
+	// The node's goroutines, each until ctx ends (Close).
+	n.wg.Go(func() { n.formCluster(ctx) })
 	if cfg.ACL != nil {
 		n.wg.Go(func() { n.runACLBootstrap(ctx) })
 	}
-	go func() {
-		defer n.wg.Done()
-		n.claimIdentity(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.promoteNonvoters(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.runLeases(ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		n.followLeadership(ctx)
-	}()
+	n.wg.Go(func() { n.claimIdentity(ctx) })
+	n.wg.Go(func() { n.promoteNonvoters(ctx) })
+	n.wg.Go(func() { n.runLeases(ctx) })
+	n.wg.Go(func() { n.followLeadership(ctx) })
 	return n, nil
 }
 
