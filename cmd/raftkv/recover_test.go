@@ -182,19 +182,27 @@ func TestRecoverAfterQuorumLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info, err := nodes[0].Cluster(ctx)
+	// They join as non-voters; the survivor, leading, promotes them once
+	// they have caught up.
+	err = testkit.Eventually(30*time.Second, func() error {
+		info, err := nodes[0].Cluster(ctx)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, n := range info.Nodes {
+			if n.Suffrage != "voter" {
+				return fmt.Errorf("member %s is a %s", n.ID, n.Suffrage)
+			}
+			ids = append(ids, n.ID)
+		}
+		if got := strings.Join(ids, ","); got != "n3,n4,n5" {
+			return fmt.Errorf("members %s, want n3,n4,n5", got)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	var ids []string
-	for _, n := range info.Nodes {
-		if n.Suffrage != "voter" {
-			t.Errorf("member %s is a %s", n.ID, n.Suffrage)
-		}
-		ids = append(ids, n.ID)
-	}
-	if got := strings.Join(ids, ","); got != "n3,n4,n5" {
-		t.Errorf("members %s, want n3,n4,n5", got)
 	}
 
 	// Every write is on every node: the survivor's digest, and each key
