@@ -198,8 +198,12 @@ func TestACLRights(t *testing.T) {
 			t.Errorf("%s was written by a refused request: %d %s", k, resp.StatusCode, b)
 		}
 	}
-	if resp, b := c.Do(http.MethodGet, c.URL(l)+"/v1/lease/"+lease1, nil, bearer(root)); resp.StatusCode != 200 {
+	if resp, b := c.Do(http.MethodGet, c.URL(l)+"/v1/lease/"+lease1, nil, bearer(root)); resp.StatusCode != 200 || !strings.Contains(string(b), "leased1") {
 		t.Errorf("lease %s after a refused revoke: %d %s", lease1, resp.StatusCode, b)
+	}
+	// A token sees only the attached keys it may read.
+	if resp, b := c.Do(http.MethodGet, c.URL(f)+"/v1/lease/"+lease1, nil, bearer(none)); resp.StatusCode != 200 || strings.Contains(string(b), "leased1") {
+		t.Errorf("lease %s read with a token without rights: %d %s", lease1, resp.StatusCode, b)
 	}
 
 	// Revoke the app token through a follower: within a second of the

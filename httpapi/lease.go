@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -135,6 +136,8 @@ func (h *Handler) getLease(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l, err := h.b.LeaseInfo(r.Context(), id)
+	// A token sees only the attached keys it may read.
+	l.Keys = slices.DeleteFunc(l.Keys, func(k []byte) bool { return allow(r, kv.RightRead, k, false) != nil })
 	answerIndexed(w, err, l.Index, kv.EncodeLease(l, true))
 }
 
