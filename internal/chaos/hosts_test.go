@@ -206,6 +206,7 @@ func (r *round) waitAddressed(id string) {
 	r.t.Helper()
 	ctx := context.Background()
 	n := r.c.Node(id)
+	start := time.Now()
 	err := Poll(ctx, 30*time.Second, func() error {
 		members, err := r.c.Members(ctx)
 		if err != nil {
@@ -226,5 +227,6 @@ func (r *round) waitAddressed(id string) {
 	if err != nil {
 		r.fatalf("%s was not reached at its new address: %v", id, err)
 	}
+	r.logf("%s reached at its new address after %s", id, time.Since(start).Round(time.Millisecond))
 	r.waitReady()
 }
