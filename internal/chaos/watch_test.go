@@ -114,7 +114,10 @@ func (r *round) startWatchers(spec watchSpec) {
 		}
 		rw.nodes = append(rw.nodes, newNodeWatcher(r.c, id, opts, r.rec.Now, r.logf))
 	}
-	if rw.cl, err = client.New(client.Config{Endpoints: urls, HTTPClient: r.c.ClientHTTP()}); err != nil {
+	// The membership tests turn every member over within seconds: the
+	// client re-reads the members every second (as its stream delivers)
+	// to keep up; its watch resumes on members it learned.
+	if rw.cl, err = client.New(client.Config{Endpoints: urls, HTTPClient: r.c.ClientHTTP(), RefreshInterval: time.Second}); err != nil {
 		cancel()
 		r.fatalf("client: %v", err)
 	}
