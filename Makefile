@@ -64,9 +64,10 @@ bench: build
 ## the linearizability check and the watch check (watchers on every node and
 ## through the Go client against the committed history), and the lock check
 ## (TestLockMutualExclusionUnderFaults: fenced writes under faults), and, as root
-## on Linux, the separate-hosts harness (TestHostFaults, TestHostsMembership: a
-## network namespace per node, partitions made by a router namespace; skipped,
-## saying why, elsewhere). A failure prints its seed: CHAOS_SEED=<seed> replays
+## on Linux, the separate-hosts harness (TestHostFaults, TestHostsMembership,
+## TestHostsReaddress: a network namespace per node, partitions made by a
+## router namespace; members added, promoted, removed, replaced and moved
+## during them; skipped, saying why, elsewhere). A failure prints its seed: CHAOS_SEED=<seed> replays
 ## the same choices.
 ## First, the state machine's determinism property (store.TestDeterminism)
 ## on DETERMINISM_SEEDS random logs of DETERMINISM_ENTRIES entries each; a

@@ -84,12 +84,14 @@ type Config struct {
 	// disables retries (each call makes one attempt).
 	MaxAttempts int
 	// RefreshInterval is how often the client re-reads the members' API
-	// addresses (GET /v1/cluster). It also re-reads them after a failed
-	// attempt (at most once a second), and reads them first when a call
-	// comes after none was read; the refresh runs beside the calls, never
-	// delaying them, and Close stops it. The endpoints tried are Endpoints
-	// followed by the members learned, addressed with the scheme of the
-	// endpoint that described them. Zero means DefaultRefreshInterval;
+	// addresses (GET /v1/cluster), when a call starts or a stream (Watch,
+	// ObserveElection) delivers a line: a client that only watches learns
+	// the members that join while it does. It also re-reads them after a
+	// failed attempt (at most once a second), and reads them first when a
+	// call comes after none was read; the refresh runs beside the calls,
+	// never delaying them, and Close stops it. The endpoints tried are
+	// Endpoints followed by the members learned, addressed with the scheme
+	// of the endpoint that described them. Zero means DefaultRefreshInterval;
 	// negative turns discovery off: only Endpoints are used.
 	RefreshInterval time.Duration
 }

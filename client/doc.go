@@ -21,7 +21,9 @@
 //
 // Besides the configured endpoints the client uses every member's API
 // address, read from GET /v1/cluster: on its first call, every
-// Config.RefreshInterval (a minute by default), and after a failed attempt
+// Config.RefreshInterval (a minute by default; checked when a call starts
+// and when a watch or election stream delivers a line, so that a client
+// that only watches learns new members too), and after a failed attempt
 // (at most once a second). The refresh runs in one goroutine beside the
 // calls and never delays them; Close stops it. So a client configured with
 // one node keeps working when that node dies, once it has made one call.

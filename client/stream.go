@@ -99,6 +99,10 @@ func (ch *chain) lines(ctx context.Context, st *stream, idle time.Duration, fn f
 		if !delivered {
 			delivered, ch.lost = true, 0
 		}
+		// A stream can last longer than the members it was opened with:
+		// it keeps the member list as fresh as calls do, so that it can
+		// resume on members that joined while it ran.
+		ch.c.maybeRefresh(false)
 		if lost, err := fn(line); lost != nil || err != nil {
 			return lost, err
 		}

@@ -470,3 +470,81 @@ func TestWatchCompactedOnCluster(t *testing.T) {
 		}
 	}
 }
+
+// A client that only watches keeps its member list fresh: a member that
+// joins while the stream runs is learned, at RefreshInterval, with no
+// other call, so the watch can resume on it even once every member the
+// client knew before is gone (the members turned over while it watched).
+func TestWatchLearnsMembersWhileStreaming(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	cl, err := client.New(client.Config{Endpoints: []string{c.URL(0)}, AttemptTimeout: 2 * time.Second, RefreshInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	writer := newClusterClient(t, c, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	// The stream stays busy (a write every 20 ms), so it is never lost and
+	// never reopened: only the stream itself can have the client refresh.
+	wg.Go(func() {
+		for i := 0; wctx.Err() == nil; i++ {
+			_, _ = writer.Put(wctx, []byte("m/k"), []byte(strconv.Itoa(i)))
+			if sleepCtx(wctx, 20*time.Millisecond) != nil {
+				return
+			}
+		}
+	})
+	events := 0
+	var watchErr error
+	wg.Go(func() {
+		for _, err := range cl.Watch(wctx, kv.WatchOptions{Key: []byte("m/"), Prefix: true}) {
+			if err != nil {
+				watchErr = err
+				return
+			}
+			events++
+		}
+	})
+	if err := testkit.Eventually(10*time.Second, func() error { // the first refresh, when the watch opened
+		if n := len(client.KnownEndpoints(cl)); n != 3 {
+			return fmt.Errorf("%d endpoints: %v", n, client.KnownEndpoints(cl))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	added := c.AddNode()
+	if err := testkit.Eventually(20*time.Second, func() error {
+		if eps := client.KnownEndpoints(cl); !slices.Contains(eps, c.URL(added)) {
+			return fmt.Errorf("the watching client knows %v, not the new member %s", eps, c.URL(added))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	wg.Wait()
+	if watchErr != nil && !errors.Is(watchErr, context.Canceled) {
+		t.Fatalf("watch: %v", watchErr)
+	}
+	if events == 0 {
+		t.Fatal("the watch delivered nothing")
+	}
+}
+
+// sleepCtx waits d or until ctx ends (then it returns ctx's error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C: // the pause between two writes
+		return nil
+	}
+}

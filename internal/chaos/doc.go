@@ -57,8 +57,12 @@
 // index through the last index it reached (CheckStream): no gap, no
 // duplicate, no index going back, identical events. A watcher that ends
 // with compacted fails the round: the harness keeps the history of the
-// whole run (--watch-history), so that is a finding. The comparisons are
-// pure functions over recorded streams (watchcheck.go), tested on their own.
+// whole run (--watch-history), so that is a finding. A node that joins
+// during a round gets a watcher of its own from index 1 once it is ready;
+// the watchers of a node that leaves are retired (WatchStream.Retired):
+// what they delivered is checked, but not that they reached the end. The
+// comparisons are pure functions over recorded streams (watchcheck.go),
+// tested on their own.
 //
 // # Hosts
 //
@@ -71,7 +75,9 @@
 // every host routes through, so packets are lost in between, silently,
 // raft and the members' HTTP alike (the clients' namespace is never cut).
 // AddNode, ForgetNode and Move add a host that joins through --join,
-// delete one, and give a stopped one a new address. Nodes are started from
+// delete one, and give a stopped one a new address; the membership tests
+// drive them with the HTTP API's membership routes (remove, promote)
+// under the same workload and checks. Nodes are started from
 // one OS thread that lives as long as the Cluster: on Linux they carry
 // Pdeathsig, which the kernel sends when the forking thread ends, and the
 // namespace dials end the threads they run on.

@@ -128,14 +128,19 @@ func (c *Cluster) AddNode(ctx context.Context, id string) error {
 	if c.net == nil {
 		return errors.New("chaos: AddNode needs Hosts mode")
 	}
-	c.mu.Lock()
-	exists := slices.ContainsFunc(slices.Concat(c.nodes, c.gone), func(n *Node) bool { return n.ID == id })
-	c.mu.Unlock()
-	if exists {
+	if c.Known(id) {
 		return fmt.Errorf("chaos: node %s exists", id)
 	}
 	_, err := c.addHost(ctx, id, true)
 	return err
+}
+
+// Known reports whether id names a node of the cluster, running or not,
+// forgotten or not.
+func (c *Cluster) Known(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.ContainsFunc(slices.Concat(c.nodes, c.gone), func(n *Node) bool { return n.ID == id })
 }
 
 // ForgetNode SIGKILLs the node, deletes its host and forgets it: IDs and

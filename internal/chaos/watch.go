@@ -272,11 +272,22 @@ func (w *nodeWatcher) end(err error) {
 	w.logf("watch %s ended: %v", w.s.Name, err)
 }
 
-// reached is the highest index delivered, and whether the watch ended.
+// reached is the highest index delivered, and whether the watch ended
+// (or was retired).
 func (w *nodeWatcher) reached() (uint64, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.s.Reached(), w.s.End != nil
+	return w.s.Reached(), w.s.End != nil || w.s.Retired
+}
+
+// retire marks the watch as stopped on purpose because its node left the
+// cluster (the caller ends its context): its record is checked as far as
+// it got, and nobody waits for it to reach the end of the history.
+func (w *nodeWatcher) retire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.s.Retired = true
+	w.s.Name += " [retired: its node left]"
 }
 
 // stream returns a copy of the record.

@@ -58,9 +58,11 @@ type watchSpec struct {
 type roundWatches struct {
 	spec    watchSpec
 	start   uint64
+	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	nodes   []*nodeWatcher
+	stops   map[*nodeWatcher]context.CancelFunc // each node watcher's own end
 	clients []*clientWatcher
 	cl      *client.Client
 	once    sync.Once
@@ -99,7 +101,7 @@ func (r *round) startWatchers(spec watchSpec) {
 		r.fatalf("watchers: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rw := &roundWatches{spec: spec, start: d.AppliedIndex + 1, cancel: cancel}
+	rw := &roundWatches{spec: spec, start: d.AppliedIndex + 1, ctx: ctx, cancel: cancel, stops: map[*nodeWatcher]context.CancelFunc{}}
 	var urls []string
 	for i, id := range r.c.IDs() {
 		urls = append(urls, r.c.URL(id))
@@ -112,7 +114,10 @@ func (r *round) startWatchers(spec watchSpec) {
 		}
 		rw.nodes = append(rw.nodes, newNodeWatcher(r.c, id, opts, r.rec.Now, r.logf))
 	}
-	if rw.cl, err = client.New(client.Config{Endpoints: urls, HTTPClient: r.c.ClientHTTP()}); err != nil {
+	// The membership tests turn every member over within seconds: the
+	// client re-reads the members every second (as its stream delivers)
+	// to keep up; its watch resumes on members it learned.
+	if rw.cl, err = client.New(client.Config{Endpoints: urls, HTTPClient: r.c.ClientHTTP(), RefreshInterval: time.Second}); err != nil {
 		cancel()
 		r.fatalf("client: %v", err)
 	}
@@ -127,11 +132,7 @@ func (r *round) startWatchers(spec watchSpec) {
 		rw.clients = append(rw.clients, newClientWatcher(rw.cl, opts, r.logf))
 	}
 	for _, w := range rw.nodes {
-		rw.wg.Add(1)
-		go func() {
-			defer rw.wg.Done()
-			w.run(ctx)
-		}()
+		rw.run(w)
 	}
 	for _, w := range rw.clients {
 		rw.wg.Add(1)
@@ -147,6 +148,51 @@ func (r *round) startWatchers(spec watchSpec) {
 		names = append(names, s.Name)
 	}
 	r.logf("watchers (start index %d): %s", rw.start, strings.Join(names, "; "))
+}
+
+// run runs a node watcher until the round's watchers stop or it is
+// retired.
+func (rw *roundWatches) run(w *nodeWatcher) {
+	ctx, cancel := context.WithCancel(rw.ctx)
+	rw.stops[w] = cancel
+	rw.wg.Add(1)
+	go func() {
+		defer rw.wg.Done()
+		defer cancel()
+		w.run(ctx)
+	}()
+}
+
+// watchNode starts a watcher over HTTP on a node that joined during the
+// round, from index 1 with previous records: the history it received by
+// snapshot and log must be the committed one too. Call it once the node
+// is ready.
+func (r *round) watchNode(id string) {
+	r.t.Helper()
+	if r.watch == nil {
+		return
+	}
+	rw := r.watch
+	w := newNodeWatcher(r.c, id, kv.WatchOptions{Key: []byte(rw.spec.prefix), Prefix: true, FromIndex: 1, PrevValue: true}, r.rec.Now, r.logf)
+	rw.nodes = append(rw.nodes, w)
+	rw.run(w)
+	r.logf("watcher added: %s", w.stream().Name)
+}
+
+// unwatchNode stops the watchers over HTTP on a node that leaves the
+// cluster (removed, its host deleted): what they received is still
+// checked, as far as they got.
+func (r *round) unwatchNode(id string) {
+	if r.watch == nil {
+		return
+	}
+	for _, w := range r.watch.nodes {
+		if w.node == id {
+			w.retire()
+			r.watch.stops[w]()
+			r.logf("watcher retired: %s", w.stream().Name)
+		}
+	}
 }
 
 // checkWatches is the watch check, once the clients have stopped: every

@@ -78,13 +78,14 @@ func TestCheckStream(t *testing.T) {
 		return slices.DeleteFunc(slices.Clone(rs), func(r kv.WatchResponse) bool { return r.Index == idx })
 	}
 	tests := []struct {
-		name  string
-		opts  kv.WatchOptions
-		resps func() []kv.WatchResponse
-		end   error
-		allow bool
-		opens []StreamOpen
-		want  string // "" passes; else a piece of the error
+		name    string
+		opts    kv.WatchOptions
+		resps   func() []kv.WatchResponse
+		end     error
+		allow   bool
+		retired bool
+		opens   []StreamOpen
+		want    string // "" passes; else a piece of the error
 	}{
 		{name: "exact", opts: prefixW, resps: func() []kv.WatchResponse { return exact(prefixW) }},
 		{name: "exact with progress", opts: prefixW, resps: func() []kv.WatchResponse {
@@ -106,6 +107,12 @@ func TestCheckStream(t *testing.T) {
 		}},
 		{name: "missing tail", opts: prefixW, want: "never caught up", resps: func() []kv.WatchResponse {
 			return exact(prefixW)[:3]
+		}},
+		{name: "missing tail of a retired watcher", opts: prefixW, retired: true, resps: func() []kv.WatchResponse {
+			return exact(prefixW)[:3]
+		}},
+		{name: "gap in a retired watcher", opts: prefixW, retired: true, want: "gap: index 5 is missing", resps: func() []kv.WatchResponse {
+			return without(exact(prefixW)[:3], 5)
 		}},
 		{name: "duplicate", opts: prefixW, want: "index 5 was delivered twice", resps: func() []kv.WatchResponse {
 			rs := exact(prefixW)
@@ -174,7 +181,7 @@ func TestCheckStream(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &WatchStream{Name: "w", Opts: tc.opts, Responses: tc.resps(), End: tc.end, AllowCompacted: tc.allow, Opens: tc.opens}
+			s := &WatchStream{Name: "w", Opts: tc.opts, Responses: tc.resps(), End: tc.end, AllowCompacted: tc.allow, Retired: tc.retired, Opens: tc.opens}
 			err := CheckStream(h, s)
 			switch {
 			case tc.want == "" && err != nil:
