@@ -33,15 +33,7 @@ func cliRun(ctx context.Context, args ...string) (stdout, stderr string, code in
 func TestRecoverAfterQuorumLost(t *testing.T) {
 	c := testkit.NewCluster(t, 3, testkit.Options{})
 	const survivor = 2 // n3
-	var endpoints []string
-	for i := range c.Size() {
-		endpoints = append(endpoints, c.URL(i))
-	}
-	cl, err := client.New(client.Config{Endpoints: endpoints})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	cl := clusterClient(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 
@@ -184,7 +176,7 @@ func TestRecoverAfterQuorumLost(t *testing.T) {
 	}
 	// They join as non-voters; the survivor, leading, promotes them once
 	// they have caught up.
-	err = testkit.Eventually(30*time.Second, func() error {
+	err := testkit.Eventually(30*time.Second, func() error {
 		info, err := nodes[0].Cluster(ctx)
 		if err != nil {
 			return err

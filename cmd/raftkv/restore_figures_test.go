@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/internal/testkit"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -35,15 +34,7 @@ func TestRestoreFigures(t *testing.T) {
 		t.Skip("set RAFTKV_RESTORE_FIGURES_KEYS to the number of keys to measure with")
 	}
 	c := testkit.NewCluster(t, 3, testkit.Options{})
-	var endpoints []string
-	for i := range c.Size() {
-		endpoints = append(endpoints, c.URL(i))
-	}
-	cl, err := client.New(client.Config{Endpoints: endpoints})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	cl := clusterClient(t, c)
 	ctx := context.Background()
 
 	start := time.Now()

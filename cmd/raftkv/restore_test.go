@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,91 +68,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 // old cluster refuse each other's members.
 func TestSnapshotRestoreOnCluster(t *testing.T) {
 	c := testkit.NewCluster(t, 3, testkit.Options{})
-	var endpoints []string
-	for i := range c.Size() {
-		endpoints = append(endpoints, c.URL(i))
-	}
-	cl, err := client.New(client.Config{Endpoints: endpoints})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	cl := clusterClient(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-
-	var (
-		mu     sync.Mutex
-		writes []write
-	)
-	put := func(key, value string) error {
-		res, err := cl.Put(ctx, []byte(key), []byte(value))
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		writes = append(writes, write{key, value, res.ModIndex})
-		mu.Unlock()
-		return nil
-	}
-	for i := range 200 {
-		if err := put(fmt.Sprintf("pre/%04d", i), strings.Repeat("v", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	for g := range 3 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := put(fmt.Sprintf("w/%d/%06d", g, i), strconv.Itoa(i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopWriters)
-	if err := testkit.Eventually(10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(writes) < 300 {
-			return fmt.Errorf("%d writes acknowledged", len(writes))
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	load := startWriteLoad(ctx, t, cl, 200, 3, 300)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "backup.snap")
 	saved := snapshotCLI(t, "snapshot", "save", "--addr="+c.URL(c.Follower()), "--json", file)
-	stopWriters()
-	select {
-	case err := <-errs:
-		t.Fatalf("a writer failed: %v", err)
-	default:
-	}
+	load.Stop(t)
 	oldID := saved.ClusterID
 	if oldID == "" {
 		t.Fatal("the backup names no cluster")
 	}
-	mu.Lock()
-	want := map[string]string{}
-	after := 0
-	for _, w := range writes {
-		if w.index <= saved.Index {
-			want[w.key] = w.value
-		} else {
-			after++
-		}
-	}
-	mu.Unlock()
+	want, after := load.split(saved.Index)
 	t.Logf("snapshot at index %d: %d keys; %d writes after it", saved.Index, saved.Keys, after)
 
 	// Three members of the new cluster, restored from the file.

@@ -25,14 +25,9 @@ type write struct {
 	index      uint64
 }
 
-// raftkv snapshot save from a follower of a real three-node cluster, with
-// writes running during the save, then raftkv snapshot inspect: the file
-// verifies, holds exactly the writes at or below its index (and every
-// write acknowledged before the save began), and its digest is the one
-// the cluster's nodes report for that index.
-func TestSnapshotSaveInspectOnCluster(t *testing.T) {
-	c := testkit.NewCluster(t, 3, testkit.Options{})
-	follower := c.Follower()
+// clusterClient is a client for every node of c, closed when the test ends.
+func clusterClient(t *testing.T, c *testkit.Cluster) *client.Client {
+	t.Helper()
 	var endpoints []string
 	for i := range c.Size() {
 		endpoints = append(endpoints, c.URL(i))
@@ -42,78 +37,129 @@ func TestSnapshotSaveInspectOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
+	return cl
+}
 
-	var (
-		mu     sync.Mutex
-		writes []write
-	)
-	put := func(key, value string) error {
-		res, err := cl.Put(ctx, []byte(key), []byte(value))
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		writes = append(writes, write{key, value, res.ModIndex})
-		mu.Unlock()
-		return nil
-	}
-	for i := range 300 {
-		if err := put(fmt.Sprintf("pre/%04d", i), strings.Repeat("v", i)); err != nil {
+// writeLoad is a write workload on a cluster: pre keys written first
+// (pre/NNNN), then writers putting w/<writer>/<n> until Stop, every
+// acknowledged write recorded with its index.
+type writeLoad struct {
+	cl   *client.Client
+	mu   sync.Mutex
+	acks []write
+	errs chan error
+	stop func()
+}
+
+// startWriteLoad writes pre keys, starts writers, and returns once at
+// least atLeast writes are acknowledged; the writers stop at Stop or when
+// the test ends.
+func startWriteLoad(ctx context.Context, t *testing.T, cl *client.Client, pre, writers, atLeast int) *writeLoad {
+	t.Helper()
+	l := &writeLoad{cl: cl, errs: make(chan error, writers)}
+	for i := range pre {
+		if err := l.put(ctx, fmt.Sprintf("pre/%04d", i), strings.Repeat("v", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-
-	// Writers run until the save and the inspection are over.
-	stop := make(chan struct{})
+	done := make(chan struct{})
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for g := range 4 {
+	for g := range writers {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
-				case <-stop:
+				case <-done:
 					return
 				default:
 				}
-				if err := put(fmt.Sprintf("w/%d/%06d", g, i), fmt.Sprint(i)); err != nil {
-					errs <- err
+				if err := l.put(ctx, fmt.Sprintf("w/%d/%06d", g, i), fmt.Sprint(i)); err != nil {
+					l.errs <- err
 					return
 				}
 			}
 		})
 	}
-	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopWriters)
-	// Some writes land before the save starts; the barrier must cover them.
+	l.stop = sync.OnceFunc(func() { close(done); wg.Wait() })
+	t.Cleanup(l.stop)
 	if err := testkit.Eventually(10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(writes) < 400 {
-			return fmt.Errorf("%d writes acknowledged", len(writes))
+		if n := len(l.writes()); n < atLeast {
+			return fmt.Errorf("%d writes acknowledged", n)
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
+	return l
+}
+
+func (l *writeLoad) put(ctx context.Context, key, value string) error {
+	res, err := l.cl.Put(ctx, []byte(key), []byte(value))
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.acks = append(l.acks, write{key, value, res.ModIndex})
+	l.mu.Unlock()
+	return nil
+}
+
+// writes is a copy of the writes acknowledged so far.
+func (l *writeLoad) writes() []write {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]write(nil), l.acks...)
+}
+
+// Stop stops the writers and fails the test if one of them failed.
+func (l *writeLoad) Stop(t *testing.T) {
+	t.Helper()
+	l.stop()
+	select {
+	case err := <-l.errs:
+		t.Fatalf("a writer failed: %v", err)
+	default:
+	}
+}
+
+// split is what a snapshot at index holds of the writes (the last value
+// of each key written at or below it), and how many came after it.
+func (l *writeLoad) split(index uint64) (want map[string]string, after int) {
+	want = map[string]string{}
+	for _, w := range l.writes() {
+		if w.index <= index {
+			want[w.key] = w.value
+		} else {
+			after++
+		}
+	}
+	return want, after
+}
+
+// raftkv snapshot save from a follower of a real three-node cluster, with
+// writes running during the save, then raftkv snapshot inspect: the file
+// verifies, holds exactly the writes at or below its index (and every
+// write acknowledged before the save began), and its digest is the one
+// the cluster's nodes report for that index.
+func TestSnapshotSaveInspectOnCluster(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	follower := c.Follower()
+	cl := clusterClient(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+
+	// Writers run until the save and the inspection are over; some writes
+	// land before the save starts, and the barrier must cover them.
+	load := startWriteLoad(ctx, t, cl, 300, 4, 400)
 	var ackedBefore uint64
-	for _, w := range writes {
+	for _, w := range load.writes() {
 		ackedBefore = max(ackedBefore, w.index)
 	}
-	mu.Unlock()
 
 	dir := t.TempDir()
 	file := filepath.Join(dir, "backup.snap")
 	addr := "--addr=" + c.URL(follower)
 	saved := snapshotCLI(t, "snapshot", "save", addr, "--json", file)
-	stopWriters()
-	select {
-	case err := <-errs:
-		t.Fatalf("a writer failed: %v", err)
-	default:
-	}
+	load.Stop(t)
 	if _, err := os.Stat(file + ".part"); !os.IsNotExist(err) {
 		t.Errorf("FILE.part left behind: %v", err)
 	}
@@ -143,15 +189,7 @@ func TestSnapshotSaveInspectOnCluster(t *testing.T) {
 	if err := scratch.Restore(f); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{}
-	after := 0
-	for _, w := range writes {
-		if w.index <= saved.Index {
-			want[w.key] = w.value
-		} else {
-			after++
-		}
-	}
+	want, after := load.split(saved.Index)
 	if after == 0 {
 		t.Log("no write landed after the snapshot's index: the writers were slow")
 	}
