@@ -35,8 +35,10 @@
 #                             a follower and time it until it serves a
 #                             linearizable read (with BENCH_KEYS=1000000:
 #                             the 1M-key targets)
-#   BENCH_PROFILE=FILE        afterwards, take a 5 s CPU profile of the
-#                             leader under wrk put at 64 connections
+#   BENCH_PROFILE=PREFIX      afterwards, take 5 s CPU profiles of all three
+#                             nodes at once under wrk put at each of
+#                             BENCH_PROFILE_CONNECTIONS ("64 256"), into
+#                             PREFIX.nI.cC.pprof, with each node's CPU
 #   BENCH_NODE_FLAGS=""       extra raftkv serve flags for every node, e.g.
 #                             "--watch-history 0"
 #   BENCH_WATCH=1             afterwards, the watch phase (below); "only":
@@ -681,31 +683,44 @@ echo "ceiling: the same client, connections and request shape against raftkv ben
 if [ -n "$profile" ]; then
 	leader=$(curl -fsS "http://${node_addrs[0]}/v1/cluster" | sed -n 's/.*"leader_api":"\([^"]*\)".*/\1/p')
 	[ -n "$leader" ] || die "no leader to profile"
-	echo "bench: profiling the leader $leader for 5s under wrk put at 64 connections" >&2
-	run_wrk put 64 8 "${nodes[@]}" >"$work/profile.load" &
-	load=$!
-	sleep 1
-	read -r busy0 total0 < <(cpu_ticks)
-	node_t0=()
-	for i in 0 1 2; do node_t0+=("$(proc_ticks "${pids[$i]}")"); done
-	curl -fsS -o "$profile" "http://$leader/debug/pprof/profile?seconds=5" || die "profile failed"
-	read -r busy1 total1 < <(cpu_ticks)
-	usage="CPU in that window: machine $(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) -v n="$(nproc)" \
-		'BEGIN { printf "%.0f%% of %d CPUs busy", 100 * b / t, n }')"
 	hz=$(getconf CLK_TCK)
-	for i in 0 1 2; do
-		role=follower
-		[ "${node_addrs[$i]}" = "$leader" ] && role=leader
-		usage+=", n$((i + 1)) ($role) $(awk -v d=$(($(proc_ticks "${pids[$i]}") - node_t0[i])) -v hz="$hz" \
-			'BEGIN { printf "%.0f%%", 100 * d / hz / 5 }') of one CPU"
-	done
-	wait "$load" || true
-	read -r pops pp50 pp99 perrs <"$work/profile.load"
 	echo
-	echo "CPU profile of the leader ($leader) for 5s under wrk put at 64 connections: $profile"
-	echo "load while profiled: $pops ops/s, p50 ${pp50}ms, p99 ${pp99}ms, $perrs errors"
-	echo "$usage"
-	echo "read it with: go tool pprof -top $bin $profile"
+	for c in ${BENCH_PROFILE_CONNECTIONS:-64 256}; do
+		echo "bench: profiling the three nodes for 5s under wrk put at $c connections" >&2
+		run_wrk put "$c" 8 "${nodes[@]}" >"$work/profile.load" &
+		load=$!
+		sleep 1
+		read -r busy0 total0 < <(cpu_ticks)
+		node_t0=()
+		ppids=()
+		for i in 0 1 2; do
+			node_t0+=("$(proc_ticks "${pids[$i]}")")
+			curl -fsS -o "$profile.n$((i + 1)).c$c.pprof" "http://${node_addrs[$i]}/debug/pprof/profile?seconds=5" &
+			ppids+=($!)
+		done
+		for p in "${ppids[@]}"; do wait "$p" || die "profile failed"; done
+		read -r busy1 total1 < <(cpu_ticks)
+		node_d=()
+		for i in 0 1 2; do node_d+=($(($(proc_ticks "${pids[$i]}") - node_t0[i]))); done
+		usage="machine $(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) -v n="$(nproc)" \
+			'BEGIN { printf "%.0f%% of %d CPUs busy", 100 * b / t, n }')"
+		files=""
+		for i in 0 1 2; do
+			role=follower
+			[ "${node_addrs[$i]}" = "$leader" ] && role=leader
+			usage+=", n$((i + 1)) ($role) $(awk -v d="${node_d[$i]}" -v hz="$hz" \
+				'BEGIN { printf "%.0f%%", 100 * d / hz / 5 }') of one CPU"
+			files+=" $profile.n$((i + 1)).c$c.pprof"
+		done
+		wait "$load" || true
+		read -r pops pp50 pp99 perrs <"$work/profile.load"
+		echo "CPU profiles of the three nodes for 5s under wrk put at $c connections:$files"
+		echo "  load while profiled: $pops ops/s, p50 ${pp50}ms, p99 ${pp99}ms, $perrs errors"
+		echo "  CPU in that window: $usage"
+		echo "  nodes' CPU per put: $(awk -v d=$((node_d[0] + node_d[1] + node_d[2])) -v hz="$hz" -v ops="$pops" \
+			'BEGIN { if (ops > 0) printf "%.0f us", 1e6 * d / hz / (ops * 5); else print "-" }') (all three, over the 5 s window)"
+	done
+	echo "read them with: go tool pprof -top $bin FILE (one node), or -top $bin FILE FILE FILE (the cluster)"
 fi
 if [ -n "$restart" ]; then
 	heap() { curl -fsS "http://$1/metrics" | awk '/^go_memstats_heap_inuse_bytes / { printf "%.0f", $2 }'; }
