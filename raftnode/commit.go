@@ -24,16 +24,23 @@ import (
 // (writeq.Config.InOrder: raft completes them in that order anyway, and
 // freeing their slots back to back lets the next entries reach raft
 // together, to share its disk writes and the state machine's commits). At
-// most maxInflight entries are in raft at once; while they are, new writes
-// queue up and form the next, larger, entry.
+// most maxInflight rounds are in raft at once; while they are, new writes
+// queue up and form the next, larger, round. A round is as many entries as
+// the queue holds when a slot frees (up to perRound): with writes spread
+// over many keys that is one entry, but writers of a few hot keys fill an
+// entry per distinct-key run, and those entries reach raft's leader loop
+// together (raft.Config.BatchApplyCh buffers its apply channel), so they
+// share one log write, one replication message and one state machine
+// batch instead of each waiting for a slot of its own.
 type committer = writeq.Queue[*store.Command, *store.Result]
 
-func newCommitter(n *Node, maxBatch, maxBytes, maxInflight int) *committer {
+func newCommitter(n *Node, maxBatch, maxBytes, maxInflight, perRound int) *committer {
 	return writeq.New(writeq.Config[*store.Command, *store.Result]{
 		Where:       "raft",
 		MaxBatch:    maxBatch,
 		MaxBytes:    maxBytes,
 		MaxInflight: maxInflight,
+		PerRound:    perRound,
 		Size:        (*store.Command).Size,
 		Split:       splitEntry,
 		Send:        n.sendEntry,
@@ -64,9 +71,12 @@ func splitEntry(entry []*store.Command, next *store.Command) writeq.Fit {
 }
 
 // sendEntry hands one entry to raft (on the queue's gatherer, in order) and
-// returns the wait for its future. Raft answers every future, also on
-// shutdown, so the wait needs no context of its own: Node.Close shuts raft
-// down before it closes the committer.
+// returns the wait for its future. A running raft answers every future it
+// was handed, including those still in its buffered apply channel when
+// leadership ends (ErrNotLeader), so the wait needs no context of its own:
+// Node.Close closes the committer, which waits for the entries in flight,
+// before it shuts raft down (a future still buffered at shutdown would
+// never be answered).
 func (n *Node) sendEntry(_ context.Context, _ []context.Context, cmds []*store.Command) writeq.Wait[*store.Result] {
 	f := n.raft.Apply(store.EncodeEntry(nil, cmds), n.cfg.ApplyTimeout)
 	return func() ([]writeq.Outcome[*store.Result], error) {

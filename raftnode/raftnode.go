@@ -277,6 +277,14 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.CommitTimeout = cfg.CommitTimeout
+	// A round of group-commit entries (commit.go) is handed to raft one
+	// Apply after another; with the apply channel buffered (to
+	// MaxAppendEntries) they wait there together, and the leader loop
+	// takes them all into one log write. Apply's enqueue timeout no longer
+	// bounds the wait, but the caller's context does (writeq), and raft
+	// answers every future, also those still buffered when leadership ends
+	// (ErrNotLeader: never appended).
+	rc.BatchApplyCh = true
 	// kv.db outlives a restart (store.Open discards it only when it cannot
 	// be trusted) and records its own applied index, so raft need not
 	// rebuild it from the newest snapshot on every start (catchUpFromSnapshot
@@ -317,7 +325,7 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	ok = true
 
 	if cfg.MaxBatch > 1 {
-		n.commit = newCommitter(n, cfg.MaxBatch, 4<<20, cfg.MaxInflight)
+		n.commit = newCommitter(n, cfg.MaxBatch, 4<<20, cfg.MaxInflight, cfg.MaxAppendEntries)
 	}
 	n.startLeadershipWatch()
 	events, _ := n.SubscribeLeadership() // ends with the watcher, at Close
@@ -578,10 +586,15 @@ func (n *Node) Snapshot() error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.shutdownCh)
-		err := n.raft.Shutdown().Error()
+		// The committer closes first, while raft still runs: writes still
+		// queued fail as never applied, and the entries already handed to
+		// raft get their answer from it (applied, or leadership lost). In
+		// the other order an entry still in raft's buffered apply channel
+		// when raft shut down would never be answered (commit.go).
 		if n.commit != nil {
 			n.commit.Close()
 		}
+		err := n.raft.Shutdown().Error()
 		n.wg.Wait()
 		err = errors.Join(err, n.trans.Close(), n.logs.Close())
 		if err != nil {

@@ -92,11 +92,13 @@ bin=${RAFTKV_BIN:-bin/raftkv}
 dur=${BENCH_DURATION:-5}
 ceil_dur=${BENCH_CEILING_DURATION:-3}
 conns_list=${BENCH_CONNECTIONS:-"1 16 64 256"}
-workloads=" ${BENCH_WORKLOADS:-put get get-stale mixed txn} "
+workloads=" ${BENCH_WORKLOADS:-put get get-stale mixed txn put-hot} "
 tools=" ${BENCH_TOOLS:-wrk raftkv-bench} "
 value_size=${BENCH_VALUE_SIZE:-256}
 keys=${BENCH_KEYS:-10000}
 base=${BENCH_PORT_BASE:-18000}
+hot_keys=${BENCH_HOT_KEYS:-10}
+hot_conns=${BENCH_HOT_CONNECTIONS:-256}
 profile=${BENCH_PROFILE:-}
 restart=${BENCH_RESTART:-}
 watch=${BENCH_WATCH:-}
@@ -241,7 +243,7 @@ run_wrk() {
 	if [ "$conns" -lt "$n" ]; then
 		local per=$(((secs + n - 1) / n))
 		for j in "${!urls[@]}"; do
-			BENCH_WRK_OUT="$work/wrk.$j" BENCH_SEED=$RANDOM BENCH_KEYS=$keys BENCH_VALUE_SIZE=$value_size \
+			BENCH_WRK_OUT="$work/wrk.$j" BENCH_SEED=$RANDOM BENCH_KEYS=${wrk_keys:-$keys} BENCH_VALUE_SIZE=$value_size \
 				wrk -t1 -c"$conns" -d"${per}s" --timeout 10s -s "scripts/bench/$script.lua" "${urls[$j]}" \
 				>"$work/wrk.$j.log" 2>&1 || { cat "$work/wrk.$j.log" >&2; die "wrk failed"; }
 			outs+=("$work/wrk.$j")
@@ -251,7 +253,7 @@ run_wrk() {
 	fi
 	for j in "${!urls[@]}"; do
 		c=$((conns / n + (j < conns % n ? 1 : 0)))
-		BENCH_WRK_OUT="$work/wrk.$j" BENCH_SEED=$RANDOM BENCH_KEYS=$keys BENCH_VALUE_SIZE=$value_size \
+		BENCH_WRK_OUT="$work/wrk.$j" BENCH_SEED=$RANDOM BENCH_KEYS=${wrk_keys:-$keys} BENCH_VALUE_SIZE=$value_size \
 			wrk -t1 -c"$c" -d"${secs}s" --timeout 10s -s "scripts/bench/$script.lua" "${urls[$j]}" \
 			>"$work/wrk.$j.log" 2>&1 &
 		wpids+=($!)
@@ -592,6 +594,7 @@ want() {
 	[[ $tools == *" $1 "* ]] || return 1
 	case $2 in
 	get) [[ $workloads == *" get "* || $workloads == *" get-stale "* ]] ;;
+	put) [[ $workloads == *" put "* || $workloads == *" put-hot "* ]] ;;
 	*) [[ $workloads == *" $2 "* ]] ;;
 	esac
 }
@@ -603,7 +606,13 @@ cell() {
 	echo "bench: $target $tool $wl at $c connections" >&2
 	case "$target.$tool" in
 	ceiling.wrk) line=$(run_wrk "$wl" "$c" "$ceil_dur" "${nulls[@]}") ;;
-	store.wrk) line=$(run_wrk "$wl" "$c" "$dur" "${nodes[@]}") ;;
+	store.wrk)
+		if [ "$wl" = put-hot ]; then
+			line=$(wrk_keys=$hot_keys run_wrk put "$c" "$dur" "${nodes[@]}")
+		else
+			line=$(run_wrk "$wl" "$c" "$dur" "${nodes[@]}")
+		fi
+		;;
 	ceiling.raftkv-bench) line=$(run_rb "$wl" "$c" "$ceil_dur" "http://$null_addr") ;;
 	store.raftkv-bench) line=$(run_rb "$wl" "$c" "$dur" "$addrs") ;;
 	esac
@@ -633,6 +642,17 @@ for c in $conns_list; do
 	for wl in put get mixed; do cell ceiling raftkv-bench "$wl" "$c"; done
 	for wl in put get get-stale mixed; do cell store raftkv-bench "$wl" "$c"; done
 done
+# Hot keys: wrk put over only BENCH_HOT_KEYS keys at BENCH_HOT_CONNECTIONS,
+# against put's ceiling at the same connections (and spread put's rate).
+if want wrk put-hot; then
+	[ -f "$work/res.ceiling.wrk.put.$hot_conns" ] || cell ceiling wrk put "$hot_conns"
+	[ -f "$work/res.store.wrk.put.$hot_conns" ] || cell store wrk put "$hot_conns"
+	cell store wrk put-hot "$hot_conns"
+fi
+# One durable write on this machine: synced 4 KiB overwrites in the nodes'
+# file system, for the one-client target below.
+"$bin" bench --fsync "$work" --duration 2s --json >"$work/fsync.json" ||
+	{ echo "bench: raftkv bench --fsync failed: no one-client target" >&2; rm -f "$work/fsync.json"; }
 # txn runs once, at 16 connections; a server without POST /v1/txn makes
 # raftkv bench refuse it, and the table says so.
 if want raftkv-bench txn; then
@@ -671,6 +691,7 @@ for r in "wrk put put" "raftkv-bench put put" "wrk get get" "raftkv-bench get ge
 		row $r "$c"
 	done
 done
+[ -f "$work/res.store.wrk.put-hot.$hot_conns" ] && row wrk put-hot put "$hot_conns"
 if [ -f "$work/res.store.raftkv-bench.txn.16" ]; then
 	row raftkv-bench txn txn 16
 elif want raftkv-bench txn; then
@@ -679,6 +700,47 @@ fi
 echo
 echo "ops/s counts 2xx answers only; errors are every other answer or failed request."
 echo "ceiling: the same client, connections and request shape against raftkv bench --serve-null."
+if want wrk put-hot; then
+	echo "put-hot: wrk put over only $hot_keys keys (every writer on the same few keys)."
+fi
+
+# --- the targets ------------------------------------------------------------------
+# Each as a ratio measured in this run, so that machines and days compare
+# (docs/performance.md, "Against the targets").
+# frac TOOL WORKLOAD SHAPE CONNS: the store's ops/s over its ceiling, or "".
+frac() {
+	local ops cops
+	[ -f "$work/res.store.$1.$2.$4" ] && [ -f "$work/res.ceiling.$1.$3.$4" ] || return 0
+	read -r ops _ <"$work/res.store.$1.$2.$4"
+	read -r cops _ <"$work/res.ceiling.$1.$3.$4"
+	awk -v a="$ops" -v b="$cops" 'BEGIN { if (b > 0) printf "%.3f", a / b }'
+}
+# target NAME VALUE OP GOAL: one line; VALUE "" (not measured) prints nothing.
+target() {
+	[ -n "$2" ] || return 0
+	local met
+	met=$(awk -v v="$2" -v op="$3" -v g="$4" 'BEGIN { print ((op == ">=" ? v >= g : v <= g) ? "yes" : "no") }')
+	printf '  %-52s %8s   target %s %-6s %s\n' "$1" "$2" "$3" "$4" "$met"
+}
+echo
+echo "targets, each a ratio measured in this run:"
+target "puts at 64 connections (wrk), of ceiling" "$(frac wrk put put 64)" ">=" 0.22
+target "puts at 256 connections (wrk), of ceiling" "$(frac wrk put put 256)" ">=" 0.36
+target "linearizable gets at 64 connections (wrk), of ceiling" "$(frac wrk get get 64)" ">=" 0.40
+if [ -f "$work/res.store.wrk.put-hot.$hot_conns" ] && [ -f "$work/res.store.wrk.put.$hot_conns" ]; then
+	read -r hot _ <"$work/res.store.wrk.put-hot.$hot_conns"
+	read -r spread _ <"$work/res.store.wrk.put.$hot_conns"
+	target "puts on $hot_keys hot keys / spread puts, $hot_conns conns" \
+		"$(awk -v a="$hot" -v b="$spread" 'BEGIN { if (b > 0) printf "%.3f", a / b }')" ">=" 0.80
+fi
+fsync_p50=
+[ -f "$work/fsync.json" ] && fsync_p50=$(json_in latency_ms p50 <"$work/fsync.json")
+if [ -f "$work/res.store.wrk.put.1" ] && [ -n "$fsync_p50" ]; then
+	read -r _ p50_1 _ <"$work/res.store.wrk.put.1"
+	target "one client, put p50 ms (wrk)" "$p50_1" "<=" \
+		"$(awk -v f="$fsync_p50" 'BEGIN { printf "%.3f", 2 * f + 0.3 }')"
+	echo "  (the one-client target is two fsyncs + 0.3 ms: a synced 4 KiB overwrite in the nodes' file system took p50 $fsync_p50 ms in this run)"
+fi
 
 if [ -n "$profile" ]; then
 	leader=$(curl -fsS "http://${node_addrs[0]}/v1/cluster" | sed -n 's/.*"leader_api":"\([^"]*\)".*/\1/p')

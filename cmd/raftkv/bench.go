@@ -69,6 +69,7 @@ type benchOptions struct {
 	preloadOnly bool
 	json        bool
 	serveNull   string
+	fsyncDir    string
 }
 
 func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
@@ -101,6 +102,7 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.BoolVar(&o.preloadOnly, "preload-only", false, "write every key once, report, and stop")
 	fs.BoolVar(&o.json, "json", false, "print the result as one line of JSON")
 	fs.StringVar(&o.serveNull, "serve-null", "", "serve a do-nothing handler on `host:port` until interrupted (the HTTP ceiling)")
+	fs.StringVar(&o.fsyncDir, "fsync", "", "measure synced 4 KiB overwrites (write + fdatasync) of a scratch file in `DIR` for --duration, and report their latency; no cluster is needed")
 	fs.IntVar(&o.Watchers, "watchers", 1000, "watches the watch workloads open")
 	fs.IntVar(&o.Rate, "rate", 1000, "puts a second watch-delay sends")
 	fs.IntVar(&o.Leases, "leases", 10000, "leases leases-keepalive grants and keeps alive")
@@ -122,6 +124,9 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchOptions, error) {
 		if _, _, err := net.SplitHostPort(o.serveNull); err != nil {
 			return o, usagef("--serve-null: %q is not host:port", o.serveNull)
 		}
+		return o, nil
+	}
+	if o.fsyncDir != "" {
 		return o, nil
 	}
 	tlsConf, err := tf.config()
@@ -163,6 +168,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("bench: %w", err)
 		}
 		return nil
+	}
+	if o.fsyncDir != "" {
+		res, err := loadgen.MeasureFsync(ctx, o.fsyncDir, o.Duration)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if o.json {
+			return writeJSON(stdout, res)
+		}
+		_, err = fmt.Fprintf(stdout, "synced 4 KiB overwrites in %s: %d in %v, p50 %.3f ms, p99 %.3f ms, mean %.3f ms\n",
+			res.Dir, res.Writes, o.Duration, res.Latency.P50, res.Latency.P99, res.Latency.Mean)
+		return err
 	}
 	g, err := loadgen.New(o.Options)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -389,5 +391,31 @@ func TestBenchWithToken(t *testing.T) {
 	res := bench("--workload", "put")
 	if res.Ops != 0 || res.ErrorsTotal == 0 || len(res.Errors) != 1 || res.Errors[0].Kind != "http 401 unauthenticated" {
 		t.Errorf("put without a token: %+v, want every request refused with 401", res)
+	}
+}
+
+// raftkv bench --fsync measures synced writes in a directory, needs no
+// cluster, leaves nothing behind, and fails clearly on a directory it
+// cannot write.
+func TestBenchFsync(t *testing.T) {
+	dir := t.TempDir()
+	var stdout bytes.Buffer
+	if err := run(context.Background(), []string{"bench", "--fsync", dir, "--duration", "200ms", "--json", "--addr", ""}, nil, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var res loadgen.FsyncResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("%v: %q", err, stdout.String())
+	}
+	if res.Workload != "fsync" || res.Writes < 1 || res.Latency.P50 <= 0 || res.Latency.P99 < res.Latency.P50 {
+		t.Fatalf("implausible result %+v", res)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left %d files in %s", len(left), dir)
+	}
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"bench", "--fsync", filepath.Join(dir, "missing"), "--duration", "100ms"}, nil, io.Discard, io.Discard)
+	if code := exitCode(err, &stderr); code != 1 || !strings.Contains(stderr.String(), "fsync") {
+		t.Fatalf("a missing directory: exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -14,8 +14,10 @@
 // Wait, which yields the batch's outcomes: the queue runs each Wait on a
 // goroutine of its own, or, with Config.InOrder, all of them one after
 // another on one completer goroutine in send order. At most
-// Config.MaxInflight batches are between Send and the end of their Wait;
-// while they are, new writes queue up and form the next, larger, batch.
+// Config.MaxInflight rounds are between Send and the end of their Waits,
+// where a round is one batch or, with Config.PerRound, as many batches as
+// the queue held when the round was formed (up to PerRound); while they
+// are, new writes queue up and form the next, larger, round.
 // Batches are answered in the order their Waits return (in send order with
 // InOrder).
 //

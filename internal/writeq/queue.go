@@ -47,9 +47,18 @@ type Config[C, R any] struct {
 	// MaxBytes bounds the summed Size of a batch's commands; a command
 	// larger than that travels alone.
 	MaxBytes int
-	// MaxInflight bounds the batches between Send and the end of their
-	// Wait.
+	// MaxInflight bounds the rounds between Send and the end of their
+	// Waits. A round is one batch, or with PerRound more than one.
 	MaxInflight int
+	// PerRound is how many batches one round may carry (0 or 1: one).
+	// Holding an in-flight slot, the gatherer forms batches until the
+	// queue is empty or the round is full, hands each on, and frees the
+	// slot once all their Waits have returned. For raft, where a batch is
+	// an entry and Split ends an entry wherever a key repeats, this lets
+	// many writers of a few hot keys fill many entries at once, which reach
+	// raft together and share one log write, instead of waiting in line
+	// for a slot per entry.
+	PerRound int
 	// Size is a command's size in bytes, as MaxBytes counts it.
 	Size func(C) int
 	// Split, if set, is the user's own rule for where a batch ends: where
@@ -89,9 +98,9 @@ type Queue[C, R any] struct {
 	queue  []*pending[C, R]
 	closed bool // set by Close under mu: nothing is queued after it
 
-	wake    chan struct{}     // a write was queued
-	inorder chan flight[C, R] // with InOrder: gatherer -> completer, in send order
-	slots   chan struct{}     // one token per batch between Send and the end of its Wait
+	wake    chan struct{}       // a write was queued
+	inorder chan []flight[C, R] // with InOrder: gatherer -> completer, rounds in send order
+	slots   chan struct{}       // one token per round between Send and the end of its Waits
 	life    context.Context
 	kill    context.CancelFunc // cancels life
 	stop    chan struct{}      // closed by Close: the gatherer returns
@@ -130,8 +139,11 @@ func New[C, R any](cfg Config[C, R]) *Queue[C, R] {
 		kill:  kill,
 		stop:  make(chan struct{}),
 	}
+	if q.cfg.PerRound < 1 {
+		q.cfg.PerRound = 1
+	}
 	if cfg.InOrder {
-		q.inorder = make(chan flight[C, R], cfg.MaxInflight)
+		q.inorder = make(chan []flight[C, R], cfg.MaxInflight)
 		q.wg.Add(1)
 		go q.complete()
 	}
@@ -265,7 +277,8 @@ func (p *pending[C, R]) wait(where string) (R, error) {
 }
 
 // gather turns the queue into batches for as long as the queue lives: it
-// takes an in-flight slot, then the next batch, and hands it to Send.
+// takes an in-flight slot, then the next round of batches (up to PerRound,
+// while the queue holds writes), and hands each batch to Send.
 func (q *Queue[C, R]) gather() {
 	defer q.wg.Done()
 	if q.inorder != nil {
@@ -283,50 +296,61 @@ func (q *Queue[C, R]) gather() {
 				return
 			case q.slots <- struct{}{}:
 			}
-			batch, cmds := q.take()
-			if len(batch) == 0 {
+			var round []flight[C, R]
+			for len(round) < q.cfg.PerRound {
+				batch, cmds := q.take()
+				if len(batch) == 0 {
+					break
+				}
+				ctxs := make([]context.Context, len(batch))
+				for i, p := range batch {
+					ctxs[i] = p.ctx
+				}
+				round = append(round, flight[C, R]{batch, q.cfg.Send(q.life, ctxs, cmds)})
+			}
+			if len(round) == 0 {
 				<-q.slots
 				break
 			}
-			ctxs := make([]context.Context, len(batch))
-			for i, p := range batch {
-				ctxs[i] = p.ctx
-			}
-			wait := q.cfg.Send(q.life, ctxs, cmds)
 			if q.inorder != nil {
-				q.inorder <- flight[C, R]{batch, wait} // never blocks: a slot is held
+				q.inorder <- round // never blocks: a slot is held
 				continue
 			}
 			q.wg.Add(1)
 			go func() {
 				defer q.wg.Done()
-				q.finish(batch, wait)
+				q.finish(round)
 			}()
 		}
 	}
 }
 
-// complete runs the Waits in send order (InOrder) until the gatherer
-// ends.
+// complete runs the rounds' Waits in send order (InOrder) until the
+// gatherer ends.
 func (q *Queue[C, R]) complete() {
 	defer q.wg.Done()
-	for f := range q.inorder {
-		q.finish(f.batch, f.wait)
+	for round := range q.inorder {
+		q.finish(round)
 	}
 }
 
-// finish runs a batch's Wait, frees its slot and answers its callers.
-func (q *Queue[C, R]) finish(batch []*pending[C, R], wait Wait[R]) {
-	outs, err := wait()
-	<-q.slots
-	for i, p := range batch {
-		switch {
-		case err != nil:
-			p.done <- Outcome[R]{Err: err}
-		case i < len(outs):
-			p.done <- outs[i]
-		default:
-			p.done <- Outcome[R]{Err: fmt.Errorf("%w: %s answered %d of a batch of %d writes", kv.ErrOutcomeUnknown, q.cfg.Where, len(outs), len(batch))}
+// finish runs a round's Waits in order, answering each batch's callers as
+// its Wait returns, and frees the round's slot after the last.
+func (q *Queue[C, R]) finish(round []flight[C, R]) {
+	for i, f := range round {
+		outs, err := f.wait()
+		if i == len(round)-1 {
+			<-q.slots
+		}
+		for j, p := range f.batch {
+			switch {
+			case err != nil:
+				p.done <- Outcome[R]{Err: err}
+			case j < len(outs):
+				p.done <- outs[j]
+			default:
+				p.done <- Outcome[R]{Err: fmt.Errorf("%w: %s answered %d of a batch of %d writes", kv.ErrOutcomeUnknown, q.cfg.Where, len(outs), len(f.batch))}
+			}
 		}
 	}
 }

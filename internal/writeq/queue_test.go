@@ -547,3 +547,89 @@ func TestInOrder(t *testing.T) {
 		})
 	}
 }
+
+// With PerRound, a freed slot carries as many batches as the queue holds
+// (up to PerRound), each cut by the user's rule, in arrival order: writers
+// of a few hot keys leave together in one round instead of one batch per
+// slot. The slot frees once every batch of the round has returned, and
+// each batch is answered as its own Wait returns.
+func TestPerRound(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		perRound    int
+		wantBatches []int // sizes of the batches the second round carries
+	}{
+		{"one batch per round", 1, []int{3}},
+		{"rounds of up to 2", 2, []int{3, 3}},
+		{"rounds of up to 64", 64, []int{3, 3, 3, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &sender{hold: true}
+			q := New(Config[string, string]{
+				Where: "test", MaxBatch: 64, MaxBytes: 1 << 20, MaxInflight: 1, PerRound: tc.perRound,
+				Size: size, Split: testSplit, Send: s.send, InOrder: true,
+			})
+			t.Cleanup(q.Close)
+			first := apply(context.Background(), q, "first")
+			waitFor(t, "the first round", func() bool { return s.sends() == 1 })
+			// Ten writes to three keys queue up while the only slot is held.
+			var errs []<-chan error
+			for i := range 10 {
+				errs = append(errs, apply(context.Background(), q, fmt.Sprintf("k%d#%d", i%3, i)))
+				waitFor(t, "the write to queue", func() bool { return q.Len() == i+1 })
+			}
+			s.releaseBatch(0)
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			want := 1 + len(tc.wantBatches)
+			waitFor(t, "the second round", func() bool { return s.sends() == want })
+			var got []int
+			var order []string
+			for i := 1; i < want; i++ {
+				got = append(got, len(s.batch(i)))
+				order = append(order, s.batch(i)...)
+			}
+			if !slices.Equal(got, tc.wantBatches) {
+				t.Fatalf("the second round's batches have %v writes, want %v", got, tc.wantBatches)
+			}
+			if q.Len() != 10-len(order) {
+				t.Fatalf("%d writes still queued after a round of %d, want %d", q.Len(), len(order), 10-len(order))
+			}
+			for i, c := range order {
+				if want := fmt.Sprintf("k%d#%d", i%3, i); c != want {
+					t.Fatalf("write %d of the round is %s, want %s (arrival order)", i, c, want)
+				}
+			}
+			// The round's first batch is answered when its Wait returns,
+			// before the round's slot frees.
+			if len(tc.wantBatches) > 1 {
+				s.releaseBatch(1)
+				if err := <-errs[0]; err != nil {
+					t.Fatal(err)
+				}
+				errs = errs[1:]
+				if s.sends() != want {
+					t.Fatalf("a round was sent before the slot freed: %d sends", s.sends())
+				}
+			}
+			// Release the rest, batch by batch, until every write is sent.
+			next := 1
+			if len(tc.wantBatches) > 1 {
+				next = 2
+			}
+			for ; q.Len() > 0 || next < s.sends(); next++ {
+				waitFor(t, "the next batch", func() bool { return s.sends() > next })
+				s.releaseBatch(next)
+			}
+			for _, ch := range errs {
+				if err := <-ch; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, most := s.waiting(); most > tc.perRound {
+				t.Fatalf("%d batches were in flight at once, want at most one round of %d", most, tc.perRound)
+			}
+		})
+	}
+}
