@@ -154,6 +154,7 @@ func Open(cfg Config) (n *Node, err error) {
 	n.raft, err = raftnode.Open(raftnode.Config{
 		ID:                 cfg.ID,
 		DataDir:            cfg.DataDir,
+		LogStore:           cfg.LogStore,
 		RaftAddr:           raftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
 		TLS:                raftTLS,
