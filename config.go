@@ -129,6 +129,9 @@ type Config struct {
 	// machine after every applied batch, to widen windows such as a
 	// rebuild's log replay.
 	applyDelay time.Duration
+	// walSegmentSize, set only by tests (export_test.go), is
+	// raftnode.Config.WALSegmentSize: small segments that rotate.
+	walSegmentSize int
 	// protocolVersion, set only by tests (export_test.go), replaces
 	// kv.ProtocolVersion as the version this node states and checks: a
 	// test's stand-in for a build of another version.

@@ -155,6 +155,7 @@ func Open(cfg Config) (n *Node, err error) {
 		ID:                 cfg.ID,
 		DataDir:            cfg.DataDir,
 		LogStore:           cfg.LogStore,
+		WALSegmentSize:     cfg.walSegmentSize,
 		RaftAddr:           raftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
 		TLS:                raftTLS,

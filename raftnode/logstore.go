@@ -107,10 +107,10 @@ func logStorePath(kind string) string {
 	return logFile
 }
 
-// openLogStore opens (creating if needed) dir's raft log store of kind.
-// It refuses, with ErrLogStoreMismatch, a directory that holds the other
-// kind's state.
-func openLogStore(dir, kind string, hlog hclog.Logger) (logStore, error) {
+// openLogStore opens (creating if needed) dir's raft log store of kind
+// (segmentSize: Config.WALSegmentSize). It refuses, with
+// ErrLogStoreMismatch, a directory that holds the other kind's state.
+func openLogStore(dir, kind string, segmentSize int, hlog hclog.Logger) (logStore, error) {
 	kind, err := ParseLogStore(kind)
 	if err != nil {
 		return nil, err
@@ -125,7 +125,7 @@ func openLogStore(dir, kind string, hlog hclog.Logger) (logStore, error) {
 			ErrLogStoreMismatch, dir, have, logStorePath(have), kind, logStorePath(kind), have)
 	}
 	if kind == LogStoreWAL {
-		return openWAL(dir, hlog)
+		return openWAL(dir, segmentSize, hlog)
 	}
 	return openBolt(dir)
 }
@@ -161,10 +161,10 @@ type walStore struct {
 	meta *metadb.BoltMetaDB
 }
 
-// openWAL opens dir's wal/, creating it if needed: segment files with the
-// default size (64 MiB, preallocated) and wal-meta.db. Every append is
-// fsynced. Its metrics go nowhere.
-func openWAL(dir string, hlog hclog.Logger) (logStore, error) {
+// openWAL opens dir's wal/, creating it if needed: segment files of
+// segmentSize bytes (0: the default, 64 MiB; preallocated) and
+// wal-meta.db. Every append is fsynced. Its metrics go nowhere.
+func openWAL(dir string, segmentSize int, hlog hclog.Logger) (logStore, error) {
 	path := filepath.Join(dir, walDir)
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
@@ -173,6 +173,7 @@ func openWAL(dir string, hlog hclog.Logger) (logStore, error) {
 	w, err := wal.Open(path,
 		wal.WithLogger(hlog.Named("wal")),
 		wal.WithMetaStore(meta),
+		wal.WithSegmentSize(segmentSize), // 0 keeps the default
 		wal.WithMetricsCollector(&metrics.NoOpCollector{}))
 	if err != nil {
 		_ = meta.Close()
@@ -188,7 +189,7 @@ func (s *walStore) Close() error {
 }
 
 var (
-	_ logStore                = (*walStore)(nil)
-	_ logStore                = (*raftboltdb.BoltStore)(nil)
+	_ logStore               = (*walStore)(nil)
+	_ logStore               = (*raftboltdb.BoltStore)(nil)
 	_ raft.MonotonicLogStore = (*walStore)(nil)
 )

@@ -43,6 +43,10 @@ type Config struct {
 	// the default when empty) or LogStoreWAL ("wal"). Open refuses, with
 	// ErrLogStoreMismatch, a DataDir that holds the other kind's state.
 	LogStore string
+	// WALSegmentSize is the size in bytes of a new WAL segment file (0:
+	// raft-wal's default, 64 MiB). Tests make it small, so that segments
+	// fill, rotate and are deleted by log compaction.
+	WALSegmentSize int
 	// RaftAddr is the TCP address the raft transport listens on. Port 0 picks
 	// a free port (see Node.RaftAddr).
 	RaftAddr string
@@ -221,7 +225,7 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	logs, err := openLogStore(cfg.DataDir, cfg.LogStore, hlog)
+	logs, err := openLogStore(cfg.DataDir, cfg.LogStore, cfg.WALSegmentSize, hlog)
 	if err != nil {
 		return nil, err
 	}

@@ -112,7 +112,7 @@ func Recover(ctx context.Context, cfg RecoverConfig, state, scratch *store.Store
 		return res, fmt.Errorf("raftnode: %w: %s has no %s and no %s/", ErrNoState, cfg.DataDir, logFile, walDir)
 	}
 	res.LogStore = kind
-	logs, err := openLogStore(cfg.DataDir, kind, hlog)
+	logs, err := openLogStore(cfg.DataDir, kind, 0, hlog)
 	if err != nil {
 		return res, err
 	}

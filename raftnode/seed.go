@@ -80,7 +80,7 @@ func Seed(dataDir, logStore string, index, term uint64, servers []Server, write 
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("raftnode: seed: %w", err)
 	}
-	logs, err := openLogStore(dataDir, kind, hlog)
+	logs, err := openLogStore(dataDir, kind, 0, hlog)
 	if err != nil {
 		return fmt.Errorf("raftnode: seed: %w", err)
 	}
