@@ -120,8 +120,15 @@ func TestClusterOnWAL(t *testing.T) {
 	}
 	c.Restart(g)
 	waitValue(t, c, g, "c/39", want["c/39"])
-	if idx, _ := strconv.ParseUint(raftkv.RaftStats(c.Node(g))["last_snapshot_index"], 10, 64); idx == 0 {
-		t.Fatalf("follower reports no installed snapshot: %v", raftkv.RaftStats(c.Node(g)))
+	// raft records the snapshot just after the state machine has
+	// restored it (what the read above saw): poll.
+	if err := testkit.Eventually(10*time.Second, func() error {
+		if stats := raftkv.RaftStats(c.Node(g)); stats["last_snapshot_index"] == "0" {
+			return fmt.Errorf("follower reports no installed snapshot: %v", stats)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	for i := range 10 {
 		write(i%3, fmt.Sprintf("d/%02d", i), strconv.Itoa(i))
