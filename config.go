@@ -2,6 +2,7 @@ package raftkv
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/raftnode"
 	"github.com/raftkv/raftkv/store"
 )
 
@@ -18,8 +20,16 @@ type Config struct {
 	// ID is the node's raft server id: unique in the cluster, stable for
 	// the life of its data directory.
 	ID string
-	// DataDir holds raft.db, snapshots/ and kv.db. One process at a time.
+	// DataDir holds the raft log (raft.db or wal/: see LogStore),
+	// snapshots/ and kv.db. One process at a time.
 	DataDir string
+	// LogStore is the kind of raft log store in DataDir: "boltdb"
+	// (raftnode.LogStoreBoltDB, raft-boltdb/v2 in raft.db; the default
+	// when empty) or "wal" (raftnode.LogStoreWAL, hashicorp/raft-wal in
+	// wal/). A data directory keeps the kind it was created with: Open
+	// refuses one that holds the other kind's state
+	// (raftnode.ErrLogStoreMismatch).
+	LogStore string
 
 	// RaftAddr is where the raft transport listens (default 127.0.0.1:0).
 	// With port 0 the system picks a free port the first time, and the node
@@ -119,11 +129,23 @@ type Config struct {
 	// machine after every applied batch, to widen windows such as a
 	// rebuild's log replay.
 	applyDelay time.Duration
+	// walSegmentSize, set only by tests (export_test.go), is
+	// raftnode.Config.WALSegmentSize: small segments that rotate.
+	walSegmentSize int
 	// protocolVersion, set only by tests (export_test.go), replaces
 	// kv.ProtocolVersion as the version this node states and checks: a
 	// test's stand-in for a build of another version.
 	protocolVersion int
 }
+
+// The kinds of raft log store (Config.LogStore).
+const (
+	// LogStoreBoltDB is raft-boltdb/v2 in the data directory's raft.db:
+	// the default.
+	LogStoreBoltDB = raftnode.LogStoreBoltDB
+	// LogStoreWAL is hashicorp/raft-wal in the data directory's wal/.
+	LogStoreWAL = raftnode.LogStoreWAL
+)
 
 // TLSConfig names the PEM files of a node's TLS set-up.
 type TLSConfig struct {
@@ -182,6 +204,11 @@ func (c *Config) setDefaults() error {
 	if c.DataDir == "" {
 		return errors.New("raftkv: Config.DataDir is required")
 	}
+	kind, err := raftnode.ParseLogStore(c.LogStore)
+	if err != nil {
+		return fmt.Errorf("raftkv: Config.LogStore: %w", err)
+	}
+	c.LogStore = kind
 	if c.RaftAddr == "" {
 		c.RaftAddr = "127.0.0.1:0"
 	}

@@ -22,3 +22,8 @@ func TransferLeadership(n *Node) error {
 // SetProtocolVersion makes the node state and check protocol version v
 // instead of kv.ProtocolVersion: a stand-in for a build of another version.
 func SetProtocolVersion(cfg *Config, v int) { cfg.protocolVersion = v }
+
+// SetWALSegmentSize makes a node on the WAL (Config.LogStore "wal") start
+// new segment files of size bytes instead of 64 MiB, so that a test's few
+// writes fill segments, rotate them, and compaction deletes them.
+func SetWALSegmentSize(cfg *Config, size int) { cfg.walSegmentSize = size }

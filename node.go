@@ -154,6 +154,8 @@ func Open(cfg Config) (n *Node, err error) {
 	n.raft, err = raftnode.Open(raftnode.Config{
 		ID:                 cfg.ID,
 		DataDir:            cfg.DataDir,
+		LogStore:           cfg.LogStore,
+		WALSegmentSize:     cfg.walSegmentSize,
 		RaftAddr:           raftAddr,
 		RaftAdvertise:      cfg.RaftAdvertise,
 		TLS:                raftTLS,

@@ -15,7 +15,8 @@ import (
 
 // Errors of Recover (also raftnode.ErrNoState and raftnode.ErrNotMember).
 var (
-	// ErrNoData: the data directory does not exist or holds no raft.db.
+	// ErrNoData: the data directory does not exist or holds no raft log
+	// store (no raft.db, no wal/).
 	ErrNoData = errors.New("no raftkv data")
 )
 
@@ -46,6 +47,9 @@ type RecoverConfig struct {
 
 // RecoverResult reports what Recover found and did.
 type RecoverResult struct {
+	// LogStore is the kind of raft log store the data directory holds,
+	// "boltdb" or "wal" (Recover finds it; Config.LogStore).
+	LogStore string
 	// Before is the configuration the data directory held (Suffrage
 	// "voter" or "nonvoter"; APIAddr when the state file knew it), written
 	// at ConfigIndex.
@@ -97,7 +101,7 @@ func Recover(ctx context.Context, cfg RecoverConfig) (RecoverResult, error) {
 	if ok, err := raftnode.HasLog(cfg.DataDir); err != nil {
 		return res, err
 	} else if !ok {
-		return res, fmt.Errorf("raftkv: %w: %s has no raft.db", ErrNoData, cfg.DataDir)
+		return res, fmt.Errorf("raftkv: %w: %s has no raft.db and no wal/", ErrNoData, cfg.DataDir)
 	}
 	unlock, err := lockDir(cfg.DataDir)
 	if err != nil {
@@ -176,5 +180,6 @@ func fillRecoverResult(res *RecoverResult, r raftnode.RecoverResult, apis map[st
 		return out
 	}
 	res.Before, res.After = nodes(r.Before), nodes(r.After)
+	res.LogStore = r.LogStore
 	res.ConfigIndex, res.LastIndex, res.LastTerm, res.SnapshotIndex = r.ConfigIndex, r.LastIndex, r.LastTerm, r.SnapshotIndex
 }

@@ -27,6 +27,11 @@ type RestoreConfig struct {
 	// DataDir is the member's data directory. It must not exist, or be
 	// empty.
 	DataDir string
+	// LogStore is the kind of raft log store the member will run with
+	// (Config.LogStore: "boltdb", the default when empty, or "wal"):
+	// Restore creates it empty, and the member must be started with the
+	// same kind.
+	LogStore string
 	// ID is the member's raft server id, one of Members.
 	ID string
 	// Members are the new cluster's voters: raft server id → the raft
@@ -94,6 +99,9 @@ func Restore(ctx context.Context, cfg RestoreConfig) (res RestoreResult, err err
 		}
 		servers = append(servers, raftnode.Server{ID: id, RaftAddr: addr, Voter: true})
 	}
+	if _, err := raftnode.ParseLogStore(cfg.LogStore); err != nil {
+		return res, fmt.Errorf("raftkv: restore: %w", err)
+	}
 	if cfg.ClusterID != "" {
 		if err := kv.ValidateClusterID(cfg.ClusterID); err != nil {
 			return res, fmt.Errorf("raftkv: restore: %w", err)
@@ -133,7 +141,7 @@ func Restore(ctx context.Context, cfg RestoreConfig) (res RestoreResult, err err
 	if err := b.Reseed(id, restoreTerm); err != nil {
 		return res, fmt.Errorf("raftkv: restore: %w", err)
 	}
-	err = raftnode.Seed(cfg.DataDir, sum.Index, restoreTerm, servers, func(w io.Writer) error {
+	err = raftnode.Seed(cfg.DataDir, cfg.LogStore, sum.Index, restoreTerm, servers, func(w io.Writer) error {
 		_, err := b.WriteTo(&ctxWriter{ctx, w})
 		return err
 	})

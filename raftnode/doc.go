@@ -2,11 +2,16 @@
 //
 // # Basics
 //
-// A Node owns one raft instance: raft.db (raft-boltdb/v2 with the map
-// freelist and NoFreelistSync, behind a raft.LogCache) holds the log and
-// stable store, snapshots/ the FileSnapshotStore, and a TCP transport
-// carries raft traffic. The state machine, a *store.Store, is opened and
-// closed by the caller.
+// A Node owns one raft instance: its log store, behind a raft.LogCache,
+// holds the log and the stable store (the term and vote), snapshots/ the
+// FileSnapshotStore, and a TCP transport carries raft traffic. The log
+// store is of one of two kinds (logstore.go, Config.LogStore): raft.db,
+// raft-boltdb/v2 with the map freelist and NoFreelistSync (the default),
+// or wal/, hashicorp/raft-wal. A data directory holds one kind for its
+// whole life: Open refuses the other kind's directory
+// (ErrLogStoreMismatch), since a member that loses its log and vote could
+// vote twice in a term and drop entries a quorum counted. The state
+// machine, a *store.Store, is opened and closed by the caller.
 //
 // Writes go through Apply. Concurrent writes are gathered into shared raft
 // entries (group commit, commit.go) by an internal/writeq queue: the

@@ -14,8 +14,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/raftkv/raftkv/internal/coalesce"
 	"github.com/raftkv/raftkv/kv"
@@ -38,8 +36,17 @@ var (
 type Config struct {
 	// ID is the raft server id, unique and stable for the life of the member.
 	ID string
-	// DataDir holds raft.db (log and stable store) and snapshots/.
+	// DataDir holds the raft log and stable store (raft.db or wal/, see
+	// LogStore) and snapshots/.
 	DataDir string
+	// LogStore is the kind of raft log store: LogStoreBoltDB ("boltdb",
+	// the default when empty) or LogStoreWAL ("wal"). Open refuses, with
+	// ErrLogStoreMismatch, a DataDir that holds the other kind's state.
+	LogStore string
+	// WALSegmentSize is the size in bytes of a new WAL segment file (0:
+	// raft-wal's default, 64 MiB). Tests make it small, so that segments
+	// fill, rotate and are deleted by log compaction.
+	WALSegmentSize int
 	// RaftAddr is the TCP address the raft transport listens on. Port 0 picks
 	// a free port (see Node.RaftAddr).
 	RaftAddr string
@@ -62,7 +69,7 @@ type Config struct {
 	RaftLogLevel string
 
 	// LogCacheSize is the number of recent log entries kept in memory in
-	// front of raft.db (default 1024).
+	// front of the log store (default 1024).
 	LogCacheSize int
 	// MaxAppendEntries bounds the entries in one AppendEntries RPC (default 256).
 	MaxAppendEntries int
@@ -114,6 +121,11 @@ func (c *Config) setDefaults() error {
 	if c.RaftAddr == "" {
 		return errors.New("raftnode: RaftAddr is required")
 	}
+	kind, err := ParseLogStore(c.LogStore)
+	if err != nil {
+		return err
+	}
+	c.LogStore = kind
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -170,7 +182,7 @@ type Node struct {
 	raft            *raft.Raft
 	fsm             *store.Store
 	trans           *raft.NetworkTransport
-	logs            *raftboltdb.BoltStore
+	logs            logStore
 
 	// readyTerm is the term in which this node, as leader, has seen its own
 	// first entry applied: only then are the entries committed by earlier
@@ -213,7 +225,7 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	logs, err := openLogStore(cfg.DataDir)
+	logs, err := openLogStore(cfg.DataDir, cfg.LogStore, cfg.WALSegmentSize, hlog)
 	if err != nil {
 		return nil, err
 	}
@@ -332,30 +344,6 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	n.wg.Add(1)
 	go n.prepareReads(events)
 	return n, nil
-}
-
-// logFile is the name of the log and stable store in the data directory.
-const logFile = "raft.db"
-
-// openLogStore opens (creating if needed) dir's raft.db: log and stable
-// store. The log is appended at one end and truncated at the other, so its
-// free pages churn: bbolt's default array freelist is searched linearly and
-// written out on every commit, while the map freelist is not written at all
-// (NoFreelistSync; bbolt rebuilds it by scanning at open), which keeps
-// commits cheap as the file grows. The log itself is always fsynced.
-func openLogStore(dir string) (*raftboltdb.BoltStore, error) {
-	logs, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(dir, logFile),
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second,
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("raftnode: open %s: %w", logFile, err)
-	}
-	return logs, nil
 }
 
 // openSnapshotStore opens dir's snapshots/, which keeps the two newest.
@@ -581,7 +569,7 @@ func (n *Node) Snapshot() error {
 	return nil
 }
 
-// Close shuts raft down, then the transport and raft.db, in that order. It
+// Close shuts raft down, then the transport and the log store, in that order. It
 // does not close the state machine. Close is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {

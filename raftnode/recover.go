@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/hashicorp/raft"
@@ -17,8 +15,8 @@ import (
 
 // Errors of Recover.
 var (
-	// ErrNoState: the data directory holds no raft state (no raft.db, or
-	// one with no log, no term and no snapshot): there is nothing to
+	// ErrNoState: the data directory holds no raft state (no raft.db and
+	// no wal/, or one with no log, no term and no snapshot): there is nothing to
 	// recover, and a new cluster is formed with a bootstrap instead.
 	ErrNoState = errors.New("no raft state to recover")
 	// ErrNotMember: the id given is not in the configuration the data
@@ -30,7 +28,8 @@ var (
 type RecoverConfig struct {
 	// ID is the server id of the member whose data directory this is.
 	ID string
-	// DataDir holds its raft.db and snapshots/.
+	// DataDir holds its raft log store (raft.db or wal/: Recover opens
+	// the kind it finds) and snapshots/.
 	DataDir string
 	// RaftAddr is the raft address the recovered member is known at in the
 	// new configuration; empty keeps the one the current configuration has
@@ -46,6 +45,9 @@ type RecoverConfig struct {
 
 // RecoverResult reports what Recover found and did.
 type RecoverResult struct {
+	// LogStore is the kind of raft log store the data directory holds
+	// (LogStoreBoltDB or LogStoreWAL).
+	LogStore string
 	// Before is the latest configuration in the data directory (committed
 	// or not), ConfigIndex the index it was written at.
 	Before      []Server
@@ -64,17 +66,12 @@ type RecoverResult struct {
 	Index, Term uint64
 }
 
-// HasLog reports whether dir holds a raft.db. Recover's caller checks it
-// before opening the state file, which opening would create.
+// HasLog reports whether dir holds a raft log store of either kind
+// (raft.db or wal/). Recover's caller checks it before opening the state
+// file, which opening would create.
 func HasLog(dir string) (bool, error) {
-	_, err := os.Stat(filepath.Join(dir, logFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("raftnode: %w", err)
-	}
-	return true, nil
+	kind, err := DetectLogStore(dir)
+	return kind != "", err
 }
 
 // Recover rewrites the raft configuration of a stopped member so that it
@@ -108,12 +105,14 @@ func Recover(ctx context.Context, cfg RecoverConfig, state, scratch *store.Store
 		return res, err
 	}
 	hlog := newHclogBridge(cfg.Logger, level)
-	if ok, err := HasLog(cfg.DataDir); err != nil {
+	kind, err := DetectLogStore(cfg.DataDir)
+	if err != nil {
 		return res, err
-	} else if !ok {
-		return res, fmt.Errorf("raftnode: %w: %s has no %s", ErrNoState, cfg.DataDir, logFile)
+	} else if kind == "" {
+		return res, fmt.Errorf("raftnode: %w: %s has no %s and no %s/", ErrNoState, cfg.DataDir, logFile, walDir)
 	}
-	logs, err := openLogStore(cfg.DataDir)
+	res.LogStore = kind
+	logs, err := openLogStore(cfg.DataDir, kind, 0, hlog)
 	if err != nil {
 		return res, err
 	}

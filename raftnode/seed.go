@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 
@@ -16,16 +15,22 @@ import (
 // of a new cluster whose voters are servers, from a state machine snapshot
 // stream at index (what write writes: the store's snapshot format). It
 // writes one raft snapshot: that stream, labelled with index and term,
-// whose configuration is servers (committed at index). Open then starts
-// from it like a member restarting from its newest snapshot: the
-// configuration makes the node a member (no bootstrap, no join), and
-// catchUpFromSnapshot restores the state machine from it.
+// whose configuration is servers (committed at index), and creates an
+// empty raft log store of kind logStore (ParseLogStore: "" is boltdb), so
+// the directory is one of that kind (Open with the other kind refuses it).
+// Open then starts from it like a member restarting from its newest
+// snapshot: the configuration makes the node a member (no bootstrap, no
+// join), and catchUpFromSnapshot restores the state machine from it.
 //
 // Every member of the new cluster must be seeded with the same stream,
 // index, term and servers. term must not be above the terms the new
 // cluster will run (a fresh raft state starts at term 0 and votes from
 // term 1): raftkv seeds with term 1.
-func Seed(dataDir string, index, term uint64, servers []Server, write func(io.Writer) error) (err error) {
+func Seed(dataDir, logStore string, index, term uint64, servers []Server, write func(io.Writer) error) (err error) {
+	kind, err := ParseLogStore(logStore)
+	if err != nil {
+		return err
+	}
 	if index == 0 || term == 0 {
 		return errors.New("raftnode: seed: index and term must be above 0")
 	}
@@ -46,10 +51,13 @@ func Seed(dataDir string, index, term uint64, servers []Server, write func(io.Wr
 		ids[s.ID], addrs[s.RaftAddr] = true, true
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.RaftAddr)})
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); err == nil {
-		return fmt.Errorf("raftnode: seed: %s has raft state (raft.db)", dataDir)
+	if have, err := DetectLogStore(dataDir); err != nil {
+		return fmt.Errorf("raftnode: seed: %w", err)
+	} else if have != "" {
+		return fmt.Errorf("raftnode: seed: %s has raft state (%s)", dataDir, logStorePath(have))
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dataDir, "snapshots"), 2, hclog.NewNullLogger())
+	hlog := hclog.NewNullLogger()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dataDir, "snapshots"), 2, hlog)
 	if err != nil {
 		return fmt.Errorf("raftnode: seed: %w", err)
 	}
@@ -70,6 +78,13 @@ func Seed(dataDir string, index, term uint64, servers []Server, write func(io.Wr
 		return fmt.Errorf("raftnode: seed: writing the snapshot: %w", err)
 	}
 	if err := sink.Close(); err != nil {
+		return fmt.Errorf("raftnode: seed: %w", err)
+	}
+	logs, err := openLogStore(dataDir, kind, 0, hlog)
+	if err != nil {
+		return fmt.Errorf("raftnode: seed: %w", err)
+	}
+	if err := logs.Close(); err != nil {
 		return fmt.Errorf("raftnode: seed: %w", err)
 	}
 	return nil

@@ -40,7 +40,7 @@
 #                             BENCH_PROFILE_CONNECTIONS ("64 256"), into
 #                             PREFIX.nI.cC.pprof, with each node's CPU
 #   BENCH_NODE_FLAGS=""       extra raftkv serve flags for every node, e.g.
-#                             "--watch-history 0"
+#                             "--watch-history 0" or "--raft-log-store wal"
 #   BENCH_WATCH=1             afterwards, the watch phase (below); "only":
 #                             the watch phase alone, without the suite
 #   RAFTKV_BIN=bin/raftkv

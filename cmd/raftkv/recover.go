@@ -16,7 +16,9 @@ const recoverSummary = `Recover a cluster that lost a quorum for good: rewrite t
 configuration of one surviving member, stopped, so that it starts as a
 cluster of one voter (itself) with every entry it holds. Then start it as
 before (same --id, same --data-dir): it elects itself; and add new members
-(new ids, empty data dirs) with --join pointing at it.
+(new ids, empty data dirs) with --join pointing at it. The data dir's raft
+log store (raft.db or wal/) is found, not given; start the node with the
+same --raft-log-store as before.
 
 Entries the member held but did not know to be committed are kept (no
 quorum is left to tell). Recover the survivor with the highest last index:
@@ -100,6 +102,7 @@ func printRecover(w io.Writer, id, dir string, dryRun bool, res raftkv.RecoverRe
 	} else {
 		fmt.Fprintf(&b, "recovered %s in %s: a cluster of one voter\n", id, dir)
 	}
+	fmt.Fprintf(&b, "raft log store:    %s\n", res.LogStore)
 	fmt.Fprintf(&b, "configuration:     %s (index %d)\n", members(res.Before), res.ConfigIndex)
 	fmt.Fprintf(&b, "last index:        %d (term %d; newest snapshot %d)\n", res.LastIndex, res.LastTerm, res.SnapshotIndex)
 	if dryRun {

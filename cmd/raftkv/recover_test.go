@@ -29,9 +29,16 @@ func cliRun(ctx context.Context, args ...string) (stdout, stderr string, code in
 // restarted, and leads alone; two new nodes (new ids, empty directories)
 // join it. Every write the survivor had applied is on all three (same
 // /v1/debug/hash digest, every key read back from each), and new writes
-// succeed. raftkv health tells when each node is ready.
+// succeed. raftkv health tells when each node is ready. Once with each
+// raft log store: recover finds which one the data dir holds.
 func TestRecoverAfterQuorumLost(t *testing.T) {
-	c := testkit.NewCluster(t, 3, testkit.Options{})
+	for _, logStore := range []string{raftkv.LogStoreBoltDB, raftkv.LogStoreWAL} {
+		t.Run(logStore, func(t *testing.T) { testRecoverAfterQuorumLost(t, logStore) })
+	}
+}
+
+func testRecoverAfterQuorumLost(t *testing.T, logStore string) {
+	c := testkit.NewCluster(t, 3, testkit.Options{Configure: func(_ int, cfg *raftkv.Config) { cfg.LogStore = logStore }})
 	const survivor = 2 // n3
 	cl := clusterClient(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -122,7 +129,7 @@ func TestRecoverAfterQuorumLost(t *testing.T) {
 		t.Fatalf("recover: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	t.Logf("raftkv recover:\n%s", out)
-	for _, s := range []string{"recovered n3", "new configuration: n3 ", "sha256 " + digest.SHA256} {
+	for _, s := range []string{"recovered n3", "raft log store:    " + logStore + "\n", "new configuration: n3 ", "sha256 " + digest.SHA256} {
 		if !strings.Contains(out, s) {
 			t.Errorf("recover printed %q, want it to contain %q", out, s)
 		}
@@ -158,6 +165,7 @@ func TestRecoverAfterQuorumLost(t *testing.T) {
 		n, err := raftkv.Open(raftkv.Config{
 			ID:       id,
 			DataDir:  t.TempDir(),
+			LogStore: logStore,
 			HTTPAddr: "127.0.0.1:0",
 			Join:     []string{survivorAPI},
 			Tuning:   testkit.FastTuning,

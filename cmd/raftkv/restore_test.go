@@ -65,7 +65,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 // data directories of a new three-node cluster, raftkv serve on each: the
 // new cluster forms by itself, holds exactly the saved state (its digest
 // is the snapshot's), takes writes, has a new identity, and it and the
-// old cluster refuse each other's members.
+// old cluster refuse each other's members. Member r1 is restored and runs
+// with the WAL raft log store (--raft-log-store wal), the others with the
+// default: the kind is each member's own.
 func TestSnapshotRestoreOnCluster(t *testing.T) {
 	c := testkit.NewCluster(t, 3, testkit.Options{})
 	cl := clusterClient(t, c)
@@ -120,6 +122,7 @@ func TestSnapshotRestoreOnCluster(t *testing.T) {
 		{"not a member", []string{"--id=r9", "--data-dir=" + dirs["r1"], membersFlag, file}, "not one of --members", dirs["r1"]},
 		{"non-empty dir", []string{"--id=r1", "--data-dir=" + busy, membersFlag, file}, "not empty", ""},
 		{"old identity", []string{"--id=r1", "--data-dir=" + dirs["r1"], membersFlag, "--cluster-id=" + oldID, file}, "must have a new one", dirs["r1"]},
+		{"unknown log store", []string{"--id=r1", "--data-dir=" + dirs["r1"], membersFlag, "--raft-log-store=rocksdb", file}, "--raft-log-store must be boltdb or wal", dirs["r1"]},
 	} {
 		var out, errOut bytes.Buffer
 		err := run(ctx, append([]string{"snapshot", "restore"}, tc.args...), strings.NewReader(""), &out, &errOut)
@@ -135,9 +138,13 @@ func TestSnapshotRestoreOnCluster(t *testing.T) {
 	}
 
 	var newID string
+	logStores := map[string]string{"r1": "wal", "r2": "boltdb", "r3": "boltdb"}
 	for _, id := range ids {
 		var out, errOut bytes.Buffer
 		args := []string{"snapshot", "restore", "--json", "--id=" + id, "--data-dir=" + dirs[id], membersFlag, file}
+		if id == "r1" { // the others take the default
+			args = []string{"snapshot", "restore", "--json", "--raft-log-store=wal", "--id=" + id, "--data-dir=" + dirs[id], membersFlag, file}
+		}
 		if err := run(ctx, args, strings.NewReader(""), &out, &errOut); err != nil {
 			t.Fatalf("raftkv %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
 		}
@@ -148,16 +155,33 @@ func TestSnapshotRestoreOnCluster(t *testing.T) {
 		if r.Index != saved.Index || r.SHA256 != saved.SHA256 || r.Keys != saved.Keys || r.SourceClusterID != oldID {
 			t.Fatalf("restore %s: %+v, the backup %+v", id, r, saved)
 		}
+		if r.LogStore != logStores[id] {
+			t.Fatalf("restore %s: raft log store %q, want %q", id, r.LogStore, logStores[id])
+		}
 		if r.ClusterID == "" || r.ClusterID == oldID || newID != "" && r.ClusterID != newID {
 			t.Fatalf("restore %s: cluster id %q (old %q, other members %q)", id, r.ClusterID, oldID, newID)
 		}
 		newID = r.ClusterID
 	}
 
+	// r1's directory is a WAL one: served with the default (boltdb), it
+	// refuses to start, naming both, and stays as it was.
+	if _, err := os.Stat(filepath.Join(dirs["r1"], "wal", "wal-meta.db")); err != nil {
+		t.Fatalf("r1 restored for the WAL has no wal/: %v", err)
+	}
+	err = run(ctx, []string{"serve", "--log-level", "warn", "--id", "r1", "--data-dir", dirs["r1"], "--http-addr", httpAddrs["r1"], "--raft-addr", raftAddrs["r1"]},
+		strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "wal/") || !strings.Contains(err.Error(), "raft.db") {
+		t.Fatalf("serve r1 with the default log store: %v; want a refusal naming wal/ and raft.db", err)
+	}
+	if _, err := os.Stat(filepath.Join(dirs["r1"], "raft.db")); !os.IsNotExist(err) {
+		t.Fatalf("the refused serve left a raft.db in r1's directory (%v)", err)
+	}
+
 	// raftkv serve on each restored directory: no --join, no --bootstrap-expect.
 	var newEndpoints []string
 	for _, id := range ids {
-		serveCLI(t, "--id", id, "--data-dir", dirs[id], "--http-addr", httpAddrs[id], "--raft-addr", raftAddrs[id])
+		serveCLI(t, "--id", id, "--data-dir", dirs[id], "--http-addr", httpAddrs[id], "--raft-addr", raftAddrs[id], "--raft-log-store", logStores[id])
 		newEndpoints = append(newEndpoints, "http://"+httpAddrs[id])
 	}
 	httpc := &http.Client{Timeout: 10 * time.Second}

@@ -45,7 +45,7 @@ type serveFlags struct {
 	promoteLag                                                                 *uint64
 	join                                                                       *string
 	maxValue                                                                   *int64
-	logLevel, raftLogLevel                                                     *string
+	logLevel, raftLogLevel, raftLogStore                                       *string
 	maxBatch                                                                   *int
 	snapThreshold                                                              *uint64
 	snapInterval                                                               *time.Duration
@@ -66,7 +66,8 @@ func newServeCommand(stderr io.Writer) (*command, *serveFlags) {
 	fs := c.fs
 	f := &serveFlags{}
 	f.id = fs.String("id", "", "raft server id of this node, unique and stable (required)")
-	f.dataDir = fs.String("data-dir", "", "directory for raft.db, snapshots/ and kv.db (required)")
+	f.dataDir = fs.String("data-dir", "", "directory for the raft log (raft.db or wal/), snapshots/ and kv.db (required)")
+	f.raftLogStore = fs.String("raft-log-store", raftkv.LogStoreBoltDB, "raft log store: boltdb (raft-boltdb, raft.db) or wal (raft-wal, wal/); a data dir keeps the kind it was made with, and a node refuses to start with the other")
 	f.httpAddr = fs.String("http-addr", "127.0.0.1:8001", "address the HTTP API listens on")
 	f.httpAdv = fs.String("http-advertise", "", "HTTP host:port other nodes and redirected clients use, a host name resolved at each connection (default: --http-addr)")
 	f.raftAddr = fs.String("raft-addr", "127.0.0.1:9001", "address the raft transport listens on")
@@ -116,6 +117,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *f.id == "" || *f.dataDir == "" {
 		return usagef("serve: --id and --data-dir are required")
 	}
+	logStore, err := logStoreFlag("serve", *f.raftLogStore)
+	if err != nil {
+		return err
+	}
 	if *f.watchHistory < 0 || *f.maxWatchers < 1 || *f.watchWindow < 1 {
 		return usagef("serve: --watch-history must be 0 or more, --max-watchers and --watch-window 1 or more")
 	}
@@ -159,6 +164,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	node, err := raftkv.Open(raftkv.Config{
 		ID:              *f.id,
 		DataDir:         *f.dataDir,
+		LogStore:        logStore,
 		HTTPAddr:        *f.httpAddr,
 		HTTPAdvertise:   *f.httpAdv,
 		RaftAddr:        *f.raftAddr,
@@ -262,6 +268,15 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format must be text or json, not %q", format)
+}
+
+// logStoreFlag checks the --raft-log-store value of the command cmd.
+func logStoreFlag(cmd, v string) (string, error) {
+	switch v {
+	case raftkv.LogStoreBoltDB, raftkv.LogStoreWAL:
+		return v, nil
+	}
+	return "", usagef("%s: --raft-log-store must be %s or %s, not %q", cmd, raftkv.LogStoreBoltDB, raftkv.LogStoreWAL, v)
 }
 
 // parsePeerAddrs reads a --*-peer-addrs flag: id=host:port,...

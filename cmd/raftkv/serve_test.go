@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,5 +50,37 @@ func TestServeUsageErrors(t *testing.T) {
 		if exitCode(err, &bytes.Buffer{}) != 2 {
 			t.Errorf("raftkv %v: %v, want a usage error", args, err)
 		}
+	}
+}
+
+// --raft-log-store takes boltdb or wal; anything else, on the command line
+// or from RAFTKV_RAFT_LOG_STORE, is a usage error that says what it takes,
+// before anything is written.
+func TestServeRaftLogStoreFlag(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  string
+	}{
+		{"unknown", []string{"--raft-log-store", "rocksdb"}, ""},
+		{"empty", []string{"--raft-log-store="}, ""},
+		{"case matters", []string{"--raft-log-store", "WAL"}, ""},
+		{"from the environment", nil, "bolt"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("RAFTKV_RAFT_LOG_STORE", tt.env)
+			}
+			dir := filepath.Join(t.TempDir(), "n1")
+			args := append([]string{"serve", "--id", "n1", "--data-dir", dir}, tt.args...)
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+			if code := exitCode(err, &bytes.Buffer{}); code != 2 || !strings.Contains(err.Error(), "--raft-log-store must be boltdb or wal") {
+				t.Fatalf("raftkv %v: exit %d, %v; want a usage error about --raft-log-store", args, code, err)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Fatalf("the refused serve created %s (%v)", dir, err)
+			}
+		})
 	}
 }

@@ -184,6 +184,7 @@ type restoreSummary struct {
 	ClusterID       string            `json:"cluster_id"`
 	SourceClusterID string            `json:"source_cluster_id"`
 	Members         map[string]string `json:"members"`
+	LogStore        string            `json:"raft_log_store"`
 }
 
 func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -200,6 +201,7 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 	id := c.fs.String("id", "", "the new member's raft server id, one of --members (required)")
 	members := c.fs.String("members", "", "the new cluster's voters as id=host:port,... with each one's raft address (required; the same for every member)")
 	clusterID := c.fs.String("cluster-id", "", "the new cluster's identity (letters, digits, - and _); default: derived from FILE and --members")
+	logStoreV := c.fs.String("raft-log-store", raftkv.LogStoreBoltDB, "raft log store the member will run with: boltdb or wal (give raftkv serve the same --raft-log-store)")
 	asJSON := c.fs.Bool("json", false, "print the summary as JSON")
 	pos, err := c.parse(args, 1, 1)
 	if err != nil {
@@ -207,6 +209,10 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	if *dataDir == "" || *id == "" || *members == "" {
 		return usagef("snapshot restore: --data-dir, --id and --members are required")
+	}
+	logStore, err := logStoreFlag("snapshot restore", *logStoreV)
+	if err != nil {
+		return err
 	}
 	peers, err := parsePeerAddrs("members", *members)
 	if err != nil {
@@ -220,12 +226,12 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	defer func() { _ = f.Close() }()
-	res, err := raftkv.Restore(ctx, raftkv.RestoreConfig{Snapshot: f, DataDir: *dataDir, ID: *id, Members: peers, ClusterID: *clusterID})
+	res, err := raftkv.Restore(ctx, raftkv.RestoreConfig{Snapshot: f, DataDir: *dataDir, LogStore: logStore, ID: *id, Members: peers, ClusterID: *clusterID})
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	sum := restoreSummary{File: pos[0], DataDir: *dataDir, ID: *id, Index: res.Index, Keys: res.Keys, SHA256: res.SHA256,
-		ClusterID: res.ClusterID, SourceClusterID: res.SourceClusterID, Members: peers}
+		ClusterID: res.ClusterID, SourceClusterID: res.SourceClusterID, Members: peers, LogStore: logStore}
 	if *asJSON {
 		return writeJSON(stdout, sum)
 	}
@@ -238,12 +244,16 @@ func runSnapshotRestore(ctx context.Context, args []string, stdout, stderr io.Wr
 	if source == "" {
 		source = "none"
 	}
+	storeFlag := ""
+	if logStore != raftkv.LogStoreBoltDB {
+		storeFlag = " --raft-log-store " + logStore
+	}
 	_, err = fmt.Fprintf(stdout, "restored %s into %s as %s: index %d  keys %d  sha256 %s\n"+
 		"cluster %s (new; the backup is from cluster %s)  members %s\n"+
-		"start it: raftkv serve --id %s --data-dir %s --raft-advertise %s ... (no --join, no --bootstrap-expect)\n",
+		"start it: raftkv serve --id %s --data-dir %s --raft-advertise %s%s ... (no --join, no --bootstrap-expect)\n",
 		sum.File, sum.DataDir, sum.ID, sum.Index, sum.Keys, sum.SHA256,
 		sum.ClusterID, source, strings.Join(ids, ","),
-		sum.ID, sum.DataDir, peers[sum.ID])
+		sum.ID, sum.DataDir, peers[sum.ID], storeFlag)
 	return err
 }
 
