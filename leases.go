@@ -360,7 +360,7 @@ func (n *Node) askLeader(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return fmt.Errorf("%w: leader at %s unreachable: %w", kv.ErrNoLeader, leader, err)
 	}
-	defer func() { _ = resp.Body.Close() }()
+	defer closeBody(resp)
 	if resp.StatusCode != http.StatusOK {
 		return client.DecodeError(resp)
 	}

@@ -296,7 +296,7 @@ func (n *Node) leaderCheck(ctx context.Context, id string) (httpapi.LeaderCheckR
 	if err != nil {
 		return lc, fmt.Errorf("%s: %w", id, err)
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	if resp.StatusCode != http.StatusOK {
 		return lc, fmt.Errorf("%s at %s: %w", id, addr, client.DecodeError(resp))
 	}

@@ -39,6 +39,7 @@
 #                             nodes at once under wrk put at each of
 #                             BENCH_PROFILE_CONNECTIONS ("64 256"), into
 #                             PREFIX.nI.cC.pprof, with each node's CPU
+#                             (BENCH_PROFILE_WORKLOAD=get: under wrk get)
 #   BENCH_NODE_FLAGS=""       extra raftkv serve flags for every node, e.g.
 #                             "--watch-history 0" or "--raft-log-store wal"
 #   BENCH_WATCH=1             afterwards, the watch phase (below); "only":
@@ -726,7 +727,7 @@ echo
 echo "targets, each a ratio measured in this run:"
 target "puts at 64 connections (wrk), of ceiling" "$(frac wrk put put 64)" ">=" 0.22
 target "puts at 256 connections (wrk), of ceiling" "$(frac wrk put put 256)" ">=" 0.36
-target "linearizable gets at 64 connections (wrk), of ceiling" "$(frac wrk get get 64)" ">=" 0.40
+target "lin. gets at 64 connections (wrk), of ceiling" "$(frac wrk get get 64)" ">=" 0.40
 if [ -f "$work/res.store.wrk.put-hot.$hot_conns" ] && [ -f "$work/res.store.wrk.put.$hot_conns" ]; then
 	read -r hot _ <"$work/res.store.wrk.put-hot.$hot_conns"
 	read -r spread _ <"$work/res.store.wrk.put.$hot_conns"
@@ -747,9 +748,10 @@ if [ -n "$profile" ]; then
 	[ -n "$leader" ] || die "no leader to profile"
 	hz=$(getconf CLK_TCK)
 	echo
+	pwl=${BENCH_PROFILE_WORKLOAD:-put}
 	for c in ${BENCH_PROFILE_CONNECTIONS:-64 256}; do
-		echo "bench: profiling the three nodes for 5s under wrk put at $c connections" >&2
-		run_wrk put "$c" 8 "${nodes[@]}" >"$work/profile.load" &
+		echo "bench: profiling the three nodes for 5s under wrk $pwl at $c connections" >&2
+		run_wrk "$pwl" "$c" 8 "${nodes[@]}" >"$work/profile.load" &
 		load=$!
 		sleep 1
 		read -r busy0 total0 < <(cpu_ticks)
@@ -776,10 +778,10 @@ if [ -n "$profile" ]; then
 		done
 		wait "$load" || true
 		read -r pops pp50 pp99 perrs <"$work/profile.load"
-		echo "CPU profiles of the three nodes for 5s under wrk put at $c connections:$files"
+		echo "CPU profiles of the three nodes for 5s under wrk $pwl at $c connections:$files"
 		echo "  load while profiled: $pops ops/s, p50 ${pp50}ms, p99 ${pp99}ms, $perrs errors"
 		echo "  CPU in that window: $usage"
-		echo "  nodes' CPU per put: $(awk -v d=$((node_d[0] + node_d[1] + node_d[2])) -v hz="$hz" -v ops="$pops" \
+		echo "  nodes' CPU per $pwl: $(awk -v d=$((node_d[0] + node_d[1] + node_d[2])) -v hz="$hz" -v ops="$pops" \
 			'BEGIN { if (ops > 0) printf "%.0f us", 1e6 * d / hz / (ops * 5); else print "-" }') (all three, over the 5 s window)"
 	done
 	echo "read them with: go tool pprof -top $bin FILE (one node), or -top $bin FILE FILE FILE (the cluster)"

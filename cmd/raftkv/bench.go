@@ -30,7 +30,9 @@ Workloads:
 Only successful requests count as ops and enter the latency figures;
 failures are counted by kind (HTTP status and error code, or the
 transport error). --serve-null ADDR serves a do-nothing handler instead,
-so that the same client can measure the machine's HTTP ceiling.
+so that the same client can measure the machine's HTTP ceiling, and
+--fsync DIR measures one durable write on DIR's file system instead (4 KiB
+overwrites of a scratch file, each followed by fdatasync, for --duration).
 
 Watch workloads (GET /v1/watch/{--key-prefix}?prefix, NDJSON):
   watch-idle   opens --watchers watches on one node (one --addr, started
