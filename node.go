@@ -505,12 +505,11 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	return index, err
 }
 
-// closeBody reads what is left of a peer's answer (a JSON decoder stops at
-// the end of the value, before the newline after it and the end of the
-// body), up to a bound, and closes it. net/http reuses a connection only
-// for a body read to its end: without this, every read-index round and
-// every leadership check dialed a new connection to its peer (about 600 a
-// second under linearizable gets at 64 connections).
+// closeBody reads what is left of a peer's answer (a JSON decoder may stop
+// at the end of the value, before the newline after it and the end of the
+// body), up to a bound, and closes it: net/http reuses a connection only
+// for a body read to its end, and read-index rounds and leadership checks
+// are many a second under linearizable reads.
 func closeBody(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
@@ -580,7 +579,11 @@ func (n *Node) confirmLeadership(term uint64) error {
 	// node's life and readIndexTimeout bound them), not cancelled: a
 	// request cancelled in flight closes its connection, and the next
 	// round would dial the slower voter again.
-	ctx, cancel := context.WithTimeout(n.life, readIndexTimeout)
+	life := n.life
+	if life == nil { // Open has not got that far: nothing to outlive yet
+		life = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(life, readIndexTimeout)
 	answers := make(chan error, len(others))
 	var checks sync.WaitGroup
 	for _, id := range others {
