@@ -707,7 +707,7 @@ fi
 
 # --- the targets ------------------------------------------------------------------
 # Each as a ratio measured in this run, so that machines and days compare
-# (docs/performance.md, "Against the targets").
+# (docs/performance.md, "Against the ratio targets").
 # frac TOOL WORKLOAD SHAPE CONNS: the store's ops/s over its ceiling, or "".
 frac() {
 	local ops cops
