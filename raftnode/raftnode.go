@@ -202,6 +202,10 @@ type Node struct {
 	// commit gathers concurrent writes into shared entries; nil when
 	// MaxBatch is 1.
 	commit *committer
+	// direct counts the entries handed to raft outside the committer (the
+	// leader's no-op, writes with group commit off) until raft answers
+	// them; Close waits for them before it shuts raft down (see Close).
+	direct applyGate
 
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
@@ -506,26 +510,39 @@ func (n *Node) ApplyMany(ctxs []context.Context, cmds []*store.Command) ([]*stor
 // applyEach hands every command to raft as an entry of its own (group
 // commit off), then waits for each.
 func (n *Node) applyEach(ctxs []context.Context, cmds []*store.Command) ([]*store.Result, []error) {
+	res := make([]*store.Result, len(cmds))
+	errs := make([]error, len(cmds))
+	dones := make([]chan error, len(cmds))
 	fs := make([]raft.ApplyFuture, len(cmds))
 	for i, cmd := range cmds {
+		if !n.direct.enter() {
+			errs[i] = fmt.Errorf("raft: %w", kv.ErrClosed)
+			continue
+		}
 		timeout := n.cfg.ApplyTimeout
 		if dl, ok := ctxs[i].Deadline(); ok {
 			timeout = time.Until(dl)
 		}
 		fs[i] = n.raft.Apply(cmd.Encode(nil), timeout)
+		// Waits for raft's answer even when the caller stops waiting, so
+		// that Close knows when raft holds none of these entries.
+		dones[i] = make(chan error, 1)
+		go func() {
+			defer n.direct.leave()
+			dones[i] <- fs[i].Error()
+		}()
 	}
-	res := make([]*store.Result, len(cmds))
-	errs := make([]error, len(cmds))
 	for i, f := range fs {
-		res[i], errs[i] = waitFuture(ctxs[i], f)
+		if f != nil {
+			res[i], errs[i] = waitFuture(ctxs[i], f, dones[i])
+		}
 	}
 	return res, errs
 }
 
-// waitFuture waits for one command's entry, or for ctx.
-func waitFuture(ctx context.Context, f raft.ApplyFuture) (*store.Result, error) {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
+// waitFuture waits for one command's entry (done: f.Error(), from a
+// goroutine of the caller's), or for ctx.
+func waitFuture(ctx context.Context, f raft.ApplyFuture, done <-chan error) (*store.Result, error) {
 	select {
 	case err := <-done:
 		if err != nil {
@@ -576,12 +593,15 @@ func (n *Node) Close() error {
 		close(n.shutdownCh)
 		// The committer closes first, while raft still runs: writes still
 		// queued fail as never applied, and the entries already handed to
-		// raft get their answer from it (applied, or leadership lost). In
-		// the other order an entry still in raft's buffered apply channel
-		// when raft shut down would never be answered (commit.go).
+		// raft get their answer from it (applied, or leadership lost).
+		// Then the entries handed to raft directly are waited for the same
+		// way, and no new one is handed. In the other order an entry still
+		// in raft's buffered apply channel (BatchApplyCh) when raft shut
+		// down would never be answered, and its waiter would wait for ever.
 		if n.commit != nil {
 			n.commit.Close()
 		}
+		n.direct.close()
 		err := n.raft.Shutdown().Error()
 		n.wg.Wait()
 		err = errors.Join(err, n.trans.Close(), n.logs.Close())
@@ -593,3 +613,34 @@ func (n *Node) Close() error {
 }
 
 var _ io.Closer = (*Node)(nil)
+
+// applyGate counts raft.Apply calls whose futures are still unanswered, so
+// that Close can wait for them while raft runs; after close, enter refuses.
+type applyGate struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// enter counts one more entry about to be handed to raft, or reports
+// false once the gate is closed (the node is closing: hand nothing).
+func (g *applyGate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+// leave is called once raft answered an entry enter counted.
+func (g *applyGate) leave() { g.wg.Done() }
+
+// close refuses new entries and waits for raft to answer the counted ones.
+func (g *applyGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,5 +218,74 @@ func TestApplyMany(t *testing.T) {
 	}
 	if _, err := n.fsm.Get([]byte("never")); !errors.Is(err, kv.ErrNotFound) {
 		t.Fatalf("command refused as timed out was applied: %v", err)
+	}
+}
+
+// Close while writers keep handing entries to raft, with group commit and
+// without: raft's apply channel is buffered (BatchApplyCh), so an entry
+// still in it when raft shut down would never be answered. Close must
+// return, and every write must be answered (applied, or an error).
+func TestCloseWhileApplying(t *testing.T) {
+	for _, maxBatch := range []int{0, 1} {
+		t.Run(fmt.Sprintf("MaxBatch=%d", maxBatch), func(t *testing.T) {
+			for round := range 5 {
+				dir := t.TempDir()
+				fsm, err := store.Open(dir+"/kv.db", store.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, err := Open(Config{ID: "n1", DataDir: dir, RaftAddr: "127.0.0.1:0", MaxBatch: maxBatch}, fsm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := n.Bootstrap([]Server{{ID: "n1", RaftAddr: n.RaftAddr(), Voter: true}}); err != nil {
+					t.Fatal(err)
+				}
+				var applied sync.WaitGroup
+				var writes sync.WaitGroup
+				var closing atomic.Bool
+				for w := range 16 {
+					applied.Add(1)
+					writes.Go(func() {
+						first := true
+						for i := 0; ; i++ {
+							_, err := n.Apply(context.Background(), &store.Command{Op: store.OpPut, Key: []byte(fmt.Sprintf("k%d-%d", w, i)), Value: []byte("v")})
+							if err == nil && first {
+								first = false
+								applied.Done()
+							}
+							if err != nil && closing.Load() {
+								if first {
+									applied.Done()
+								}
+								return
+							}
+						}
+					})
+				}
+				applied.Wait() // every writer got one write in: the node leads and writes flow
+				closed := make(chan error, 1)
+				closing.Store(true)
+				go func() { closed <- n.Close() }()
+				select {
+				case err := <-closed:
+					if err != nil {
+						t.Fatal(err)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatalf("round %d: Close did not return with writes in flight", round)
+				}
+				done := make(chan struct{})
+				go func() { writes.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(30 * time.Second):
+					t.Fatalf("round %d: a write was never answered after Close", round)
+				}
+				if err := fsm.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

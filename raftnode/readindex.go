@@ -39,7 +39,11 @@ func (n *Node) establishLeadership() {
 		if n.raft.State() != raft.Leader {
 			return
 		}
+		if !n.direct.enter() {
+			return // closing
+		}
 		err := n.raft.Apply(noop, n.cfg.ApplyTimeout).Error()
+		n.direct.leave()
 		if err == nil {
 			if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
 				n.setReady(term)
