@@ -579,11 +579,7 @@ func (n *Node) confirmLeadership(term uint64) error {
 	// node's life and readIndexTimeout bound them), not cancelled: a
 	// request cancelled in flight closes its connection, and the next
 	// round would dial the slower voter again.
-	life := n.life
-	if life == nil { // Open has not got that far: nothing to outlive yet
-		life = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(life, readIndexTimeout)
+	ctx, cancel := context.WithTimeout(n.life, readIndexTimeout)
 	answers := make(chan error, len(others))
 	var checks sync.WaitGroup
 	for _, id := range others {

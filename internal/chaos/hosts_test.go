@@ -54,10 +54,7 @@ var hostFaults = []faultCase{
 		r.cycles(func(int) {
 			l := r.leader()
 			f := pick(r, r.followers(l))
-			from, to := l, f
-			if r.rng.IntN(2) == 0 {
-				from, to = f, l
-			}
+			from, to := r.eitherWay(l, f)
 			r.fault(fmt.Sprintf("one-way: packets %s -> %s lost (leader %s)", from, to, l),
 				func() { r.c.DropOneWay(from, to) }, r.hold(), r.c.Heal)
 			l = r.leader()

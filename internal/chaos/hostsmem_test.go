@@ -51,10 +51,7 @@ var hostMembership = []faultCase{
 			// The host exists before the cut, so that the cut covers it.
 			r.must(r.c.AddNode(ctx, id))
 			l := r.leader()
-			from, to := l, id
-			if r.rng.IntN(2) == 0 {
-				from, to = id, l
-			}
+			from, to := r.eitherWay(l, id)
 			// Cut one way between the leader and the joiner, the leader
 			// never learns how far the joiner got (its replication and its
 			// checks of the joiner go unanswered), so it cannot promote it:
@@ -156,10 +153,7 @@ func (r *round) joinDuringPartition(cycle int, id string) {
 	case 1:
 		l := r.leader()
 		f := pick(r, slices.DeleteFunc(r.followers(l), func(o string) bool { return o == id }))
-		from, to := l, f
-		if r.rng.IntN(2) == 0 {
-			from, to = f, l
-		}
+		from, to := r.eitherWay(l, f)
 		r.fault(fmt.Sprintf("%s joins while packets %s -> %s are lost (leader %s); promoted with the cut on", id, from, to, l), func() {
 			r.c.DropOneWay(from, to)
 			r.must(r.c.StartNode(id))

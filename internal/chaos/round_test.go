@@ -171,6 +171,14 @@ func (r *round) sleep(d time.Duration) { time.Sleep(d) }
 // pick returns a random element.
 func pick[T any](r *round, xs []T) T { return xs[r.rng.IntN(len(xs))] }
 
+// eitherWay orders a and b at random: the two ends of a one-way cut.
+func (r *round) eitherWay(a, b string) (from, to string) {
+	if r.rng.IntN(2) == 0 {
+		return b, a
+	}
+	return a, b
+}
+
 // leader waits for the leader (10 s).
 func (r *round) leader() string {
 	r.t.Helper()
