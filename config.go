@@ -183,11 +183,17 @@ type Tuning struct {
 	// first failure and also bounded by the request; default
 	// DefaultLeaderWait (5s). Past it the answer is kv.ErrNoLeader (503).
 	LeaderWait time.Duration
-	// FSMSync fsyncs the state file (kv.db) on every applied batch. Off by
+	// FSMSync fsyncs the state file (kv.db) on every commit of it. Off by
 	// default: the raft log, always synced, is the durable record, and a
 	// node that finds kv.db was open without fsync when its machine stopped
 	// rebuilds it from the newest snapshot and the log (store.Options.NoSync).
 	FSMSync bool
+	// StateCommitInterval is how long applied writes may wait in an open
+	// kv.db transaction for later ones to share its commit (default
+	// store.DefaultCommitInterval, 100ms; negative: every batch commits as
+	// it is applied). Reads commit it first, so they never miss an applied
+	// write; durability is the raft log's either way.
+	StateCommitInterval time.Duration
 }
 
 // The defaults of Config's watch settings.

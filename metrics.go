@@ -62,7 +62,7 @@ func newNodeMetrics(reg prometheus.Registerer, api *httpapi.Metrics, stats func(
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
 		applyTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "raftkv_apply_batch_duration_seconds", Help: "Time to apply one batch (one bbolt transaction).",
+			Name: "raftkv_apply_batch_duration_seconds", Help: "Time to apply one batch, with the commit of its bbolt transaction when the batch ended it.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
 		}),
 		watchOpen: prometheus.NewGauge(prometheus.GaugeOpts{

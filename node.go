@@ -133,12 +133,13 @@ func Open(cfg Config) (n *Node, err error) {
 	_, statErr := os.Stat(filepath.Join(cfg.DataDir, "kv.db"))
 	stateMissing := errors.Is(statErr, os.ErrNotExist)
 	n.store, err = store.Open(filepath.Join(cfg.DataDir, "kv.db"), store.Options{
-		Logger:       cfg.Logger.With("component", "store"),
-		NoSync:       !cfg.Tuning.FSMSync,
-		ObserveBatch: n.observeApply(metrics.observeApplyBatch),
-		WatchHistory: uint64(max(cfg.WatchHistory, 0)),
-		WatchWindow:  cfg.WatchWindow,
-		OnLeases:     n.leases.onLeases,
+		Logger:         cfg.Logger.With("component", "store"),
+		NoSync:         !cfg.Tuning.FSMSync,
+		CommitInterval: cfg.Tuning.StateCommitInterval,
+		ObserveBatch:   n.observeApply(metrics.observeApplyBatch),
+		WatchHistory:   uint64(max(cfg.WatchHistory, 0)),
+		WatchWindow:    cfg.WatchWindow,
+		OnLeases:       n.leases.onLeases,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("raftkv: %w", err)

@@ -51,11 +51,14 @@ func (s *Store) Apply(l *raft.Log) interface{} {
 	return s.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies committed raft log entries in one bbolt transaction,
-// which also records the applied index and term. It returns a *Result for
-// each LogCommand entry and nil for any other entry (a LogConfiguration
-// only advances the applied index) and for entries at or below the applied
-// index, which raft re-delivers after a restart and which are skipped.
+// ApplyBatch applies committed raft log entries in a bbolt read-write
+// transaction, which also records the applied index and term. The
+// transaction may stay open for the next batches to share its commit
+// (commit.go): every read commits it first, so what a read sees is what
+// was applied. It returns a *Result for each LogCommand entry and nil for
+// any other entry (a LogConfiguration only advances the applied index) and
+// for entries at or below the applied index, which raft re-delivers after a
+// restart and which are skipped.
 func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
 	s.mu.RLock()
@@ -73,85 +76,148 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 		return s.failAll(logs, out, err)
 	}
 
-	start := time.Now() // for ObserveBatch only; state never depends on it
-	var index, term, floor uint64
-	var rec recorder
-	var clusterID string
-	var acl *ACLState
-	n, compacted := 0, 0
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	start := time.Now() // for ObserveBatch and the commit interval; state never depends on it
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	held := s.txEntries // entries applied before this batch and not committed yet
+	tx := s.tx
+	if tx == nil {
 		var err error
-		if index, term, err = readMeta(tx); err != nil {
-			return err
+		if tx, err = s.db.Begin(true); err != nil {
+			err = fmt.Errorf("apply entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
+			s.log.Error("state machine stopped applying", "err", err)
+			s.setErr(err)
+			return s.failAll(logs, out, err)
 		}
-		if rec.hist, err = s.historyBucket(tx, index); err != nil {
-			return err
+	}
+	b, err := s.applyTx(tx, logs, out)
+	if err == nil && b.n > 0 {
+		s.tx = tx
+		if s.txEntries == 0 {
+			s.txBegan = start
 		}
-		b := &buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp), tx: tx, rec: &rec}
-		if err := leaseBuckets(tx, b); err != nil {
-			return err
+		s.txEntries += b.n
+		for _, l := range logs {
+			s.txBytes += len(l.Data)
 		}
-		for i, l := range logs {
-			if l.Index <= index {
-				continue
-			}
-			index, term = l.Index, l.Term
-			n++
-			if l.Type == raft.LogCommand {
-				rec.begin(l.Index)
-				out[i] = s.applyEntry(b, l)
-				if err := rec.end(); err != nil {
-					return err
-				}
-			}
+		if s.commitDue(start) {
+			err = s.commitLocked()
+		} else {
+			s.holdLocked()
 		}
-		if n == 0 {
-			return nil
-		}
-		clusterID = b.clusterID
-		if err := expireIdem(b, index, s.idemWindow); err != nil {
-			return err
-		}
-		if floor, compacted, err = compactHistory(tx, index, s.historyKeep); err != nil {
-			return err
-		}
-		if rec.acl {
-			if acl, err = loadACL(tx); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if err := meta.Put(keyAppliedIndex, u64(index)); err != nil {
-			return err
-		}
-		return meta.Put(keyAppliedTerm, u64(term))
-	})
+	} else if err == nil && s.tx == nil {
+		// Nothing new (LogCommand entries below the applied index mixed
+		// with none above cannot reach here, but a batch of only skipped
+		// entries can): nothing to keep.
+		_ = tx.Rollback()
+	}
 	if err != nil {
 		err = fmt.Errorf("apply entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
 		s.log.Error("state machine stopped applying", "err", err)
 		s.setErr(err)
+		if s.tx == nil {
+			_ = tx.Rollback() // a new one, or one whose commit failed
+		} else {
+			if held > 0 {
+				// The entries applied (and answered) before this batch
+				// go with it: reads fail until a restore, or a restart
+				// that replays them.
+				s.stale.Store(true)
+			}
+			s.dropLocked()
+		}
 		clear(out)
 		return s.failAll(logs, out, err)
 	}
-	if n == 0 {
+	if b.n == 0 {
 		return out
 	}
-	if clusterID != "" {
-		s.clusterID.Store(&clusterID)
+	if b.clusterID != "" {
+		s.clusterID.Store(&b.clusterID)
 	}
-	s.history.committed(floor, rec.added(), compacted)
-	if acl != nil {
-		s.acl.Store(acl)
+	s.history.committed(b.floor, b.rec.added(), b.compacted)
+	if b.acl != nil {
+		s.acl.Store(b.acl)
 	}
-	s.hub.publish(rec.out, index)
-	if len(rec.leases) > 0 && s.opts.OnLeases != nil {
-		s.opts.OnLeases(rec.leases, false)
+	if b.nodes != nil {
+		s.nodes.Store(&b.nodes)
 	}
-	s.setApplied(index)
+	s.hub.publish(b.rec.out, b.index)
+	if len(b.rec.leases) > 0 && s.opts.OnLeases != nil {
+		s.opts.OnLeases(b.rec.leases, false)
+	}
+	s.setApplied(b.index)
 	if s.opts.ObserveBatch != nil {
-		s.opts.ObserveBatch(n, time.Since(start))
+		s.opts.ObserveBatch(b.n, time.Since(start))
 	}
 	return out
+}
+
+// applied is what one batch applied: its new entries (n), the applied
+// index and term after it, and what is published once it is applied.
+type applied struct {
+	n           int
+	index, term uint64
+	floor       uint64
+	compacted   int
+	rec         recorder
+	clusterID   string
+	acl         *ACLState
+	nodes       map[string]string
+}
+
+// applyTx applies the batch's new entries in tx, filling out, and records
+// the applied index and term.
+func (s *Store) applyTx(tx *bbolt.Tx, logs []*raft.Log, out []interface{}) (*applied, error) {
+	a := &applied{}
+	var err error
+	if a.index, a.term, err = readMeta(tx); err != nil {
+		return a, err
+	}
+	if a.rec.hist, err = s.historyBucket(tx, a.index); err != nil {
+		return a, err
+	}
+	b := &buckets{kv: tx.Bucket(bucketKV), nodes: tx.Bucket(bucketNodes), idem: tx.Bucket(bucketIdem), idemExp: tx.Bucket(bucketIdemExp), tx: tx, rec: &a.rec}
+	if err := leaseBuckets(tx, b); err != nil {
+		return a, err
+	}
+	for i, l := range logs {
+		if l.Index <= a.index {
+			continue
+		}
+		a.index, a.term = l.Index, l.Term
+		a.n++
+		if l.Type == raft.LogCommand {
+			a.rec.begin(l.Index)
+			out[i] = s.applyEntry(b, l)
+			if err := a.rec.end(); err != nil {
+				return a, err
+			}
+		}
+	}
+	if a.n == 0 {
+		return a, nil
+	}
+	a.clusterID = b.clusterID
+	if err := expireIdem(b, a.index, s.idemWindow); err != nil {
+		return a, err
+	}
+	if a.floor, a.compacted, err = compactHistory(tx, a.index, s.historyKeep); err != nil {
+		return a, err
+	}
+	if a.rec.acl {
+		if a.acl, err = loadACL(tx); err != nil {
+			return a, err
+		}
+	}
+	if a.rec.nodes {
+		a.nodes = readNodes(tx)
+	}
+	meta := tx.Bucket(bucketMeta)
+	if err := meta.Put(keyAppliedIndex, u64(a.index)); err != nil {
+		return a, err
+	}
+	return a, meta.Put(keyAppliedTerm, u64(a.term))
 }
 
 // failAll answers every new LogCommand entry with err.
@@ -255,6 +321,7 @@ func (s *Store) applyCommand(b *buckets, index uint64, cmd *Command) *Result {
 		res.Delete.Index = index
 		res.Delete.Deleted, res.Err = deletePrefix(b, cmd.Key)
 	case OpSetNode:
+		b.rec.nodes = true
 		if len(cmd.Value) == 0 {
 			res.Err = b.nodes.Delete(cmd.Key)
 		} else {

@@ -21,11 +21,13 @@
 // branch on: Op.TouchesMany (the command may change keys other than its
 // Key, so it must travel alone in its entry) and Op.Forwardable (a write of
 // the public API, which a follower may forward to the leader). ApplyBatch applies a
-// whole batch in ONE bbolt read-write transaction, which also records the
+// whole batch in a bbolt read-write transaction, which also records the
 // applied index and term: the data and the index it reflects are always
-// durable together (fsync on), and entries at or below the recorded applied
-// index are skipped, because raft re-delivers committed entries after a
-// restart. Apply is ApplyBatch of one entry.
+// committed (and, fsync on, durable) together, and entries at or below the
+// recorded applied index are skipped, because raft re-delivers committed
+// entries after a restart. Apply is ApplyBatch of one entry. The
+// transaction stays open for later batches to share its commit, up to
+// Options.CommitInterval; every read commits it first (commit.go).
 //
 // The semantics of a command:
 //
@@ -78,7 +80,9 @@
 //
 // A failed bbolt commit (disk full, I/O error) is not deterministic: the
 // store then stops applying (Err reports why, every later entry gets that
-// error) rather than skip entries. Restarting the process replays them.
+// error) rather than skip entries, and reads fail too, since the entries
+// that commit held were applied and answered already. Restarting the
+// process replays them; a Restore replaces the state.
 //
 // The applied index counts only the entries raft hands to the FSM
 // (LogCommand and LogConfiguration), not raft's internal no-op and barrier

@@ -59,6 +59,9 @@ type recorder struct {
 	leases []LeaseChange
 	// acl: an entry of the batch applied an ACL op (Store.ACL reloads).
 	acl bool
+	// nodes: an entry of the batch applied an OpSetNode (the cached API
+	// addresses reload).
+	nodes bool
 }
 
 // begin starts the entry at index.

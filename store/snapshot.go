@@ -59,6 +59,10 @@ func (s *Store) snapshot() (*snapshot, error) {
 		s.mu.RUnlock()
 		return nil, fmt.Errorf("state machine stopped applying: %w", err)
 	}
+	if err := s.settle(); err != nil {
+		s.mu.RUnlock()
+		return nil, err
+	}
 	tx, err := s.db.Begin(false)
 	s.mu.RUnlock()
 	if err != nil {
@@ -424,6 +428,13 @@ func (s *Store) swap(tmp string, index uint64) error {
 		s.mu.Unlock()
 		return fmt.Errorf("store: %w", kv.ErrClosed)
 	}
+	// The old file's Close below would wait for an open transaction
+	// forever; committing it (rather than dropping what the restored
+	// state replaces anyway) keeps the old file true to the applied index
+	// should the swap fail. No one else holds txMu under the write lock.
+	if err := s.commitLocked(); err != nil {
+		s.log.Error("state machine stopped applying", "err", err)
+	}
 	old := s.db
 	if err := os.Rename(tmp, s.path); err != nil {
 		s.mu.Unlock()
@@ -439,10 +450,12 @@ func (s *Store) swap(tmp string, index uint64) error {
 		s.setErr(err)
 	} else {
 		s.setErr(nil)
+		s.stale.Store(false)
 		var leases []LeaseChange
 		_ = db.View(func(tx *bbolt.Tx) error {
 			s.loadHistoryStats(tx)
 			s.loadClusterID(tx)
+			s.loadNodes(tx)
 			leases = leaseChanges(tx, index)
 			acl, err := loadACL(tx)
 			if err != nil {

@@ -38,9 +38,10 @@ type Options struct {
 	// BootID returns the id of the running boot (default ReadBootID); a
 	// marker written under another boot id means the machine stopped.
 	BootID func() string
-	// ObserveBatch, if set, is called after each committed batch with the
-	// number of raft log entries it applied and the time the bbolt
-	// transaction took. It runs on the apply path and must be cheap.
+	// ObserveBatch, if set, is called after each applied batch with the
+	// number of raft log entries it applied and the time it took (its
+	// commit included, when the batch ended the transaction). It runs on
+	// the apply path and must be cheap.
 	ObserveBatch func(entries int, took time.Duration)
 	// WatchHistory is how many raft indexes of change history the store
 	// keeps for watches: the events of the last WatchHistory indexes. Zero
@@ -58,10 +59,20 @@ type Options struct {
 	// write path. The node's lease timers follow it.
 	OnLeases func(changes []LeaseChange, reset bool)
 
+	// CommitInterval is how long applied entries may wait in an open bbolt
+	// transaction for later batches to share its commit (commit.go). Zero
+	// means DefaultCommitInterval; a negative value commits every batch
+	// as it is applied. Reads commit the open transaction first: it never
+	// makes a read miss what was applied.
+	CommitInterval time.Duration
+
 	// syncDB, when set, replaces (*bbolt.DB).Sync wherever the store
 	// syncs kv.db: tests of package store make it fail, as fsync does
 	// after the kernel failed to write pages back.
 	syncDB func(*bbolt.DB) error
+	// commitTx, when set, replaces (*bbolt.Tx).Commit where the store
+	// commits applied entries: tests make it fail (it must end tx).
+	commitTx func(*bbolt.Tx) error
 }
 
 // Bucket and meta key names: part of the kv.db format.
@@ -111,6 +122,11 @@ type Store struct {
 	applied atomic.Uint64 // mirrors meta/applied_index
 	// clusterID mirrors meta/cluster_id (nil or "" while it has none).
 	clusterID atomic.Pointer[string]
+	// nodes mirrors the nodes bucket: replaced after each batch that
+	// applied an OpSetNode, at Open and at Restore. A follower looks up
+	// the leader's address for every batch it forwards; a read of the file
+	// would commit the transaction ApplyBatch keeps open (commit.go).
+	nodes atomic.Pointer[map[string]string]
 	// acl mirrors the ACL buckets (acl.go): replaced after each batch
 	// that applied an ACL op, at Open and at Restore.
 	acl atomic.Pointer[ACLState]
@@ -121,6 +137,17 @@ type Store struct {
 
 	failMu sync.Mutex
 	failed error // sticky: a failed commit or reopen stops applying
+
+	// The transaction applied entries wait in for their commit (commit.go).
+	// txMu guards tx and its counts; it is taken under mu's read side.
+	txMu      sync.Mutex
+	tx        *bbolt.Tx
+	txEntries int         // new entries applied in tx
+	txBytes   int         // their log data
+	txBegan   time.Time   // when tx took its first entry
+	timer     *time.Timer // commits tx when nothing else did in time
+	pending   atomic.Bool // tx is open: a read commits it first
+	stale     atomic.Bool // a failed commit lost applied entries: reads fail
 
 	wg sync.WaitGroup // background closes of databases replaced by Restore
 
@@ -216,6 +243,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		s.loadHistoryStats(tx)
 		s.loadClusterID(tx)
+		s.loadNodes(tx)
 		acl, err := loadACL(tx)
 		if err != nil {
 			return err
@@ -266,6 +294,10 @@ func (s *Store) Close() error {
 	s.closed = true
 	db := s.db
 	s.db = nil
+	// No one else holds txMu under the write lock. A failed commit leaves
+	// the file at its last commit, below what was applied: the next start
+	// replays the rest from the raft log.
+	cerr := s.commitLocked()
 	s.mu.Unlock()
 	close(s.done)
 	s.hub.close()
@@ -275,8 +307,8 @@ func (s *Store) Close() error {
 		if s.opts.NoSync {
 			// Once synced, kv.db needs no rebuild: say so only then.
 			err = s.sync(db)
-			if cerr := db.Close(); err == nil {
-				err = cerr
+			if clerr := db.Close(); err == nil {
+				err = clerr
 			}
 			if err == nil {
 				err = writeMarker(s.path, "clean")
@@ -288,7 +320,7 @@ func (s *Store) Close() error {
 		}
 	}
 	s.wg.Wait()
-	if err != nil {
+	if err = errors.Join(cerr, err); err != nil {
 		return fmt.Errorf("close %s: %w", s.path, err)
 	}
 	return nil
@@ -334,6 +366,9 @@ func (s *Store) view(fn func(*bbolt.Tx) error) error {
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return s.unavailable()
+	}
+	if err := s.settle(); err != nil {
+		return err
 	}
 	return s.db.View(fn)
 }
@@ -489,6 +524,9 @@ func (s *Store) SetAppliedFloor(index uint64) error {
 	if s.db == nil {
 		return s.unavailable()
 	}
+	if err := s.settle(); err != nil {
+		return err
+	}
 	raised := false
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		cur, _, err := readMeta(tx)
@@ -523,14 +561,26 @@ func (s *Store) loadClusterID(tx *bbolt.Tx) {
 	s.clusterID.Store(&id)
 }
 
-// NodeAPIAddr returns the API address (host:port) registered for the raft
-// server id.
-func (s *Store) NodeAPIAddr(id string) (string, bool) {
-	var addr string
-	_ = s.view(func(tx *bbolt.Tx) error {
-		addr = string(tx.Bucket(bucketNodes).Get([]byte(id)))
+// loadNodes sets the cached API addresses from the state tx holds.
+func (s *Store) loadNodes(tx *bbolt.Tx) {
+	m := readNodes(tx)
+	s.nodes.Store(&m)
+}
+
+// readNodes returns the API addresses tx holds, by raft server id.
+func readNodes(tx *bbolt.Tx) map[string]string {
+	m := make(map[string]string)
+	_ = tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+		m[string(k)] = string(v)
 		return nil
 	})
+	return m
+}
+
+// NodeAPIAddr returns the API address (host:port) registered for the raft
+// server id in the applied state.
+func (s *Store) NodeAPIAddr(id string) (string, bool) {
+	addr := (*s.nodes.Load())[id]
 	return addr, addr != ""
 }
 
