@@ -190,9 +190,9 @@ type Tuning struct {
 	FSMSync bool
 	// StateCommitInterval is how long applied writes may wait in an open
 	// kv.db transaction for later ones to share its commit (default
-	// store.DefaultCommitInterval, 100ms; negative: every batch commits as
-	// it is applied). Reads commit it first, so they never miss an applied
-	// write; durability is the raft log's either way.
+	// store.DefaultCommitInterval, 100ms; negative, or with FSMSync: every
+	// batch commits as it is applied). Reads commit it first, so they never
+	// miss an applied write; durability is the raft log's either way.
 	StateCommitInterval time.Duration
 }
 

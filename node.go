@@ -185,10 +185,12 @@ func Open(cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	// A node with raft state but a new, empty kv.db (discarded by Open, or
-	// removed by hand) restarts from its snapshot, behind what it served.
-	if floor := n.raft.Status().LastIndex; n.store.Discarded() || stateMissing && floor > 0 {
+	// removed by hand) restarts from its snapshot, behind what it served;
+	// one whose process died restarts from kv.db's last commit, which may
+	// be behind what it applied and served (store.Store.Interrupted).
+	if floor := n.raft.Status().LastIndex; n.store.Interrupted() || stateMissing && floor > 0 {
 		n.rebuild.hold(floor)
-		n.log.Warn("state file rebuilt from the snapshot: reads wait until the log is applied again", "up_to_index", floor, "applied_index", n.store.AppliedIndex())
+		n.log.Warn("state file older than what this node may have served: reads wait until the log is applied again", "up_to_index", floor, "applied_index", n.store.AppliedIndex(), "discarded", n.store.Discarded())
 	}
 	n.toLeader = forward.New(forward.Config{
 		Leader:  n.leaderAPIAddr,

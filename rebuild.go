@@ -4,11 +4,14 @@ import "sync/atomic"
 
 // rebuildHold keeps a node's reads from going back in time after Open
 // discarded kv.db (store.Discarded: it was open without fsync when the
-// machine stopped), or found it missing while raft has state (an operator
-// set a corrupted kv.db aside). The store then restarts from the newest snapshot,
-// below the index it had applied, and raft's replay of the log brings it
-// back, once a leader tells it the commit index. Until then its state is
-// older than what it may have served before the stop, so reads wait.
+// machine stopped), found it left open by a process that died (the
+// transaction of entries applied since its last commit went with it:
+// store.Interrupted), or found it missing while raft has state (an
+// operator set a corrupted kv.db aside). The store then restarts from the
+// newest snapshot or its last commit, below the index it had applied, and
+// raft's replay of the log brings it back, once a leader tells it the
+// commit index. Until then its state is older than what it may have served
+// before the stop, so reads wait.
 //
 // The floor is the last index of the raft log at start-up: every entry
 // this node had applied is at or below it. A read index from the leader

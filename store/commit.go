@@ -23,9 +23,13 @@ import (
 //
 // Writes are answered once applied, before their commit: durability is
 // the raft log's (the entry is on a quorum's disks before it is applied),
-// and kv.db runs without fsync anyway (Options.NoSync). A process that
-// dies with a transaction open loses only what raft replays at start. A
-// commit that fails stops the store (Err), as before, and since the
+// and kv.db runs without fsync anyway (deferral is only for Options.NoSync:
+// a store that syncs commits every batch). A process that dies with a
+// transaction open loses only what raft replays at start, but its state
+// then starts older than what it served: Open tells from the marker
+// (sync.go) that the process before died, and Interrupted says so, for the
+// node to hold reads until the replay is done. A commit that fails stops
+// the store (Err), as before, and since the
 // entries it held were already answered and their index published, the
 // file is now behind what readers were told: reads fail too until a
 // Restore or a restart replays them.
@@ -49,7 +53,7 @@ const (
 // transaction; zero commits every batch.
 func (s *Store) commitInterval() time.Duration {
 	switch {
-	case s.opts.CommitInterval < 0:
+	case !s.opts.NoSync, s.opts.CommitInterval < 0:
 		return 0
 	case s.opts.CommitInterval == 0:
 		return DefaultCommitInterval

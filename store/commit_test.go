@@ -16,11 +16,11 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
-// openDeferred opens a store whose applied entries wait up to interval for
-// their commit.
+// openDeferred opens a store without fsync (the only kind that defers
+// commits) whose applied entries wait up to interval for their commit.
 func openDeferred(t testing.TB, path string, interval time.Duration, commit func(*bbolt.Tx) error) *Store {
 	t.Helper()
-	s, err := Open(path, Options{CommitInterval: interval, commitTx: commit})
+	s, err := Open(path, Options{CommitInterval: interval, commitTx: commit, NoSync: true, BootID: func() string { return "boot" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,6 +108,54 @@ func TestDeferredCommitCloseAndReopen(t *testing.T) {
 	s = openDeferred(t, path, time.Hour, nil)
 	if got := dump(t, s); got.Applied != 3 || len(got.Records) != 3 {
 		t.Fatalf("after Close and Open: %+v, want three keys at index 3", got)
+	}
+	if s.Interrupted() {
+		t.Fatal("Interrupted after a clean Close")
+	}
+}
+
+// A process that dies with a transaction open leaves kv.db at its last
+// commit, below what it applied and answered; the next Open says so.
+func TestDeferredCommitProcessDeath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kv.db")
+	s, err := Open(path, Options{CommitInterval: time.Hour, NoSync: true, BootID: func() string { return "boot" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyOne(t, s, 1, putCmd("a", "1", kv.Condition{}))
+	if _, err := s.Get([]byte("a")); err != nil { // commits index 1
+		t.Fatal(err)
+	}
+	applyOne(t, s, 2, putCmd("b", "2", kv.Condition{}))
+	// Die: the open transaction goes, nothing is closed cleanly.
+	s.mu.Lock()
+	s.txMu.Lock()
+	s.dropLocked()
+	s.txMu.Unlock()
+	db := s.db
+	s.mu.Unlock()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openDeferred(t, path, time.Hour, nil)
+	if !s.Interrupted() {
+		t.Fatal("Interrupted is false after a process died with kv.db open")
+	}
+	if got := dump(t, s); got.Applied != 1 || len(got.Records) != 1 {
+		t.Fatalf("after the death: %+v, want the last commit's state (one key at index 1)", got)
+	}
+}
+
+// With fsync on, every batch commits (and syncs) as it is applied.
+func TestDeferredCommitOnlyWithoutFsync(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "kv.db"), Options{CommitInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	applyOne(t, s, 1, putCmd("a", "1", kv.Condition{}))
+	if s.pending.Load() {
+		t.Fatal("a store with fsync on left its transaction open")
 	}
 }
 

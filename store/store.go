@@ -63,7 +63,9 @@ type Options struct {
 	// transaction for later batches to share its commit (commit.go). Zero
 	// means DefaultCommitInterval; a negative value commits every batch
 	// as it is applied. Reads commit the open transaction first: it never
-	// makes a read miss what was applied.
+	// makes a read miss what was applied. Only with NoSync: a store that
+	// syncs commits every batch (its marker cannot tell a process that
+	// died with a transaction open, see Interrupted).
 	CommitInterval time.Duration
 
 	// syncDB, when set, replaces (*bbolt.DB).Sync wherever the store
@@ -151,7 +153,8 @@ type Store struct {
 
 	wg sync.WaitGroup // background closes of databases replaced by Restore
 
-	discarded bool // Open discarded an untrusted kv.db
+	discarded   bool // Open discarded an untrusted kv.db
+	interrupted bool // Open found kv.db left open by a process that died
 }
 
 // Open opens (creating if needed) the state machine file at path,
@@ -194,6 +197,9 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if verdict == trustIfSynced {
+		// The process before did not close kv.db: an open transaction of
+		// applied entries went with it (commit.go).
+		s.interrupted = true
 		// kv.db ran without fsync in this boot: what the kernel failed to
 		// write back since (an error no one saw yet) this fsync reports.
 		if serr := s.sync(db); serr != nil {
@@ -480,6 +486,14 @@ func (s *Store) List(opts kv.ListOptions) (kv.ListResult, error) {
 // have served before the stop.
 func (s *Store) Discarded() bool { return s.discarded }
 
+// Interrupted reports whether Open found kv.db left open by a process of
+// this boot that did not close it (it died). The file then holds what its
+// last commit held, and the entries applied after that commit, answered
+// and maybe read, were lost with the transaction they waited in
+// (commit.go): its state may be older than what it served, until raft's
+// replay of the log brings it back. (Discarded, too, starts older.)
+func (s *Store) Interrupted() bool { return s.interrupted || s.discarded }
+
 // AppliedIndex returns the raft index of the last entry applied.
 func (s *Store) AppliedIndex() uint64 { return s.applied.Load() }
 
@@ -526,6 +540,12 @@ func (s *Store) SetAppliedFloor(index uint64) error {
 	}
 	if err := s.settle(); err != nil {
 		return err
+	}
+	// Under txMu: no batch opens a transaction of its own meanwhile.
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	if err := s.commitLocked(); err != nil {
+		return fmt.Errorf("set applied floor %d: %w", index, err)
 	}
 	raised := false
 	err := s.db.Update(func(tx *bbolt.Tx) error {

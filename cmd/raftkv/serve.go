@@ -89,7 +89,7 @@ func newServeCommand(stderr io.Writer) (*command, *serveFlags) {
 	f.watchWindow = fs.Int("watch-window", raftkv.DefaultWatchWindow, "bytes of recent events kept in memory for watchers that keep up; one behind reads the stored history")
 	f.maxWatchers = fs.Int("max-watchers", raftkv.DefaultMaxWatchers, "most watches and blocking reads served at once; past it 503 too_many_watchers")
 	f.leaseCheckpoint = fs.Duration("lease-checkpoint-interval", raftkv.DefaultLeaseCheckpoint, "how often the leader records leases' remaining time through raft; a node that restarts resumes leases from it (a lease is gone within TTL + this + an election timeout)")
-	f.stateCommit = fs.Duration("state-commit-interval", 0, "how long applied writes may wait in an open kv.db transaction for later ones to share its commit; reads commit it first (0: default 100ms; negative: commit every batch)")
+	f.stateCommit = fs.Duration("state-commit-interval", 0, "how long applied writes may wait in an open kv.db transaction for later ones to share its commit; reads commit it first (0: default 100ms; negative, or with --fsm-sync: commit every batch)")
 	f.fsmSync = fs.Bool("fsm-sync", false, "fsync kv.db at every commit of it (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
 	f.pprofOn = fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	f.logFormat = fs.String("log-format", "text", "log format: text or json")
