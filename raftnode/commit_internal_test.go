@@ -1,7 +1,10 @@
 package raftnode
 
 import (
+	"errors"
 	"testing"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/internal/writeq"
 	"github.com/raftkv/raftkv/store"
@@ -36,5 +39,18 @@ func TestSplitEntry(t *testing.T) {
 		if got := splitEntry(tt.entry, tt.next); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// The transport never pipelines AppendEntries: raft v1.7.3's pipeline can
+// wedge a follower's replication for good (docs/architecture.md,
+// "Pipelined replication that wedges"), so replication sends one at a
+// time. This holds whatever transport Open builds (plain TCP here).
+func TestNoPipelinedReplication(t *testing.T) {
+	nodes := openNodes(t, 2)
+	peer := nodes[1]
+	_, err := nodes[0].trans.AppendEntriesPipeline(raft.ServerID("n2"), raft.ServerAddress(peer.RaftAddr()))
+	if !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline = %v, want raft.ErrPipelineReplicationNotSupported", err)
 	}
 }

@@ -262,7 +262,19 @@ func Open(cfg Config, fsm *store.Store) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}
+	// MaxRPCsInFlight 1: no pipelined replication. raft v1.7.3's pipeline
+	// can wedge for good after a follower answers an AppendEntries with
+	// success false (a term change, a log mismatch): the response decoder
+	// stops reading, the decoded-response goroutine blocks handing on the
+	// next answer, and the sender, which may still pick one more send
+	// before it notices, blocks queueing it, inside the replication
+	// goroutine that would close the pipeline. That follower then gets
+	// heartbeats but no entries until the leader restarts, and the
+	// leader's Shutdown waits for that goroutine forever (seen after
+	// leadership transfers: a node's Close hung 8 minutes in
+	// TestLeaseExpiryAcrossLeaderChanges). Without a pipeline each
+	// AppendEntries waits for its answer; group commit makes them large.
+	tc := &raft.NetworkTransportConfig{MaxPool: 3, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: hlog}
 	if len(cfg.PeerAddrs) > 0 {
 		tc.ServerAddressProvider = peerAddrs(cfg.PeerAddrs)
 	}

@@ -78,85 +78,102 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 
 	start := time.Now() // for ObserveBatch and the commit interval; state never depends on it
 	s.txMu.Lock()
-	defer s.txMu.Unlock()
+	a, err := s.applyLocked(logs, out, start)
+	s.txMu.Unlock()
+	if err != nil {
+		clear(out)
+		return s.failAll(logs, out, err)
+	}
+	if a.n == 0 {
+		return out
+	}
+	if a.clusterID != "" {
+		s.clusterID.Store(&a.clusterID)
+	}
+	s.history.advance(a.floor, a.rec.added(), a.compacted)
+	if a.acl != nil {
+		s.acl.Store(a.acl)
+	}
+	if a.nodes != nil {
+		s.nodes.Store(&a.nodes)
+	}
+	s.hub.publish(a.rec.out, a.index)
+	if len(a.rec.leases) > 0 && s.opts.OnLeases != nil {
+		s.opts.OnLeases(a.rec.leases, false)
+	}
+	s.setApplied(a.index)
+	if s.opts.ObserveBatch != nil {
+		s.opts.ObserveBatch(a.n, time.Since(start))
+	}
+	return out
+}
+
+// applyLocked applies the batch in the open transaction (or a new one),
+// then commits it or leaves it open (commit.go). On error it stops the
+// store, and no transaction is left open. The caller holds mu's read side
+// and txMu.
+func (s *Store) applyLocked(logs []*raft.Log, out []interface{}, start time.Time) (*applied, error) {
 	held := s.txEntries // entries applied before this batch and not committed yet
 	tx := s.tx
+	var err error
 	if tx == nil {
-		var err error
 		if tx, err = s.db.Begin(true); err != nil {
-			err = fmt.Errorf("apply entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
-			s.log.Error("state machine stopped applying", "err", err)
-			s.setErr(err)
-			return s.failAll(logs, out, err)
+			return nil, s.stop(logs, err)
 		}
 	}
-	b, err := s.applyTx(tx, logs, out)
-	if err == nil && b.n > 0 {
+	a, err := s.applyTx(tx, logs, out)
+	switch {
+	case err == nil && a.n > 0:
 		s.tx = tx
 		if s.txEntries == 0 {
 			s.txBegan = start
 		}
-		s.txEntries += b.n
-		for _, l := range logs {
-			s.txBytes += len(l.Data)
-		}
-		if s.commitDue(start) {
-			err = s.commitLocked()
-		} else {
+		s.txEntries += a.n
+		s.txBytes += a.bytes
+		if !s.commitDue(start) {
 			s.holdLocked()
+			return a, nil
 		}
-	} else if err == nil && s.tx == nil {
-		// Nothing new (LogCommand entries below the applied index mixed
-		// with none above cannot reach here, but a batch of only skipped
-		// entries can): nothing to keep.
-		_ = tx.Rollback()
-	}
-	if err != nil {
-		err = fmt.Errorf("apply entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
-		s.log.Error("state machine stopped applying", "err", err)
-		s.setErr(err)
+		if err = s.commitLocked(); err == nil {
+			return a, nil
+		}
+		// commitLocked stopped the store; the transaction is gone.
+		return nil, s.stop(logs, err)
+	case err == nil:
 		if s.tx == nil {
-			_ = tx.Rollback() // a new one, or one whose commit failed
-		} else {
-			if held > 0 {
-				// The entries applied (and answered) before this batch
-				// go with it: reads fail until a restore, or a restart
-				// that replays them.
-				s.stale.Store(true)
-			}
-			s.dropLocked()
+			// No new entry: the transaction begun for this batch holds nothing.
+			_ = tx.Rollback()
 		}
-		clear(out)
-		return s.failAll(logs, out, err)
+		return a, nil
 	}
-	if b.n == 0 {
-		return out
+	err = s.stop(logs, err) // first: a read that finds stale reports Err
+	if s.tx == nil {
+		_ = tx.Rollback() // begun for this batch
+	} else {
+		if held > 0 {
+			// The entries applied (and answered) before this batch go
+			// with it: reads fail until a restore, or a restart that
+			// replays them.
+			s.stale.Store(true)
+		}
+		s.dropLocked()
 	}
-	if b.clusterID != "" {
-		s.clusterID.Store(&b.clusterID)
-	}
-	s.history.committed(b.floor, b.rec.added(), b.compacted)
-	if b.acl != nil {
-		s.acl.Store(b.acl)
-	}
-	if b.nodes != nil {
-		s.nodes.Store(&b.nodes)
-	}
-	s.hub.publish(b.rec.out, b.index)
-	if len(b.rec.leases) > 0 && s.opts.OnLeases != nil {
-		s.opts.OnLeases(b.rec.leases, false)
-	}
-	s.setApplied(b.index)
-	if s.opts.ObserveBatch != nil {
-		s.opts.ObserveBatch(b.n, time.Since(start))
-	}
-	return out
+	return nil, err
+}
+
+// stop records err, which stopped the store while applying logs.
+func (s *Store) stop(logs []*raft.Log, err error) error {
+	err = fmt.Errorf("apply entries %d-%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
+	s.log.Error("state machine stopped applying", "err", err)
+	s.setErr(err)
+	return err
 }
 
 // applied is what one batch applied: its new entries (n), the applied
 // index and term after it, and what is published once it is applied.
 type applied struct {
 	n           int
+	bytes       int // the new entries' log data
 	index, term uint64
 	floor       uint64
 	compacted   int
@@ -187,6 +204,7 @@ func (s *Store) applyTx(tx *bbolt.Tx, logs []*raft.Log, out []interface{}) (*app
 		}
 		a.index, a.term = l.Index, l.Term
 		a.n++
+		a.bytes += len(l.Data)
 		if l.Type == raft.LogCommand {
 			a.rec.begin(l.Index)
 			out[i] = s.applyEntry(b, l)

@@ -98,7 +98,10 @@
 // log, when it was open in another boot, when the marker says dirty (an
 // fsync failed in Close) or is unreadable, and when that fsync at Open
 // fails. Close writes clean only after a successful fsync, dirty after a
-// failed one (and removes kv.db if it cannot write dirty).
+// failed one (and removes kv.db if it cannot write dirty). Interrupted
+// reports a kv.db that was open in this boot when its process died: it is
+// trusted, but holds only its last commit, maybe less than was applied and
+// served (commit.go).
 //
 // A snapshot pins a read transaction until Release. While it is open bbolt
 // cannot grow its memory map, so writes that need a larger map would wait:

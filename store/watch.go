@@ -155,7 +155,7 @@ type historyStats struct {
 	events atomic.Int64
 }
 
-func (h *historyStats) committed(floor uint64, added, removed int) {
+func (h *historyStats) advance(floor uint64, added, removed int) {
 	h.floor.Store(floor)
 	h.events.Add(int64(added - removed))
 }
