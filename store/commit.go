@@ -18,8 +18,8 @@ import (
 //     transaction first, under the same lock ApplyBatch holds: a read sees
 //     everything applied before it began, as when each batch committed;
 //   - a timer commits a transaction that no later batch or read came for;
-//   - Close commits it; Restore rolls it back (the restored state replaces
-//     it).
+//   - Close commits it, and so does Restore before it swaps the file (the
+//     old file's Close would wait for an open transaction forever).
 //
 // Writes are answered once applied, before their commit: durability is
 // the raft log's (the entry is on a quorum's disks before it is applied),
@@ -29,10 +29,9 @@ import (
 // then starts older than what it served: Open tells from the marker
 // (sync.go) that the process before died, and Interrupted says so, for the
 // node to hold reads until the replay is done. A commit that fails stops
-// the store (Err), as before, and since the
-// entries it held were already answered and their index published, the
-// file is now behind what readers were told: reads fail too until a
-// Restore or a restart replays them.
+// the store (Err), as before, and since the entries it held were already
+// answered and their index published, the file is now behind what readers
+// were told: reads fail too until a Restore or a restart replays them.
 //
 // A bbolt transaction may be used by one goroutine at a time: txMu guards
 // it, and is taken under mu's read side (mu, then txMu), so Close and
