@@ -249,13 +249,23 @@ func testStaleReadsAfterRebuild(t *testing.T, lose func(t *testing.T, dir string
 	if err := c.Node(f).Snapshot(); err != nil {
 		t.Fatalf("snapshot on follower: %v", err)
 	}
-	// The follower's kv.db as it is now: the stream's file, without its
-	// header and checksum.
+	// The follower's kv.db as it is now, unpacked from its snapshot stream.
 	var stream bytes.Buffer
 	if _, err := c.Node(f).WriteSnapshot(context.Background(), &stream, kv.ReadOptions{Consistency: kv.Stale}); err != nil {
 		t.Fatal(err)
 	}
-	early := stream.Bytes()[28 : stream.Len()-4]
+	scratch := filepath.Join(t.TempDir(), "early.db")
+	backup, err := store.OpenBackup(&stream, scratch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, err := os.ReadFile(scratch)
+	if cerr := backup.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	const writes = 300
 	for i := 1; i <= writes; i++ {
 		put(t, c, c.Leader(), "hot", strconv.Itoa(i))
@@ -275,7 +285,7 @@ func testStaleReadsAfterRebuild(t *testing.T, lose func(t *testing.T, dir string
 	// Read at once and until the node has caught up: every answer is at
 	// least as new as the one before the stop, or a refusal to answer.
 	answered := 0
-	err := testkit.Eventually(30*time.Second, func() error {
+	err = testkit.Eventually(30*time.Second, func() error {
 		resp, body := get(t, c, f, "hot", "?consistency=stale&wait=200ms")
 		index, _ := strconv.ParseUint(resp.Header.Get("X-Raft-Index"), 10, 64)
 		switch resp.StatusCode {

@@ -113,7 +113,6 @@ func (s *Store) ApplyBatch(logs []*raft.Log) []interface{} {
 // store, and no transaction is left open. The caller holds mu's read side
 // and txMu.
 func (s *Store) applyLocked(logs []*raft.Log, out []interface{}, start time.Time) (*applied, error) {
-	held := s.txEntries // entries applied before this batch and not committed yet
 	tx := s.tx
 	var err error
 	if tx == nil {
@@ -150,12 +149,10 @@ func (s *Store) applyLocked(logs []*raft.Log, out []interface{}, start time.Time
 	if s.tx == nil {
 		_ = tx.Rollback() // begun for this batch
 	} else {
-		if held > 0 {
-			// The entries applied (and answered) before this batch go
-			// with it: reads fail until a restore, or a restart that
-			// replays them.
-			s.stale.Store(true)
-		}
+		// Open since an earlier batch: the entries applied (and answered)
+		// since go with it. Reads fail until a restore, or a restart that
+		// replays them.
+		s.stale.Store(true)
 		s.dropLocked()
 	}
 	return nil, err

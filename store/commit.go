@@ -137,6 +137,12 @@ func (s *Store) settle() error {
 		}
 		s.txMu.Unlock()
 	}
+	return s.staleErr()
+}
+
+// staleErr is the error of a read after a failed commit lost applied
+// entries, or nil.
+func (s *Store) staleErr() error {
 	if s.stale.Load() {
 		return fmt.Errorf("store unavailable: applied entries were lost with a failed commit: %w", s.Err())
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -538,14 +539,16 @@ func (s *Store) SetAppliedFloor(index uint64) error {
 	if s.db == nil {
 		return s.unavailable()
 	}
-	if err := s.settle(); err != nil {
-		return err
-	}
-	// Under txMu: no batch opens a transaction of its own meanwhile.
+	// Commit what is open, and hold txMu so that no batch opens another
+	// meanwhile: db.Update would wait for it with mu held, and a commit by
+	// the timer would wait behind a Close or Restore queued for mu.
 	s.txMu.Lock()
 	defer s.txMu.Unlock()
 	if err := s.commitLocked(); err != nil {
 		return fmt.Errorf("set applied floor %d: %w", index, err)
+	}
+	if err := s.staleErr(); err != nil {
+		return err
 	}
 	raised := false
 	err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -606,17 +609,12 @@ func (s *Store) NodeAPIAddr(id string) (string, bool) {
 
 // NodeAPIAddrs returns every registered raft server id and its API address.
 func (s *Store) NodeAPIAddrs() (map[string]string, error) {
-	m := make(map[string]string)
-	err := s.view(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
-			m[string(k)] = string(v)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, err
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, s.unavailable()
 	}
-	return m, nil
+	return maps.Clone(*s.nodes.Load()), nil
 }
 
 // FileSize returns the size of kv.db in bytes, or 0 if it cannot be read.
