@@ -294,7 +294,9 @@ func (b backend) Join(ctx context.Context, req kv.JoinRequest) error { return b.
 
 func (b backend) Ready(ctx context.Context) error { return b.n.ready(ctx) }
 
-func (b backend) ReadIndex(ctx context.Context) (uint64, error) { return b.n.raft.ReadIndex(ctx) }
+func (b backend) ReadIndex(ctx context.Context, voter string, voterTerm uint64) (uint64, error) {
+	return b.n.raft.ReadIndexFor(ctx, voter, voterTerm)
+}
 
 func (b backend) LeaderCheck() (uint64, string) {
 	s := b.n.raft.Status()

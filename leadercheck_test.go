@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -80,5 +81,83 @@ func TestLeaderCheckCountsOnlyTheVoterAsked(t *testing.T) {
 	setAddr(a.ID(), a.HTTPAddr())
 	if err := raftkv.ConfirmLeadership(leader); err != nil {
 		t.Errorf("with %s at its own address: %v", a.ID(), err)
+	}
+}
+
+// A follower's read index in a cluster of three rests on the follower's
+// word: its term, read after its reads began, is the leader's, and the two
+// of them are a quorum, so the leader answers without a leadership check
+// of its own (docs/consistency.md, "Linearizable reads on followers").
+// A word that does not make that quorum (another term, the leader's own
+// id, a stranger) gets the check, and a term that is not a number is a bad
+// request.
+func TestFollowerReadIndexOnItsWord(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	l, f := c.Leader(), c.Follower()
+	counter := func(name string) int {
+		t.Helper()
+		v, err := strconv.Atoi(metricValue(t, c, l, name))
+		if err != nil {
+			t.Fatalf("leader's %s: %v", name, err)
+		}
+		return v
+	}
+	const checks, vouched = "raftkv_leadership_checks_total", "raftkv_read_index_vouched_total"
+
+	// Linearizable reads on the follower, one after another: each is its
+	// own read-index round, each on the follower's word.
+	put(t, c, l, "word", "v1")
+	checks0, vouched0 := counter(checks), counter(vouched)
+	const reads = 20
+	for i := range reads {
+		if resp, body := get(t, c, f, "word", ""); resp.StatusCode != http.StatusOK || body != "v1" {
+			t.Fatalf("read %d on the follower: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if got := counter(vouched) - vouched0; got < reads {
+		t.Errorf("%d of %d follower reads had their read index on the follower's word", got, reads)
+	}
+	// Other callers (readiness probes) may run a check meanwhile, but not
+	// one per read.
+	if got := counter(checks) - checks0; got >= reads {
+		t.Errorf("the leader ran %d leadership checks for %d follower reads", got, reads)
+	}
+
+	term := metricValue(t, c, l, "raftkv_raft_term")
+	url := c.URL(l) + httpapi.ReadIndexPath
+	for _, tt := range []struct {
+		name      string
+		by, term  string
+		vouchedBy int // how much the vouched counter moves
+	}{
+		{"the follower in the leader's term", c.ID(f), term, 1},
+		{"the follower in an older term", c.ID(f), "1", 0},
+		{"the leader's own id", c.ID(l), term, 0},
+		{"a server id that is no member", "stranger", term, 0},
+		{"no term", c.ID(f), "", 0},
+	} {
+		v0, c0 := counter(vouched), counter(checks)
+		h := map[string]string{httpapi.HeaderForwardedBy: tt.by}
+		if tt.term != "" {
+			h[httpapi.HeaderTerm] = tt.term
+		}
+		resp, body := c.Do(http.MethodGet, url, nil, h)
+		var ri httpapi.ReadIndexResponse
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &ri) != nil || ri.Index == 0 {
+			t.Errorf("%s: %d %s", tt.name, resp.StatusCode, body)
+			continue
+		}
+		if got := counter(vouched) - v0; got != tt.vouchedBy {
+			t.Errorf("%s: vouched counter moved by %d, want %d", tt.name, got, tt.vouchedBy)
+		}
+		if tt.vouchedBy == 0 && counter(checks) == c0 {
+			t.Errorf("%s: read index answered without a leadership check", tt.name)
+		}
+	}
+
+	resp, body := c.Do(http.MethodGet, url, nil, map[string]string{httpapi.HeaderForwardedBy: c.ID(f), httpapi.HeaderTerm: "x"})
+	var e kv.ErrorResponse
+	if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(body, &e) != nil || e.Error.Code != "bad_request" {
+		t.Errorf("term %q: %d %s, want 400 bad_request", "x", resp.StatusCode, body)
 	}
 }

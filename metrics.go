@@ -45,6 +45,11 @@ type nodeStats struct {
 	HistoryEvents int64
 	// Leases is how many leases the node keeps timers for.
 	Leases int
+	// LeadershipChecks is how many leadership checks the node ran as
+	// leader; VouchedReadIndexes, how many followers' read indexes it
+	// served on the asking voter's word instead.
+	LeadershipChecks   uint64
+	VouchedReadIndexes uint64
 }
 
 // newNodeMetrics registers the node's collectors on reg; stats is called
@@ -105,6 +110,14 @@ func newNodeMetrics(reg prometheus.Registerer, api *httpapi.Metrics, stats func(
 	gauge("raftkv_watch_history_events", "Events kept in the change history.", func(s nodeStats) float64 { return float64(s.HistoryEvents) })
 	gauge("raftkv_leases", "Leases this node keeps timers for (every lease the state machine holds).", func(s nodeStats) float64 { return float64(s.Leases) })
 	gauge("raftkv_watch_history_oldest_index", "Oldest raft index whose events the change history keeps.", func(s nodeStats) float64 { return float64(s.HistoryOldest) })
+	counter := func(name, help string, f func(nodeStats) float64) {
+		collectors = append(collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return f(stats()) }))
+	}
+	counter("raftkv_leadership_checks_total", "Leadership checks (a round of leader-check requests to the other voters) this node ran as leader for linearizable reads.",
+		func(s nodeStats) float64 { return float64(s.LeadershipChecks) })
+	counter("raftkv_read_index_vouched_total", "Followers' read indexes this node, as leader, served on the asking voter's word, without a leadership check.",
+		func(s nodeStats) float64 { return float64(s.VouchedReadIndexes) })
 	for _, state := range []string{"Follower", "Candidate", "Leader", "Shutdown"} {
 		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raftkv_raft_state", Help: "1 for the raft state this node is in.", ConstLabels: prometheus.Labels{"state": state},
@@ -153,5 +166,8 @@ func (n *Node) stats() nodeStats {
 		LastContact:   s.LastContact,
 		DBSizeBytes:   n.store.FileSize(),
 		Leases:        n.leases.count(),
+
+		LeadershipChecks:   n.raft.LeadershipChecks(),
+		VouchedReadIndexes: n.raft.Vouched(),
 	}
 }

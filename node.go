@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -531,6 +532,11 @@ func (n *Node) askReadIndex() (uint64, error) {
 		return 0, err
 	}
 	req.Header.Set(httpapi.HeaderForwardedBy, n.cfg.ID)
+	// This node's word for the reads waiting on this round, which all
+	// began before it: its term now, read after they began. A voter whose
+	// term is the leader's spares the leader its leadership check
+	// (raftnode.Node.ReadIndexFor).
+	req.Header.Set(httpapi.HeaderTerm, strconv.FormatUint(n.raft.Term(), 10))
 	resp, err := n.peers.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("%w: leader at %s unreachable: %w", kv.ErrNoLeader, leader, err)

@@ -80,7 +80,10 @@ type Backend interface {
 	Ready(ctx context.Context) error
 	// ReadIndex is the leader's side of a follower's linearizable read: an
 	// index whose application makes a read linearizable (leader only).
-	ReadIndex(ctx context.Context) (uint64, error)
+	// voter and voterTerm are the asker's word (ReadIndexPath): its id and
+	// its current term when it sent the request; empty and 0 when it gave
+	// none.
+	ReadIndex(ctx context.Context, voter string, voterTerm uint64) (uint64, error)
 	// LastContact is how long ago the leader was last heard from; zero on
 	// the leader and on a node that never heard from one.
 	LastContact() time.Duration

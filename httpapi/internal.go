@@ -14,6 +14,10 @@ import (
 // means, and a wrong belief must fail, not be passed on.
 
 // ReadIndexPath is the leader's endpoint for followers' linearizable reads.
+// The asker names itself in HeaderForwardedBy and may give its current
+// raft term, read when it sent the request, in HeaderTerm: a voter whose
+// term is the leader's and which with the leader makes a quorum spares the
+// leader its leadership check (docs/consistency.md).
 const ReadIndexPath = "/v1/internal/read-index"
 
 // LeaderCheckPath is every member's endpoint for a leader confirming,
@@ -54,7 +58,15 @@ type ReadIndexResponse struct {
 
 // getReadIndex is the leader's side of a follower's linearizable read.
 func (h *Handler) getReadIndex(r *http.Request) (ReadIndexResponse, error) {
-	index, err := h.b.ReadIndex(r.Context())
+	var term uint64
+	if v := r.Header.Get(HeaderTerm); v != "" {
+		t, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return ReadIndexResponse{}, fmt.Errorf("%w: header %s: %q is not a term", kv.ErrBadRequest, HeaderTerm, v)
+		}
+		term = t
+	}
+	index, err := h.b.ReadIndex(r.Context(), r.Header.Get(HeaderForwardedBy), term)
 	return ReadIndexResponse{Index: index}, err
 }
 

@@ -196,6 +196,8 @@ type Node struct {
 	// verify shares VerifyLeader rounds among concurrent reads: at most
 	// one in flight, and a read never uses a round that began before it.
 	verify coalesce.Group[struct{}]
+	// vouched counts read indexes served on a follower's word (ReadIndexFor).
+	vouched atomic.Uint64
 	// leadership fans the leadership watcher's views out to subscribers
 	// (leadership.go).
 	leadership leadershipHub
@@ -448,6 +450,11 @@ type Status struct {
 	// leader itself and before any contact.
 	LastContact time.Time
 }
+
+// Term is the node's current raft term. A node whose term is T has voted
+// for no candidate of a later term yet: raft moves to a candidate's term
+// before it grants its vote.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 
 // Status reads the node's current status without blocking on raft.
 func (n *Node) Status() Status {
