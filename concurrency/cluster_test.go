@@ -203,11 +203,18 @@ func TestElectionOnCluster(t *testing.T) {
 	}
 	campaigned := make(chan error, 1)
 	go func() { campaigned <- b.Campaign(ctx, []byte("host-b")) }()
-	// b waits behind a: it leads only once a resigns.
+	// b waits behind a, its key queued after a's: it leads only once a
+	// resigns, in the same entry (a resignation before b's key is queued
+	// would show no leader in between).
+	lister := nodeClient(t, c, 2)
 	if err := testkit.Eventually(10*time.Second, func() error {
 		h, err := b.Leader(ctx)
 		if err != nil || string(h.Value) != "host-a" {
 			return fmt.Errorf("leader %+v, %v", h, err)
+		}
+		q, err := lister.List(ctx, kv.ListOptions{Prefix: kv.ElectionQueue("sched"), KeysOnly: true})
+		if err != nil || len(q.Items) != 2 {
+			return fmt.Errorf("queue %+v, %v: want a's and b's keys", q.Items, err)
 		}
 		return nil
 	}); err != nil {
