@@ -161,3 +161,56 @@ func TestFollowerReadIndexOnItsWord(t *testing.T) {
 		t.Errorf("term %q: %d %s, want 400 bad_request", "x", resp.StatusCode, body)
 	}
 }
+
+// A leadership check in a cluster of three asks one voter, the one whose
+// answer completed the last check, and the other only when that one fails
+// or is slow to answer; with one of them stopped, the leader's reads go on.
+func TestLeaderCheckAsksOneVoterFirst(t *testing.T) {
+	c := testkit.NewCluster(t, 3, testkit.Options{})
+	l := c.Leader()
+	var others []int
+	for i := range c.Size() {
+		if i != l {
+			others = append(others, i)
+		}
+	}
+	num := func(i int, name string) int {
+		t.Helper()
+		v := metricValue(t, c, i, name)
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("n%d's %s: %v", i+1, name, err)
+		}
+		return n
+	}
+	const answered = `raftkv_http_requests_total{code="200",method="GET",route="/v1/internal/leader-check"}`
+	asked := func() int { return num(others[0], answered) + num(others[1], answered) }
+	put(t, c, l, "check", "v1")
+
+	checks0, asked0 := num(l, "raftkv_leadership_checks_total"), asked()
+	const reads = 20
+	for i := range reads {
+		if resp, body := get(t, c, l, "check", ""); resp.StatusCode != http.StatusOK || body != "v1" {
+			t.Fatalf("read %d on the leader: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	checks := num(l, "raftkv_leadership_checks_total") - checks0
+	if checks < reads {
+		t.Fatalf("%d leadership checks for %d reads on the leader, one after another", checks, reads)
+	}
+	// A check whose first voter is slow asks the other too: a few, not
+	// one per check.
+	if got := asked() - asked0; got > checks+checks/2 {
+		t.Errorf("%d leadership checks asked the voters %d times; want about one request a check", checks, got)
+	}
+
+	c.Stop(others[0])
+	for i := range reads {
+		if resp, body := get(t, c, l, "check", ""); resp.StatusCode != http.StatusOK || body != "v1" {
+			t.Fatalf("read %d on the leader with %s stopped: %d %q", i, c.ID(others[0]), resp.StatusCode, body)
+		}
+	}
+}

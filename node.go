@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type Node struct {
 	// readIndex shares read-index requests to the leader among the
 	// follower's concurrent linearizable reads.
 	readIndex coalesce.Group[uint64]
+	// checkFirst is the voter whose answer completed the last leadership
+	// check: the next check asks it first (confirmLeadership).
+	checkFirst atomic.Pointer[string]
 	// rebuild holds reads while a discarded kv.db is rebuilt (rebuild.go).
 	rebuild rebuildHold
 	metrics *nodeMetrics
@@ -552,10 +556,13 @@ func (n *Node) askReadIndex() (uint64, error) {
 	return out.Index, nil
 }
 
-// confirmLeadership asks every other voter, over HTTP, whom it follows in
+// confirmLeadership asks the other voters, over HTTP, whom they follow in
 // which term, and succeeds once a quorum (this node included) answers
-// "this node, in term". The requests leave after the caller's reads began,
-// so the answers vouch for leadership after that moment (see
+// "this node, in term". It asks as many as a quorum needs, those that
+// completed the last check first, and the rest only if one of them fails
+// or has not answered within leaderCheckHedge: in a cluster of three, one
+// request a check instead of two. The requests leave after the caller's
+// reads began, so the answers vouch for leadership after that moment (see
 // raftnode.Config.ConfirmLeadership for why raft's VerifyLeader does not).
 // Each answer counts for the voter asked only (checkFollows), so no
 // process is counted twice, whatever addresses the nodes table holds.
@@ -584,30 +591,67 @@ func (n *Node) confirmLeadership(term uint64) error {
 	if need <= 0 {
 		return nil
 	}
+	if first := n.checkFirst.Load(); first != nil {
+		if i := slices.Index(others, *first); i > 0 {
+			others[0], others[i] = others[i], others[0]
+		}
+	}
 	// The checks still out once a quorum answered are left to finish (the
 	// node's life and readIndexTimeout bound them), not cancelled: a
 	// request cancelled in flight closes its connection, and the next
 	// round would dial the slower voter again.
 	ctx, cancel := context.WithTimeout(n.life, readIndexTimeout)
-	answers := make(chan error, len(others))
-	var checks sync.WaitGroup
-	for _, id := range others {
-		checks.Go(func() { answers <- n.checkFollows(ctx, id, term) })
+	type answer struct {
+		id  string
+		err error
 	}
-	go func() {
-		checks.Wait()
-		cancel()
+	answers := make(chan answer, len(others))
+	var checks sync.WaitGroup
+	defer func() {
+		go func() {
+			checks.Wait()
+			cancel()
+		}()
 	}()
+	asked := 0
+	ask := func() {
+		id := others[asked]
+		asked++
+		checks.Go(func() { answers <- answer{id, n.checkFollows(ctx, id, term)} })
+	}
+	for asked < min(need, len(others)) {
+		ask()
+	}
+	hedge := time.NewTimer(leaderCheckHedge)
+	defer hedge.Stop()
 	var errs []error
-	for range others {
-		if err := <-answers; err != nil {
-			errs = append(errs, err)
-		} else if need--; need == 0 {
-			return nil
+	for out := asked; out > 0; {
+		select {
+		case a := <-answers:
+			out--
+			if a.err != nil {
+				errs = append(errs, a.err)
+				if asked < len(others) {
+					ask()
+					out++
+				}
+			} else if need--; need == 0 {
+				n.checkFirst.Store(&a.id)
+				return nil
+			}
+		case <-hedge.C:
+			for asked < len(others) {
+				ask()
+				out++
+			}
 		}
 	}
 	return fmt.Errorf("%w: no quorum confirms leadership in term %d: %w", kv.ErrNotLeader, term, errors.Join(errs...))
 }
+
+// leaderCheckHedge is how long a leadership check waits for the voters it
+// asked first before it asks the others too.
+const leaderCheckHedge = 5 * time.Millisecond
 
 // checkFollows asks voter id, at the API address the nodes table holds for
 // it, whether it follows this node in term. The address may have come to
