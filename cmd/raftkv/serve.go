@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/raftkv/raftkv"
 	"github.com/raftkv/raftkv/kv"
 )
@@ -53,7 +55,7 @@ type serveFlags struct {
 	leaderWait                                                                 *time.Duration
 	watchHistory, watchWindow, maxWatchers                                     *int
 	leaseCheckpoint, stateCommit                                               *time.Duration
-	fsmSync, pprofOn                                                           *bool
+	fsmSync, pprofOn, raftMetrics                                              *bool
 	logFormat, tlsCert, tlsKey, tlsCA, tlsClientCA                             *string
 	acl, aclReset, aclMetrics                                                  *bool
 	aclBootstrapFile, aclTokenFile                                             *string
@@ -92,6 +94,7 @@ func newServeCommand(stderr io.Writer) (*command, *serveFlags) {
 	f.stateCommit = fs.Duration("state-commit-interval", 0, "how long applied writes may wait in an open kv.db transaction for later ones to share its commit; reads commit it first (0: default 100ms; negative, or with --fsm-sync: commit every batch)")
 	f.fsmSync = fs.Bool("fsm-sync", false, "fsync kv.db at every commit of it (default off: the raft log is synced, and kv.db is rebuilt from it after a machine stop)")
 	f.pprofOn = fs.Bool("pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
+	f.raftMetrics = fs.Bool("raft-metrics", false, "also show hashicorp/raft's own measurements on /metrics (raft_commitTime, raft_rpc_appendEntries_storeLogs, ...; summaries in milliseconds, named by raft, not part of the API contract)")
 	f.logFormat = fs.String("log-format", "text", "log format: text or json")
 	f.tlsCert = fs.String("tls-cert", "", "PEM file of this node's member certificate: turns TLS on (with --tls-key and --tls-ca); reloaded when it changes and on SIGHUP")
 	f.tlsKey = fs.String("tls-key", "", "PEM file of the member certificate's key")
@@ -162,7 +165,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var reg *prometheus.Registry // nil: the node makes its own
+	if *f.raftMetrics {
+		if reg, err = raftMetricsRegistry(); err != nil {
+			return err
+		}
+	}
 	node, err := raftkv.Open(raftkv.Config{
+		Registry:        reg,
 		ID:              *f.id,
 		DataDir:         *f.dataDir,
 		LogStore:        logStore,
