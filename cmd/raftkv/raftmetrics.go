@@ -16,8 +16,9 @@ import (
 // go-metrics calls raft makes (raft_commitTime, raft_leader_dispatchLog,
 // raft_rpc_appendEntries_storeLogs, raft_replication_appendEntries_rpc,
 // raft_fsm_applyBatch, ...: summaries in milliseconds, quantiles over the
-// last ten seconds; one not measured for a minute drops off). raft reports to go-metrics' process-wide sink, so this is for
-// a process that runs one node, as raftkv serve does.
+// last ten seconds; one not measured for a minute drops off). raft reports
+// to go-metrics' process-wide sink, so this is for a process that runs
+// one node, as raftkv serve does.
 func raftMetricsRegistry() (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
