@@ -15,6 +15,17 @@ import (
 	"github.com/raftkv/raftkv/kv"
 )
 
+// nodesBut lists c's nodes other than l.
+func nodesBut(c *testkit.Cluster, l int) []int {
+	var others []int
+	for i := range c.Size() {
+		if i != l {
+			others = append(others, i)
+		}
+	}
+	return others
+}
+
 // A leadership check counts an answer only from the voter it asked. The
 // leader reaches a voter at the API address the replicated nodes table
 // holds for it; once that address belongs to another process (the member
@@ -24,12 +35,7 @@ import (
 func TestLeaderCheckCountsOnlyTheVoterAsked(t *testing.T) {
 	c := testkit.NewCluster(t, 3, testkit.Options{})
 	l := c.Leader()
-	var others []int
-	for i := range c.Size() {
-		if i != l {
-			others = append(others, i)
-		}
-	}
+	others := nodesBut(c, l)
 	leader, a, b := c.Node(l), c.Node(others[0]), c.Node(others[1])
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -168,12 +174,7 @@ func TestFollowerReadIndexOnItsWord(t *testing.T) {
 func TestLeaderCheckAsksOneVoterFirst(t *testing.T) {
 	c := testkit.NewCluster(t, 3, testkit.Options{})
 	l := c.Leader()
-	var others []int
-	for i := range c.Size() {
-		if i != l {
-			others = append(others, i)
-		}
-	}
+	others := nodesBut(c, l)
 	num := func(i int, name string) int {
 		t.Helper()
 		v := metricValue(t, c, i, name)
