@@ -256,11 +256,18 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Registry == nil {
-		// The node's own registry: /metrics also shows the Go runtime
-		// (go_memstats_heap_inuse_bytes, ...) and the process, as a
-		// Prometheus user expects.
-		c.Registry = prometheus.NewRegistry()
-		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		c.Registry = NewRegistry()
 	}
 	return nil
+}
+
+// NewRegistry returns the registry a node makes for itself when
+// Config.Registry is nil: /metrics then also shows the Go runtime
+// (go_memstats_heap_inuse_bytes, ...) and the process, as a Prometheus
+// user expects. A program that registers collectors of its own beside the
+// node's starts from it and passes it as Config.Registry.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }

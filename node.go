@@ -636,7 +636,9 @@ func (n *Node) confirmLeadership(term uint64) error {
 					out++
 				}
 			} else if need--; need == 0 {
-				n.checkFirst.Store(&a.id)
+				if first := n.checkFirst.Load(); first == nil || *first != a.id {
+					n.checkFirst.Store(&a.id)
+				}
 				return nil
 			}
 		case <-hedge.C:

@@ -7,26 +7,21 @@ import (
 	metrics "github.com/armon/go-metrics"
 	metricsprom "github.com/armon/go-metrics/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/raftkv/raftkv"
 )
 
 // raftMetricsRegistry makes the registry of a node whose /metrics also
-// shows hashicorp/raft's own measurements (--raft-metrics): the Go and
-// process collectors, as a node's own registry has, and a sink for the
-// go-metrics calls raft makes (raft_commitTime, raft_leader_dispatchLog,
+// shows hashicorp/raft's own measurements (--raft-metrics): a node's own
+// registry (raftkv.NewRegistry) and a sink for the go-metrics calls raft
+// makes (raft_commitTime, raft_leader_dispatchLog,
 // raft_rpc_appendEntries_storeLogs, raft_replication_appendEntries_rpc,
 // raft_fsm_applyBatch, ...: summaries in milliseconds, quantiles over the
 // last ten seconds; one not measured for a minute drops off). raft reports
 // to go-metrics' process-wide sink, so this is for a process that runs
 // one node, as raftkv serve does.
 func raftMetricsRegistry() (*prometheus.Registry, error) {
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(collectors.NewGoCollector()); err != nil {
-		return nil, fmt.Errorf("serve: --raft-metrics: %w", err)
-	}
-	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return nil, fmt.Errorf("serve: --raft-metrics: %w", err)
-	}
+	reg := raftkv.NewRegistry()
 	sink, err := metricsprom.NewPrometheusSinkFrom(metricsprom.PrometheusOpts{
 		Expiration: time.Minute,
 		Registerer: reg,

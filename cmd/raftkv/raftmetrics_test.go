@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	metrics "github.com/armon/go-metrics"
+
+	"github.com/raftkv/raftkv/internal/testkit"
 )
 
 // serve --raft-metrics puts hashicorp/raft's own measurements on /metrics
@@ -52,23 +55,19 @@ func TestServeRaftMetrics(t *testing.T) {
 			t.Fatalf("put %s on %s: %d", key, addr, resp.StatusCode)
 		}
 	}
+	// raft records an entry's timings around its answer: poll for them.
+	put(n.http, "raft-metrics/1")
 	want := []string{"raft_commitTime_count", "raft_boltdb_storeLogs_count", "raft_fsm_applyBatch_count"}
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; ; i++ {
-		put(n.http, "raft-metrics/"+strconv.Itoa(i))
+	if err := testkit.Eventually(30*time.Second, func() error {
 		m := scrape(n.http)
-		missing := ""
 		for _, name := range want {
 			if m[name] < 1 {
-				missing = name
+				return fmt.Errorf("%s is %v", name, m[name])
 			}
 		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %d puts, %s is not on /metrics with --raft-metrics", i+1, missing)
-		}
+		return nil
+	}); err != nil {
+		t.Fatalf("after a put, with --raft-metrics: %v", err)
 	}
 	before := scrape(n.http)["raft_commitTime_count"]
 	put(n.http, "raft-metrics/more")
